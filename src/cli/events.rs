@@ -1,0 +1,98 @@
+//! `router events list|show`: the event log from the command line.
+
+use super::reader::{NotFound, Reader};
+use super::DataArgs;
+use crate::log::{EventStatus, ListQuery};
+use anyhow::bail;
+use serde_json::Value;
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Recent events, newest first.
+    List {
+        #[arg(long)]
+        route: Option<String>,
+        /// pending, failed, delivered or unrouted.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = crate::server::admin::DEFAULT_LIST_LIMIT)]
+        limit: usize,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// One event in full: payload, headers (credentials redacted), deliveries.
+    Show {
+        id: u64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::List { route, status, limit, data } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => match EventStatus::parse(s) {
+                    Some(s) => Some(s),
+                    None => bail!("unknown status `{s}`; use one of {}", EventStatus::NAMES.join(", ")),
+                },
+            };
+            let reader = Reader::open(&data)?;
+            let out = reader.events(ListQuery { route, status, before: None, limit }).await?;
+            if data.json {
+                println!("{}", serde_json::to_string_pretty(&out["events"])?);
+            } else {
+                println!("{:>8}  {:<24}  {:<20}  {:<28}  {:<9}  DELIVERIES", "ID", "RECEIVED", "ROUTE", "TYPE", "STATUS");
+                for e in out["events"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:>8}  {:<24}  {:<20}  {:<28}  {:<9}  {}",
+                        e["id"], text(&e["received_at"]), text(&e["route"]), text(&e["event_type"]), text(&e["status"]), e["deliveries"]
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { id, data } => {
+            let reader = Reader::open(&data)?;
+            let detail = match reader.event(id).await {
+                Ok(d) => d,
+                Err(e) if e.is::<NotFound>() => {
+                    eprintln!("router: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(e),
+            };
+            if data.json {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("event {}  {}  route {}  type {}", detail["id"], text(&detail["status"]), text(&detail["route"]), text(&detail["event_type"]));
+            println!("received {}  provider id {}  event time {}", text(&detail["received_at"]), text(&detail["event_id"]), text(&detail["event_time"]));
+            println!("\nheaders:");
+            for h in detail["headers"].as_array().into_iter().flatten() {
+                println!("  {}: {}", text(&h[0]), text(&h[1]));
+            }
+            println!("\npayload:\n{}", serde_json::to_string_pretty(&detail["payload"])?);
+            println!("\ndeliveries:");
+            for d in detail["delivery_records"].as_array().into_iter().flatten() {
+                println!(
+                    "  #{} {} -> {}: {} after {} attempt(s){}",
+                    d["index"], text(&d["rule_name"]), text(&d["sink"]), text(&d["status"]), d["attempts"],
+                    d["last_error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A JSON scalar as plain text (`-` for null).
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}

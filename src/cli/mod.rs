@@ -1,0 +1,59 @@
+//! Command-line interface: `serve`, `check`, `events`, `store`. Each
+//! subcommand lives in its own file as `run(args) -> Result<ExitCode>`;
+//! anyhow stops here, at the edge.
+
+mod check;
+mod events;
+mod reader;
+mod serve;
+mod store;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit status for "could not run at all" (bad arguments, unreadable paths).
+pub const EXIT_CANNOT_RUN: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(name = "router", version, about = "A declarative webhook router: routes.d YAML in, durable ingest, delivery to sinks.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve every route of the routes directory.
+    Serve(serve::Args),
+    /// Validate route files the way `serve` would load them, binding nothing.
+    Check(check::Args),
+    /// Read the event log.
+    #[command(subcommand)]
+    Events(events::Command),
+    /// Read what store sinks wrote.
+    #[command(subcommand)]
+    Store(store::Command),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Check(args) => check::run(args),
+        Command::Events(cmd) => events::run(cmd).await,
+        Command::Store(cmd) => store::run(cmd).await,
+    }
+}
+
+/// `--data` and `--admin` with `--json`, shared by every command that reads data.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// The data directory (`router serve --data`).
+    #[arg(long, default_value = "data", env = "ROUTER_DATA")]
+    pub data: std::path::PathBuf,
+    /// Admin address of a running router, used when it holds the data directory.
+    #[arg(long, default_value = "127.0.0.1:9090", env = "ROUTER_ADMIN")]
+    pub admin: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,104 @@
+//! Reads the data directory for the CLI: directly when no router runs, or
+//! through the admin API of the router that holds it (sled lets one process
+//! open a database). Both paths return the same JSON.
+
+use super::DataArgs;
+use crate::log::ListQuery;
+use crate::runtime::{DataDir, OpenError};
+use anyhow::{anyhow, Context as _};
+use serde_json::{json, Value};
+
+pub enum Reader {
+    Local(DataDir),
+    Remote { base: String, client: reqwest::Client },
+}
+
+/// A read that found nothing (exit 1, not a crash).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
+
+impl Reader {
+    pub fn open(args: &DataArgs) -> anyhow::Result<Self> {
+        match DataDir::open(&args.data) {
+            Ok(dir) => Ok(Reader::Local(dir)),
+            Err(OpenError::Locked(_)) => {
+                let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+                Ok(Reader::Remote { base: format!("http://{}", args.admin), client })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn remote(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let Reader::Remote { base, client } = self else { unreachable!("remote reads only") };
+        let resp = client
+            .get(format!("{base}{path}"))
+            .query(query)
+            .send()
+            .await
+            .with_context(|| format!("the data directory is in use, and the router's admin API at {base} does not answer"))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.context("admin API answered something that is not JSON")?;
+        match status.as_u16() {
+            200 => Ok(body),
+            404 => Err(NotFound(body["error"].as_str().unwrap_or("not found").to_string()).into()),
+            _ => Err(anyhow!("admin API: {} ({status})", body["error"].as_str().unwrap_or("error"))),
+        }
+    }
+
+    pub async fn events(&self, q: ListQuery) -> anyhow::Result<Value> {
+        match self {
+            Reader::Local(d) => Ok(json!({"events": d.log.list(&q)?})),
+            Reader::Remote { .. } => {
+                let mut query = vec![("limit", q.limit.to_string())];
+                if let Some(r) = q.route {
+                    query.push(("route", r));
+                }
+                if let Some(s) = q.status {
+                    query.push(("status", serde_json::to_value(s)?.as_str().unwrap_or_default().to_string()));
+                }
+                self.remote("/events", &query).await
+            }
+        }
+    }
+
+    pub async fn event(&self, id: u64) -> anyhow::Result<Value> {
+        match self {
+            Reader::Local(d) => match d.log.detail(id) {
+                Ok(detail) => Ok(serde_json::to_value(detail)?),
+                Err(crate::log::LogError::NotFound(w)) => Err(NotFound(format!("no such {w}")).into()),
+                Err(e) => Err(e.into()),
+            },
+            Reader::Remote { .. } => self.remote(&format!("/events/{id}"), &[]).await,
+        }
+    }
+
+    pub async fn record(&self, tree: &str, key: &str) -> anyhow::Result<Value> {
+        match self {
+            Reader::Local(d) => d.records.get(tree, key)?.ok_or_else(|| NotFound(format!("no record `{key}`")).into()),
+            Reader::Remote { .. } => {
+                let path = format!("/store/{}/{}", encode(tree), encode(key));
+                self.remote(&path, &[]).await
+            }
+        }
+    }
+
+    pub async fn records(&self, tree: &str, filter: &[(String, String)]) -> anyhow::Result<Value> {
+        match self {
+            Reader::Local(d) => {
+                let records = d.records.list(tree, filter, None, usize::MAX)?;
+                Ok(json!({"records": records.into_iter().map(|(key, value)| json!({"key": key, "value": value})).collect::<Vec<_>>()}))
+            }
+            Reader::Remote { .. } => {
+                let w: Vec<String> = filter.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let query = if w.is_empty() { vec![] } else { vec![("where", w.join(","))] };
+                self.remote(&format!("/store/{}", encode(tree)), &query).await
+            }
+        }
+    }
+}
+
+fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20")
+}

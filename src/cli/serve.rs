@@ -1,0 +1,105 @@
+//! `router serve`: load routes, open the data directory, bind, run until
+//! SIGTERM or Ctrl-C.
+
+use crate::config::{self, env::ProcessEnv};
+use crate::runtime::{DataDir, Runtime};
+use crate::server::{self, Limits};
+use crate::telemetry::{self, LogFormat};
+use anyhow::{bail, Context};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Directory of route files.
+    #[arg(long, default_value = "routes.d")]
+    routes: PathBuf,
+    /// Data directory (event log and store).
+    #[arg(long, default_value = "data", env = "ROUTER_DATA")]
+    data: PathBuf,
+    /// Webhook listener address.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Admin API address (loopback only until admin tokens land); `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin_listen: String,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Open connections at most.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Time a client has to send its headers.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// Time a client has to send its body.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    telemetry::init(args.log_format);
+    let loaded = match config::load(std::slice::from_ref(&args.routes), &ProcessEnv) {
+        Ok(l) => l,
+        Err(diags) => {
+            eprint!("{diags}");
+            tracing::error!(routes = %args.routes.display(), errors = diags.errors().count(), "Route files have errors; not starting.");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for w in &loaded.warnings.0 {
+        tracing::warn!(file = %w.file.display(), line = w.line, column = w.column, "{}", w.message);
+    }
+    let admin_addr: Option<SocketAddr> = match args.admin_listen.as_str() {
+        "off" | "none" => None,
+        a => Some(a.parse().with_context(|| format!("--admin-listen `{a}` is not an address"))?),
+    };
+    if let Some(a) = admin_addr {
+        if !a.ip().is_loopback() {
+            bail!("--admin-listen {a}: the admin API has no authentication yet, so it only binds loopback addresses");
+        }
+    }
+    let data = DataDir::open(&args.data)?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let admin = match admin_addr {
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a} (admin)"))?),
+        None => None,
+    };
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        admin = ?admin.as_ref().and_then(|a| a.local_addr().ok()),
+        routes = loaded.config.routes.len(),
+        sinks = loaded.config.sinks.len(),
+        data = %args.data.display(),
+        "Router started."
+    );
+    let rt = Runtime::new(loaded.config, data);
+    let limits = Limits {
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        ..Limits::default()
+    };
+    server::serve(listener, admin, rt, limits, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

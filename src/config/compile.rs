@@ -1,0 +1,545 @@
+//! Raw YAML → compiled `Config`, collecting every problem with its position.
+//!
+//! Order: parse each file, gather sinks (names are global), then compile
+//! routes and views against them. A problem in one place never hides the
+//! others: each step records diagnostics and carries on.
+
+use super::diagnostic::{nearest, Diagnostic, Diagnostics, Pos};
+use super::env::{interpolate, EnvSource};
+use super::raw::{self, MapNode, RawFile, RawSink, RawVerify, S};
+use super::{Config, Loaded, View};
+use crate::mapping::{Expr, ExprError, Mapping};
+use crate::route::filter::EventFilter;
+use crate::route::table::{template_params, Endpoint, RouteTable};
+use crate::route::{EventSpec, Requirement, Route, Rule, Target, ValueKind, DEFAULT_BODY_LIMIT};
+use crate::sink::{RetryPolicy, Sink, SinkKind, StoreMode, StoreSink, SINK_TYPES};
+use crate::verify::{BasicAuth, BearerToken, Verifier};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The `verify.scheme` values known today.
+const SCHEMES: &[&str] = &["none", "bearer", "basic"];
+
+pub(super) fn compile(
+    sources: &[(PathBuf, String)],
+    env: &dyn EnvSource,
+    mut diags: Diagnostics,
+) -> Result<Loaded, Diagnostics> {
+    let mut files = Vec::new();
+    for (path, text) in sources {
+        let options = serde_saphyr::options! { strict_booleans: true };
+        match serde_saphyr::from_str_with_options::<Option<RawFile>>(text, options) {
+            Ok(Some(raw)) => files.push((path.as_path(), text.as_str(), raw)),
+            Ok(None) => {} // an empty file declares nothing
+            Err(e) => diags.push(yaml_error(path, &e)),
+        }
+    }
+
+    // Sinks first: routes in any file may name them.
+    let mut sinks: BTreeMap<String, Arc<Sink>> = BTreeMap::new();
+    let mut sink_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+    for (path, text, raw) in &files {
+        let mut cx = Cx { file: path, text, env, diags: &mut diags };
+        for (name, sink) in raw.sinks.iter().flat_map(|m| m.0.iter()) {
+            if let Some((first_file, first_pos)) = sink_origin.get(&name.value) {
+                cx.error(Pos::of(name), format!("sink `{}` is declared twice", name.value))
+                    .with_hint(format!("the first is at {}:{}:{}; sink names are global to the directory", first_file.display(), first_pos.line, first_pos.column));
+                continue;
+            }
+            sink_origin.insert(name.value.clone(), (path.to_path_buf(), Pos::of(name)));
+            if let Some(s) = cx.sink(name, sink) {
+                sinks.insert(name.value.clone(), Arc::new(s));
+            }
+        }
+    }
+
+    let mut table = RouteTable::default();
+    let mut routes = Vec::new();
+    let mut views = Vec::new();
+    let mut route_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+    let mut path_origin: HashMap<String, String> = HashMap::new();
+    for (path, text, raw) in &files {
+        let mut cx = Cx { file: path, text, env, diags: &mut diags };
+        if let Some(route) = cx.route(raw, &sinks, &sink_origin) {
+            let name_pos = raw.route.as_ref().map(Pos::of).unwrap_or_default();
+            let path_pos = raw.path.as_ref().map(Pos::of).unwrap_or_default();
+            if let Some((f, p)) = route_origin.get(&route.name) {
+                cx.error(name_pos, format!("route `{}` is declared twice", route.name))
+                    .with_hint(format!("the first is at {}:{}:{}; give each route its own name", f.display(), p.line, p.column));
+            } else {
+                route_origin.insert(route.name.clone(), (path.to_path_buf(), name_pos));
+                match table.insert(&route.path, Endpoint::Route(routes.len())) {
+                    Ok(()) => {
+                        path_origin.insert(route.path.clone(), format!("route `{}`", route.name));
+                        routes.push(Arc::new(route));
+                    }
+                    Err(msg) => cx.path_conflict(path_pos, msg, &path_origin),
+                }
+            }
+        }
+        for view in raw.views.iter().flatten() {
+            if let Some(v) = cx.view(view) {
+                match table.insert(&v.path, Endpoint::View(views.len())) {
+                    Ok(()) => {
+                        path_origin.insert(v.path.clone(), format!("a view in {}", path.display()));
+                        views.push(v);
+                    }
+                    Err(msg) => cx.path_conflict(Pos::of(&view.value.path), msg, &path_origin),
+                }
+            }
+        }
+    }
+
+    diags.sort();
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let files = sources.iter().map(|(p, _)| p.clone()).collect();
+    Ok(Loaded { config: Config { routes, views, sinks, table, files }, warnings: diags })
+}
+
+/// Turns a YAML/serde error into a diagnostic, with "did you mean" for unknown keys.
+fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> Diagnostic {
+    let pos = e.location().map(|l| Pos::from_location(&l)).unwrap_or_default();
+    let full = e.without_snippet().to_string();
+    // The rendered message may carry its own position; ours is the one printed.
+    let message = match full.split_once(": ") {
+        Some((head, rest)) if head.contains("line") && head.contains("column") => rest.to_string(),
+        _ => full,
+    };
+    let message = message.lines().next().unwrap_or_default().trim().to_string();
+    let mut d = Diagnostic::error(path, pos, message.clone());
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((field, expected)) = rest.split_once('`') {
+            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            d = match nearest(field, candidates.iter().copied()) {
+                Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+                None if !candidates.is_empty() => d.with_hint(format!("valid keys here: {}", candidates.join(", "))),
+                None => d,
+            };
+        }
+    }
+    d
+}
+
+/// Per-file compile context.
+struct Cx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    env: &'a dyn EnvSource,
+    diags: &'a mut Diagnostics,
+}
+
+/// A diagnostic just pushed, so a hint can be added fluently.
+struct Pushed<'a>(&'a mut Diagnostic);
+
+impl Pushed<'_> {
+    fn with_hint(self, hint: impl Into<String>) {
+        self.0.hint = Some(hint.into());
+    }
+}
+
+impl<'a> Cx<'a> {
+    fn error(&mut self, at: Pos, message: impl Into<String>) -> Pushed<'_> {
+        self.diags.push(Diagnostic::error(self.file, at, message));
+        Pushed(self.diags.0.last_mut().expect("just pushed"))
+    }
+
+    fn warning(&mut self, at: Pos, message: impl Into<String>) -> Pushed<'_> {
+        self.diags.push(Diagnostic::warning(self.file, at, message));
+        Pushed(self.diags.0.last_mut().expect("just pushed"))
+    }
+
+    /// Position of character `offset` inside a string scalar (skipping an opening quote).
+    fn pos_in(&self, s: &S<String>, offset: usize) -> Pos {
+        let at = Pos::of(s);
+        let line = self.text.lines().nth(at.line.saturating_sub(1) as usize).unwrap_or("");
+        let first = line.chars().nth(at.column.saturating_sub(1) as usize);
+        let quote = usize::from(matches!(first, Some('"') | Some('\'')));
+        Pos { line: at.line, column: at.column + (quote + offset) as u64 }
+    }
+
+    fn expr_error(&mut self, s: &S<String>, e: ExprError) {
+        let at = self.pos_in(s, e.offset);
+        let d = self.error(at, e.message);
+        if let Some(h) = e.hint {
+            d.with_hint(h);
+        }
+    }
+
+    fn expr(&mut self, s: &S<String>, allow_literal: bool) -> Option<Expr> {
+        Expr::parse(&s.value, allow_literal).map_err(|e| self.expr_error(s, e)).ok()
+    }
+
+    /// `${VAR}` interpolation of a value; unset required variables are errors.
+    fn interp(&mut self, s: &S<String>) -> Option<String> {
+        interpolate(&s.value, self.env)
+            .map_err(|e| {
+                let hint = e.hint();
+                let d = self.error(Pos::of(s), e.to_string());
+                if let Some(h) = hint {
+                    d.with_hint(h);
+                }
+            })
+            .ok()
+    }
+
+    fn interp_list(&mut self, s: &S<raw::OneOrMany<String>>) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for item in &s.value.0 {
+            let spanned = S::new(item.clone(), s.referenced, s.defined);
+            let v = self.interp(&spanned)?;
+            if !v.is_empty() {
+                out.push(v);
+            }
+        }
+        Some(out)
+    }
+
+    fn duration(&mut self, s: &S<String>) -> Option<std::time::Duration> {
+        humantime::parse_duration(s.value.trim())
+            .map_err(|e| self.error(Pos::of(s), format!("`{}` is not a duration: {e}", s.value)).with_hint("write e.g. 500ms, 30s, 5m or 1h"))
+            .ok()
+    }
+
+    fn sink(&mut self, name: &S<String>, s: &S<RawSink>) -> Option<Sink> {
+        let raw = &s.value;
+        let retry = raw.retry.as_ref().map_or(Some(RetryPolicy::default()), |r| self.retry(r));
+        let kind = match raw.kind.value.as_str() {
+            "store" => {
+                let tree = raw.tree.as_ref().map_or(Some(name.value.clone()), |t| self.interp(t));
+                let key = raw.key.as_ref().map(|k| self.expr(k, false));
+                let mode = match &raw.mode {
+                    None => Some(StoreMode::Upsert),
+                    Some(m) => StoreMode::parse(&m.value).or_else(|| {
+                        self.error(Pos::of(m), format!("unknown store mode `{}`", m.value))
+                            .with_hint(format!("write one of: {}", StoreMode::NAMES.join(", ")));
+                        None
+                    }),
+                };
+                SinkKind::Store(StoreSink { tree: tree?, key: key.flatten(), mode: mode? })
+            }
+            other => {
+                let d = self.error(Pos::of(&raw.kind), format!("unknown sink type `{other}`"));
+                match nearest(other, SINK_TYPES.iter().copied()) {
+                    Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+                    None => d.with_hint(format!("supported sink types: {}", SINK_TYPES.join(", "))),
+                }
+                return None;
+            }
+        };
+        Some(Sink { name: name.value.clone(), kind, retry: retry? })
+    }
+
+    fn retry(&mut self, r: &S<raw::RawRetry>) -> Option<RetryPolicy> {
+        let mut p = RetryPolicy::default();
+        if let Some(a) = &r.value.attempts {
+            if a.value == 0 {
+                self.error(Pos::of(a), "attempts must be at least 1").with_hint("1 means no retry");
+                return None;
+            }
+            p.attempts = a.value;
+        }
+        if let Some(b) = &r.value.backoff {
+            p.backoff = self.duration(b)?;
+        }
+        if let Some(m) = &r.value.max_delay {
+            p.max_delay = self.duration(m)?;
+        }
+        Some(p)
+    }
+
+    fn verifier(&mut self, v: &S<RawVerify>) -> Option<Verifier> {
+        let raw = &v.value;
+        let scheme = &raw.scheme;
+        let needs = |cx: &mut Self, what: &str, example: &str| {
+            cx.error(Pos::of(scheme), format!("scheme `{}` needs `{what}`", scheme.value)).with_hint(example.to_string());
+            None
+        };
+        match scheme.value.as_str() {
+            "none" => {
+                self.warning(Pos::of(scheme), "verify scheme `none`: anyone who knows the URL can post events")
+                    .with_hint("use the provider's signature scheme, or bearer/basic for internal senders");
+                Some(Verifier::None)
+            }
+            "bearer" => {
+                let Some(token) = &raw.token else {
+                    return needs(self, "token", "token: ${MY_APP_TOKEN} (a list allows rotation)");
+                };
+                let tokens = self.interp_list(token)?;
+                if tokens.is_empty() {
+                    self.error(Pos::of(token), "bearer token is empty").with_hint("set the environment variable it names");
+                    return None;
+                }
+                let header = match &raw.header {
+                    Some(h) => Some(self.interp(h)?),
+                    None => None,
+                };
+                Some(Verifier::Bearer(BearerToken::new(header, tokens)))
+            }
+            "basic" => {
+                let (Some(user), Some(password)) = (&raw.username, &raw.password) else {
+                    return needs(self, "username and password", "username: app\npassword: ${APP_PASSWORD}");
+                };
+                let user = self.interp(user)?;
+                let passwords = self.interp_list(password)?;
+                if passwords.is_empty() {
+                    self.error(Pos::of(password), "basic password is empty").with_hint("set the environment variable it names");
+                    return None;
+                }
+                Some(Verifier::Basic(BasicAuth::new(user, passwords)))
+            }
+            other => {
+                let d = self.error(Pos::of(scheme), format!("unknown verify scheme `{other}`"));
+                match nearest(other, SCHEMES.iter().copied()) {
+                    Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+                    None => d.with_hint(format!("known schemes: {}", SCHEMES.join(", "))),
+                }
+                None
+            }
+        }
+    }
+
+    fn filter(&mut self, patterns: &S<raw::OneOrMany<S<String>>>) -> Option<EventFilter> {
+        let list = &patterns.value.0;
+        if list.is_empty() {
+            self.error(Pos::of(patterns), "empty event pattern list").with_hint("write \"*\" to accept every type");
+            return None;
+        }
+        EventFilter::parse(list.iter().map(|p| p.value.as_str()))
+            .map_err(|(i, e)| {
+                let at = self.pos_in(&list[i], e.offset);
+                self.error(at, e.message).with_hint("patterns use letters, digits, . _ - : / and * (e.g. customer.*), ! to exclude");
+            })
+            .ok()
+    }
+
+    /// An expression that must only read path parameters the route has.
+    fn checked_expr(&mut self, s: &S<String>, allow_literal: bool, params: &[String]) -> Option<Expr> {
+        let expr = self.expr(s, allow_literal)?;
+        for src in expr.sources() {
+            if let Some(p) = src.param_name() {
+                if !params.iter().any(|x| x == p) {
+                    let d = self.error(self.pos_in(s, 0), format!("`{p}` is not a parameter of this route's path"));
+                    if params.is_empty() {
+                        d.with_hint("the path has no {params}; read the body with $.field instead");
+                    } else {
+                        d.with_hint(format!("the path's parameters: {}", params.join(", ")));
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(expr)
+    }
+
+    fn mapping(&mut self, node: &S<MapNode>, params: &[String]) -> Option<Mapping> {
+        match &node.value {
+            MapNode::Expr(text) => {
+                let s = S::new(text.clone(), node.referenced, node.defined);
+                self.checked_expr(&s, true, params).map(Mapping::Expr)
+            }
+            MapNode::Literal(v) => Some(Mapping::Expr(Expr::Literal(v.clone()))),
+            MapNode::Object(fields) => {
+                let mut out = Vec::new();
+                let mut ok = true;
+                for (k, v) in fields {
+                    match self.mapping(v, params) {
+                        Some(m) => out.push((k.value.clone(), m)),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(Mapping::Object(out))
+            }
+        }
+    }
+
+    fn route(
+        &mut self,
+        raw: &RawFile,
+        sinks: &BTreeMap<String, Arc<Sink>>,
+        declared_sinks: &HashMap<String, (PathBuf, Pos)>,
+    ) -> Option<Route> {
+        let (name, path) = match (&raw.route, &raw.path) {
+            (None, None) => {
+                if raw.verify.is_some() || raw.rules.is_some() || raw.event.is_some() || raw.events.is_some() {
+                    self.error(Pos { line: 1, column: 1 }, "route settings without `route:` and `path:`")
+                        .with_hint("start the file with `route: <name>` and `path: /hooks/...`");
+                }
+                return None;
+            }
+            (Some(n), None) => {
+                self.error(Pos::of(n), format!("route `{}` has no `path`", n.value)).with_hint("add e.g. `path: /api/webhooks/whop`");
+                return None;
+            }
+            (None, Some(p)) => {
+                self.error(Pos::of(p), "a path without a `route:` name").with_hint("add `route: <name>` (unique in the directory)");
+                return None;
+            }
+            (Some(n), Some(p)) => (n, p),
+        };
+        let mut ok = true;
+        if name.value.is_empty() || !name.value.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            self.error(Pos::of(name), format!("route name `{}` must be letters, digits, - _ .", name.value));
+            ok = false;
+        }
+        if !path.value.starts_with('/') {
+            self.error(Pos::of(path), format!("path `{}` must start with `/`", path.value)).with_hint(format!("write /{}", path.value));
+            ok = false;
+        }
+        let params = template_params(&path.value);
+
+        let verifier = match &raw.verify {
+            Some(v) => self.verifier(v),
+            None => {
+                self.error(Pos::of(name), format!("route `{}` has no `verify:`", name.value))
+                    .with_hint("add `verify: {scheme: bearer, token: ${TOKEN}}`, or `verify: {scheme: none}` to accept anyone (warns)");
+                None
+            }
+        };
+        let spec = raw.event.as_ref();
+        let one = |cx: &mut Self, s: Option<&S<String>>| -> Result<Option<Expr>, ()> {
+            match s {
+                None => Ok(None),
+                Some(s) => cx.checked_expr(s, false, &params).map(Some).ok_or(()),
+            }
+        };
+        let kind = one(self, spec.and_then(|e| e.kind.as_ref()));
+        let id = one(self, spec.and_then(|e| e.id.as_ref()));
+        let time = one(self, spec.and_then(|e| e.time.as_ref()));
+
+        let filter = match &raw.events {
+            Some(p) => self.filter(p),
+            None => Some(EventFilter::any()),
+        };
+
+        let mut require = Vec::new();
+        for (k, v) in raw.require.iter().flat_map(|m| m.0.iter()) {
+            let expr = self.checked_expr(k, false, &params);
+            let kind = ValueKind::parse(&v.value);
+            if kind.is_none() {
+                self.error(Pos::of(v), format!("unknown type `{}`", v.value))
+                    .with_hint(format!("write one of: {}", ValueKind::NAMES.join(", ")));
+            }
+            match (expr, kind) {
+                (Some(expr), Some(kind)) => require.push(Requirement { text: k.value.clone(), expr, kind }),
+                _ => ok = false,
+            }
+        }
+
+        let mut rules = Vec::new();
+        for (i, r) in raw.rules.iter().flatten().enumerate() {
+            match self.rule(&name.value, i, r, &params, sinks, declared_sinks) {
+                Some(rule) => rules.push(rule),
+                None => ok = false,
+            }
+        }
+
+        let body_limit = raw.body_limit.as_ref().map_or(DEFAULT_BODY_LIMIT, |b| b.value.0 as usize);
+        if body_limit == 0 {
+            self.error(Pos::of(raw.body_limit.as_ref().expect("set when zero")), "body_limit must be above 0");
+            ok = false;
+        }
+        let (Ok(kind), Ok(id), Ok(time), Some(verifier), Some(filter), true) = (kind, id, time, verifier, filter, ok) else {
+            return None;
+        };
+        Some(Route {
+            name: name.value.clone(),
+            path: path.value.clone(),
+            file: self.file.to_path_buf(),
+            verifier,
+            event: EventSpec { kind, id, time },
+            filter,
+            require,
+            rules,
+            body_limit,
+        })
+    }
+
+    fn rule(
+        &mut self,
+        route: &str,
+        index: usize,
+        r: &S<raw::RawRule>,
+        params: &[String],
+        sinks: &BTreeMap<String, Arc<Sink>>,
+        declared_sinks: &HashMap<String, (PathBuf, Pos)>,
+    ) -> Option<Rule> {
+        let raw = &r.value;
+        let on = self.filter(&raw.on);
+        let map = match &raw.map {
+            Some(m) => self.mapping(m, params).map(Some),
+            None => Some(None),
+        };
+        if raw.to.is_empty() {
+            self.error(Pos::of(r), "a rule with no `to:` sinks delivers nothing").with_hint("add `to: [{ sink: NAME }]`");
+            return None;
+        }
+        let mut targets = Vec::new();
+        let mut ok = true;
+        for t in &raw.to {
+            let sink_name = &t.value.sink;
+            let key = t.value.key.as_ref().map(|k| self.checked_expr(k, false, params));
+            if matches!(key, Some(None)) {
+                ok = false;
+            }
+            match sinks.get(&sink_name.value) {
+                Some(sink) => {
+                    let SinkKind::Store(store) = &sink.kind;
+                    if key.is_none() && store.key.is_none() {
+                        self.error(Pos::of(t), format!("store sink `{}` needs a record key", sink_name.value))
+                            .with_hint("add `key: $.data.id` to this target, or a default `key:` on the sink");
+                        ok = false;
+                    }
+                }
+                // Declared but broken: its own error is already reported.
+                None if declared_sinks.contains_key(&sink_name.value) => ok = false,
+                None => {
+                    let d = self.error(Pos::of(sink_name), format!("unknown sink `{}`", sink_name.value));
+                    match nearest(&sink_name.value, declared_sinks.keys().map(String::as_str)) {
+                        Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+                        None => d.with_hint("declare it under `sinks:` in any file of the directory"),
+                    }
+                    ok = false;
+                }
+            }
+            targets.push(Target { sink: sink_name.value.clone(), key: key.flatten() });
+        }
+        let name = raw.name.as_ref().map_or_else(|| format!("{route}#{index}"), |n| n.value.clone());
+        match (on, map, ok) {
+            (Some(on), Some(map), true) => Some(Rule { name, on, map, targets }),
+            _ => None,
+        }
+    }
+
+    fn view(&mut self, v: &S<raw::RawView>) -> Option<View> {
+        let raw = &v.value;
+        let params = template_params(&raw.path.value);
+        let key = match &raw.key {
+            Some(k) => Some(self.checked_expr(k, false, &params)?),
+            None => None,
+        };
+        if key.is_some() && (raw.filter_by.is_some() || raw.summary.is_some()) {
+            self.error(Pos::of(v), "a view with `key` shows one record; `filter_by` and `summary` are for list views")
+                .with_hint("drop `key` for a list view, or `filter_by`/`summary` for a record view");
+            return None;
+        }
+        Some(View {
+            path: raw.path.value.clone(),
+            tree: self.interp(&raw.tree)?,
+            key,
+            filter_by: raw.filter_by.iter().flatten().map(|f| f.value.clone()).collect(),
+            summary: raw.summary.as_ref().map(|s| s.value.clone()),
+        })
+    }
+
+    fn path_conflict(&mut self, at: Pos, msg: String, origin: &HashMap<String, String>) {
+        let owner = origin.iter().find(|(p, _)| msg.contains(&format!("`{p}`"))).map(|(_, o)| o.clone());
+        let d = self.error(at, msg);
+        match owner {
+            Some(o) => d.with_hint(format!("that path belongs to {o}; give this one a distinct path")),
+            None => d.with_hint("give each route and view a distinct path"),
+        }
+    }
+}

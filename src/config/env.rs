@@ -1,0 +1,129 @@
+//! `${VAR}` interpolation in route files, so secrets and URLs live in the
+//! environment, not in git.
+//!
+//! - `${VAR}`: required; unset is a config error naming the variable.
+//! - `${VAR?}`: optional; unset becomes the empty string (the field is then
+//!   treated as absent where that makes sense, e.g. an optional URL).
+//! - `${VAR:-default}`: `default` when unset or empty.
+//! - `$${` writes a literal `${`.
+
+/// Where variables come from: the process environment in production, a map
+/// in tests (so tests never mutate the global environment).
+pub trait EnvSource {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl EnvSource for std::collections::HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// Why a string could not be interpolated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("environment variable `{0}` is not set")]
+    Unset(String),
+    #[error("unterminated `${{` (missing `}}`)")]
+    Unterminated,
+    #[error("`${{{0}}}` is not a valid variable name")]
+    BadName(String),
+}
+
+impl EnvError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            EnvError::Unset(name) => Some(format!(
+                "export {name}=..., or write ${{{name}:-default}} for a default or ${{{name}?}} if it may be unset"
+            )),
+            EnvError::Unterminated => Some("close it: ${NAME}".into()),
+            EnvError::BadName(_) => Some("names are letters, digits and `_`, e.g. ${WHOP_WEBHOOK_SECRET}".into()),
+        }
+    }
+}
+
+/// Replaces every `${...}` in `input`; the first problem wins.
+pub fn interpolate(input: &str, env: &dyn EnvSource) -> Result<String, EnvError> {
+    if !input.contains('$') {
+        return Ok(input.to_string());
+    }
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("${") {
+            let end = after.find('}').ok_or(EnvError::Unterminated)?;
+            out.push_str(&expand(&after[..end], env)?);
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn expand(expr: &str, env: &dyn EnvSource) -> Result<String, EnvError> {
+    let (name, fallback) = match expr.split_once(":-") {
+        Some((name, default)) => (name, Some(default)),
+        None => (expr, None),
+    };
+    let (name, optional) = match name.strip_suffix('?') {
+        Some(n) => (n, true),
+        None => (name, false),
+    };
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(EnvError::BadName(expr.to_string()));
+    }
+    match (env.var(name), fallback) {
+        (Some(v), Some(d)) if v.is_empty() => Ok(d.to_string()),
+        (Some(v), _) => Ok(v),
+        (None, Some(d)) => Ok(d.to_string()),
+        (None, None) if optional => Ok(String::new()),
+        (None, None) => Err(EnvError::Unset(name.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env() -> HashMap<String, String> {
+        HashMap::from([("A".into(), "alpha".into()), ("EMPTY".into(), String::new())])
+    }
+
+    #[test]
+    fn forms() {
+        let e = env();
+        assert_eq!(interpolate("x-${A}-y", &e).unwrap(), "x-alpha-y");
+        assert_eq!(interpolate("${B?}", &e).unwrap(), "");
+        assert_eq!(interpolate("${B:-dflt}", &e).unwrap(), "dflt");
+        assert_eq!(interpolate("${EMPTY:-dflt}", &e).unwrap(), "dflt");
+        assert_eq!(interpolate("$.data.id", &e).unwrap(), "$.data.id");
+        assert_eq!(interpolate("$${A}", &e).unwrap(), "${A}");
+    }
+
+    #[test]
+    fn errors() {
+        let e = env();
+        assert_eq!(interpolate("${B}", &e), Err(EnvError::Unset("B".into())));
+        assert_eq!(interpolate("${A", &e), Err(EnvError::Unterminated));
+        assert_eq!(interpolate("${A B}", &e), Err(EnvError::BadName("A B".into())));
+    }
+}

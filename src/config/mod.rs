@@ -1,0 +1,114 @@
+//! Loading `routes.d`: the one entry point shared by `serve`, `check` and
+//! hot reload. Reading files is the only I/O; compiling is pure and collects
+//! every problem rather than stopping at the first.
+
+mod compile;
+pub mod diagnostic;
+pub mod env;
+pub mod raw;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Pos, Severity};
+
+use crate::mapping::Expr;
+use crate::route::table::RouteTable;
+use crate::route::Route;
+use crate::sink::Sink;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The compiled, validated config: all the runtime ever sees.
+#[derive(Debug)]
+pub struct Config {
+    pub routes: Vec<Arc<Route>>,
+    pub views: Vec<View>,
+    pub sinks: BTreeMap<String, Arc<Sink>>,
+    pub table: RouteTable,
+    /// The files it came from.
+    pub files: Vec<PathBuf>,
+}
+
+impl Config {
+    pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+}
+
+/// A read-only GET endpoint over a store tree.
+#[derive(Debug)]
+pub struct View {
+    pub path: String,
+    pub tree: String,
+    /// One record under this key; `None` makes a list view.
+    pub key: Option<Expr>,
+    pub filter_by: Vec<String>,
+    pub summary: Option<String>,
+}
+
+/// A successful load: the config and its warnings.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Diagnostics,
+}
+
+/// Loads every route file under `paths` (directories or single files).
+/// On failure the diagnostics hold every problem found, warnings included.
+pub fn load(paths: &[PathBuf], env: &dyn env::EnvSource) -> Result<Loaded, Diagnostics> {
+    let mut sources = Vec::new();
+    let mut diags = Diagnostics::default();
+    for file in route_files(paths, &mut diags) {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => sources.push((file, text)),
+            Err(e) => diags.push(Diagnostic::error(&file, Pos::UNKNOWN, format!("cannot read: {e}"))),
+        }
+    }
+    compile::compile(&sources, env, diags)
+}
+
+/// The route files of the given paths, sorted: `*.yaml` and `*.yml`,
+/// ignoring dotfiles and editor leftovers (`~`, `.swp`, `#...#`).
+pub fn route_files(paths: &[PathBuf], diags: &mut Diagnostics) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_file() {
+            out.push(path.clone());
+            continue;
+        }
+        match std::fs::read_dir(path) {
+            Ok(entries) => {
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| is_route_file(p) && p.is_file())
+                    .collect();
+                files.sort();
+                out.extend(files);
+            }
+            Err(e) => diags.push(Diagnostic::error(path, Pos::UNKNOWN, format!("cannot read directory: {e}"))),
+        }
+    }
+    out
+}
+
+fn is_route_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+    !name.starts_with('.')
+        && !name.starts_with('#')
+        && !name.ends_with('~')
+        && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_file_names() {
+        assert!(is_route_file(Path::new("d/whop.yaml")));
+        assert!(is_route_file(Path::new("d/sinks.yml")));
+        assert!(!is_route_file(Path::new("d/.whop.yaml.swp")));
+        assert!(!is_route_file(Path::new("d/.hidden.yaml")));
+        assert!(!is_route_file(Path::new("d/whop.yaml~")));
+        assert!(!is_route_file(Path::new("d/README.md")));
+    }
+}

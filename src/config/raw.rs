@@ -1,0 +1,261 @@
+//! The serde mirror of a route file, exactly as written: strings stay strings,
+//! every value that can be wrong keeps its position (`Spanned`), and unknown
+//! keys are rejected. `compile` turns this into the runtime form.
+//!
+//! Enums that would lose spans (internally tagged, untagged, flatten) are
+//! avoided: variant-specific fields are flat and checked in `compile`.
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::fmt;
+use std::marker::PhantomData;
+
+pub type S<T> = Spanned<T>;
+
+/// One file of `routes.d`: optionally one route, plus any sinks and views.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    /// The route's name (unique across the directory).
+    pub route: Option<S<String>>,
+    pub path: Option<S<String>>,
+    pub verify: Option<S<RawVerify>>,
+    pub event: Option<RawEventSpec>,
+    pub events: Option<S<OneOrMany<S<String>>>>,
+    pub require: Option<OrderedMap<S<String>>>,
+    pub rules: Option<Vec<S<RawRule>>>,
+    /// Largest accepted body, e.g. `1MiB`, `256KiB`, `65536`.
+    pub body_limit: Option<S<ByteSize>>,
+    pub sinks: Option<OrderedMap<S<RawSink>>>,
+    pub views: Option<Vec<S<RawView>>>,
+}
+
+/// The keys a route file may hold at top level (for "did you mean" hints).
+pub const FILE_KEYS: &[&str] =
+    &["route", "path", "verify", "event", "events", "require", "rules", "body_limit", "sinks", "views"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub scheme: S<String>,
+    /// bearer: the accepted token(s).
+    pub token: Option<S<OneOrMany<String>>>,
+    /// bearer: header carrying the token (default `Authorization: Bearer ...`).
+    pub header: Option<S<String>>,
+    /// basic: the accepted user name.
+    pub username: Option<S<String>>,
+    /// basic: the accepted password(s).
+    pub password: Option<S<OneOrMany<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEventSpec {
+    #[serde(rename = "type")]
+    pub kind: Option<S<String>>,
+    pub id: Option<S<String>>,
+    pub time: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Optional name, shown in logs and the event log.
+    pub name: Option<S<String>>,
+    pub on: S<OneOrMany<S<String>>>,
+    pub map: Option<S<MapNode>>,
+    pub to: Vec<S<RawTarget>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub sink: S<String>,
+    /// Store sinks: the record key (an expression or template).
+    pub key: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    #[serde(rename = "type")]
+    pub kind: S<String>,
+    /// store: the sled tree (default: the sink's name).
+    pub tree: Option<S<String>>,
+    /// store: default record key when a rule's target gives none.
+    pub key: Option<S<String>>,
+    /// store: upsert | merge | delete.
+    pub mode: Option<S<String>>,
+    pub retry: Option<S<RawRetry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: Option<S<u32>>,
+    pub backoff: Option<S<String>>,
+    pub max_delay: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawView {
+    pub path: S<String>,
+    pub tree: S<String>,
+    /// One record: the key template, e.g. `"{sessionId}"`. Absent = a list view.
+    pub key: Option<S<String>>,
+    /// List views: query parameters that filter on the record field of the same name.
+    pub filter_by: Option<Vec<S<String>>>,
+    /// List views: a field whose values are counted into `summary`.
+    pub summary: Option<S<String>>,
+}
+
+/// A size such as `1MiB`, `512KiB`, `10kb` or a plain byte count.
+#[derive(Debug, Clone, Copy)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as 1MiB, 256KiB or 65536")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                parse_byte_size(v).map(ByteSize).map_err(|()| E::custom(format!("`{v}` is not a size; write e.g. 1MiB, 256KiB or 65536")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses `1MiB`, `1 MB`, `512k`, `100` (bytes). Units are powers of 1024.
+pub fn parse_byte_size(s: &str) -> Result<u64, ()> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| ())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(()),
+    };
+    n.checked_mul(mult).ok_or(())
+}
+
+/// `x` or `[x, y]`, so single values need no brackets.
+#[derive(Debug, Clone)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                T::deserialize(de::value::StrDeserializer::<E>::new(v)).map(|t| OneOrMany(vec![t]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    out.push(item);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// A YAML mapping with its keys' positions, in file order.
+#[derive(Debug)]
+pub struct OrderedMap<V>(pub Vec<(S<String>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for Vis<V> {
+            type Value = OrderedMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedMap(out))
+            }
+        }
+        d.deserialize_map(Vis(PhantomData))
+    }
+}
+
+/// A `map:` entry: an expression string, a nested mapping, or a literal.
+#[derive(Debug)]
+pub enum MapNode {
+    Expr(String),
+    Object(Vec<(S<String>, S<MapNode>)>),
+    Literal(serde_json::Value),
+}
+
+impl<'de> Deserialize<'de> for MapNode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MapNode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an expression such as $.data.id, a literal, or a nested mapping")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MapNode, E> {
+                Ok(MapNode::Expr(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<MapNode, E> {
+                Ok(MapNode::Literal(v.into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<MapNode, E> {
+                Ok(MapNode::Literal(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<MapNode, E> {
+                Ok(MapNode::Literal(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<MapNode, E> {
+                Ok(MapNode::Literal(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<MapNode, E> {
+                Ok(MapNode::Literal(serde_json::Value::Null))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<MapNode, E> {
+                Ok(MapNode::Literal(serde_json::Value::Null))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MapNode, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<serde_json::Value>()? {
+                    out.push(v);
+                }
+                Ok(MapNode::Literal(serde_json::Value::Array(out)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MapNode, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry()? {
+                    out.push((k, v));
+                }
+                Ok(MapNode::Object(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,71 @@
+//! Event metadata read at ingest, and the time helpers the log and store
+//! share (RFC 3339 out, RFC 3339 or Unix time in).
+
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// What ingest extracted from a request, before it is logged.
+#[derive(Debug, Clone)]
+pub struct EventMeta {
+    pub kind: String,
+    /// The provider's id (dedup key), when the route reads one.
+    pub id: Option<String>,
+    /// The provider's event time, normalised to RFC 3339 UTC.
+    pub time: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn format_ms(ms: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let t = t.replace_nanosecond((ms.rem_euclid(1000) as u32) * 1_000_000).unwrap_or(t);
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// Parses a provider timestamp: RFC 3339, or Unix seconds / milliseconds
+/// (number or numeric string; values above 10^11 are taken as milliseconds).
+/// Returns nanoseconds since the epoch, for ordering.
+pub fn parse_time(v: &Value) -> Option<i128> {
+    fn from_unix(n: f64) -> Option<i128> {
+        if !n.is_finite() {
+            return None;
+        }
+        let secs = if n.abs() >= 1e11 { n / 1000.0 } else { n };
+        Some((secs * 1e9) as i128)
+    }
+    match v {
+        Value::Number(n) => from_unix(n.as_f64()?),
+        Value::String(s) => match OffsetDateTime::parse(s, &Rfc3339) {
+            Ok(t) => Some(t.unix_timestamp_nanos()),
+            Err(_) => from_unix(s.trim().parse::<f64>().ok()?),
+        },
+        _ => None,
+    }
+}
+
+/// A parsed time back to RFC 3339 (UTC), for storing in a normal form.
+pub fn format_nanos(nanos: i128) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?.format(&Rfc3339).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn times() {
+        let a = parse_time(&json!("2025-10-21T10:00:00Z")).unwrap();
+        assert_eq!(parse_time(&json!(1761040800)).unwrap(), a);
+        assert_eq!(parse_time(&json!(1761040800000u64)).unwrap(), a);
+        assert_eq!(parse_time(&json!("1761040800")).unwrap(), a);
+        assert_eq!(format_nanos(a).unwrap(), "2025-10-21T10:00:00Z");
+        assert!(parse_time(&json!("yesterday")).is_none());
+        assert_eq!(format_ms(1761040800123), "2025-10-21T10:00:00.123Z");
+    }
+}

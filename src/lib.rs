@@ -1,0 +1,31 @@
+//! A declarative webhook router: route files in `routes.d/` describe where
+//! webhooks arrive, how they are verified, and where their events go.
+//!
+//! # Layout
+//!
+//! One request's path through the crate:
+//!
+//! - [`server`] accepts connections and runs the ingest pipeline
+//!   (`server::ingest`), with views and the admin API beside it.
+//! - [`config`] loads and compiles `routes.d` into a [`config::Config`]
+//!   (routes in [`route`], expressions in [`mapping`], auth in [`verify`],
+//!   sinks in [`sink`]); `router check` runs the same loader.
+//! - [`log`] makes an accepted event and its deliveries durable before
+//!   the 2xx (group commit on sled).
+//! - [`dispatch`] works the log's due queue into [`sink`]s and records
+//!   every outcome.
+//! - [`runtime`] holds what they share: the config snapshot and the data dir.
+//! - [`cli`] is the command line; [`telemetry`] logging and counters.
+
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod event;
+pub mod log;
+pub mod mapping;
+pub mod route;
+pub mod runtime;
+pub mod server;
+pub mod sink;
+pub mod telemetry;
+pub mod verify;

@@ -1,0 +1,412 @@
+//! The durable event log on sled: accepted events, their pending deliveries,
+//! and the due queue that dispatch works from.
+//!
+//! The API is deliberately narrow (append, claim due deliveries, record an
+//! outcome, get, list) so a PostgreSQL backend can sit behind it later.
+//!
+//! Layout, all in one sled tree so that one `apply_batch` is atomic:
+//!
+//! | key                               | value                    |
+//! |-----------------------------------|--------------------------|
+//! | `e` id                            | `Record::EventV1` (JSON) |
+//! | `b` id                            | the raw body             |
+//! | `d` id index                      | `Record::DeliveryV1`     |
+//! | `k` route `\0` event_id           | id (dedup index)         |
+//! | `q` due_ms id index               | empty (due queue)        |
+//!
+//! Integers are big-endian so keys sort by value.
+
+mod durable;
+pub mod record;
+
+use durable::GroupCommit;
+pub use record::{Attempt, DeliveryStatus, DeliveryV1, EventStatus, EventV1, Record};
+
+use crate::event::{format_ms, now_ms};
+use crate::sink::{retry, Outcome, RetryPolicy};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// Name of the sled tree holding the log.
+const LOG_TREE: &str = "log";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt log record at {key}: {detail}")]
+    Corrupt { key: String, detail: String },
+    #[error("no such {0}")]
+    NotFound(String),
+}
+
+impl From<sled::Error> for LogError {
+    fn from(e: sled::Error) -> Self {
+        LogError::Unavailable(e.to_string())
+    }
+}
+
+/// An event as ingest hands it over (id and delivery count are assigned here).
+pub struct NewEvent {
+    pub route: String,
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub event_time: Option<String>,
+    pub params: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// One (rule, target) the event must reach.
+pub struct NewDelivery {
+    pub rule: u32,
+    pub target: u32,
+    pub rule_name: String,
+    pub sink: String,
+}
+
+/// The result of `append`, once durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    New(u64),
+    /// Same `(route, event_id)` as an event already in the log.
+    Duplicate(u64),
+}
+
+/// Identifies one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryKey {
+    pub event: u64,
+    pub index: u32,
+}
+
+/// An event with its body and deliveries, for `events show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub event: EventV1,
+    pub status: EventStatus,
+    /// The body as JSON (it was valid JSON when accepted).
+    pub payload: serde_json::Value,
+    pub delivery_records: Vec<DeliveryV1>,
+}
+
+/// A line of `events list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSummary {
+    pub id: u64,
+    pub route: String,
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub received_at: String,
+    pub status: EventStatus,
+    pub deliveries: u32,
+}
+
+/// Filters for `list`.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub route: Option<String>,
+    pub status: Option<EventStatus>,
+    /// Only ids below this (paging backwards from the newest).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+pub struct EventLog {
+    tree: sled::Tree,
+    commit: GroupCommit,
+    /// Serialises dedup check + id assignment + batch, so two identical
+    /// requests racing cannot both be accepted.
+    append_lock: Mutex<u64>,
+    /// Test hook: makes appends fail as if the disk had gone away.
+    fail_writes: AtomicBool,
+}
+
+fn be(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+fn event_key(id: u64) -> Vec<u8> {
+    [&b"e"[..], &be(id)].concat()
+}
+fn body_key(id: u64) -> Vec<u8> {
+    [&b"b"[..], &be(id)].concat()
+}
+fn delivery_key(k: DeliveryKey) -> Vec<u8> {
+    [&b"d"[..], &be(k.event), &k.index.to_be_bytes()].concat()
+}
+fn dedup_key(route: &str, event_id: &str) -> Vec<u8> {
+    [&b"k"[..], route.as_bytes(), &[0], event_id.as_bytes()].concat()
+}
+/// Due times sort correctly as unsigned after flipping the sign bit.
+fn queue_key(due_ms: i64, k: DeliveryKey) -> Vec<u8> {
+    let due = (due_ms as u64) ^ (1 << 63);
+    [&b"q"[..], &be(due), &be(k.event), &k.index.to_be_bytes()].concat()
+}
+fn parse_queue_key(key: &[u8]) -> Option<(i64, DeliveryKey)> {
+    if key.len() != 1 + 8 + 8 + 4 {
+        return None;
+    }
+    let due = (u64::from_be_bytes(key[1..9].try_into().ok()?) ^ (1 << 63)) as i64;
+    let event = u64::from_be_bytes(key[9..17].try_into().ok()?);
+    let index = u32::from_be_bytes(key[17..21].try_into().ok()?);
+    Some((due, DeliveryKey { event, index }))
+}
+
+fn encode(r: &Record) -> Vec<u8> {
+    serde_json::to_vec(r).expect("records always serialise")
+}
+
+fn decode(key: &[u8], bytes: &[u8]) -> Result<Record, LogError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| LogError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), detail: e.to_string() })
+}
+
+impl EventLog {
+    /// Opens the log in an already-open sled database at `dir`.
+    pub fn open(db: &sled::Db, dir: &Path) -> Result<Self, LogError> {
+        let tree = db.open_tree(LOG_TREE)?;
+        let last = match tree.scan_prefix(b"e").next_back() {
+            Some(kv) => u64::from_be_bytes(kv?.0[1..9].try_into().unwrap_or([0; 8])),
+            None => 0,
+        };
+        let commit = GroupCommit::start(db.clone(), dir).map_err(|e| LogError::Unavailable(e.to_string()))?;
+        Ok(Self { tree, commit, append_lock: Mutex::new(last), fail_writes: AtomicBool::new(false) })
+    }
+
+    /// Test hook: while set, appends fail with `Unavailable`.
+    #[doc(hidden)]
+    pub fn set_fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// Writes the event, its body and its pending deliveries in one atomic
+    /// batch, unless `(route, event_id)` is already logged, and returns once
+    /// that is on disk (fsync'd).
+    pub async fn append(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Appended, LogError> {
+        let appended = self.append_batch(event, deliveries)?;
+        // A duplicate also waits: the original may not be durable yet.
+        self.commit.wait().await.map_err(LogError::Unavailable)?;
+        Ok(appended)
+    }
+
+    fn append_batch(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Appended, LogError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(LogError::Unavailable("writes disabled (test hook)".into()));
+        }
+        let mut last = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let dedup = event.event_id.as_deref().map(|id| dedup_key(&event.route, id));
+        if let Some(k) = &dedup {
+            if let Some(existing) = self.tree.get(k)? {
+                return Ok(Appended::Duplicate(u64::from_be_bytes(existing.as_ref().try_into().unwrap_or([0; 8]))));
+            }
+        }
+        let id = *last + 1;
+        let now = now_ms();
+        let mut batch = sled::Batch::default();
+        let record = EventV1 {
+            id,
+            route: event.route,
+            event_type: event.event_type,
+            event_id: event.event_id,
+            event_time: event.event_time,
+            received_at: format_ms(now),
+            received_ms: now,
+            params: event.params,
+            query: event.query,
+            headers: event.headers,
+            deliveries: deliveries.len() as u32,
+        };
+        batch.insert(event_key(id), encode(&Record::EventV1(record)));
+        batch.insert(body_key(id), event.body);
+        for (i, d) in deliveries.into_iter().enumerate() {
+            let key = DeliveryKey { event: id, index: i as u32 };
+            let delivery = DeliveryV1 {
+                event: id,
+                index: key.index,
+                rule: d.rule,
+                target: d.target,
+                rule_name: d.rule_name,
+                sink: d.sink,
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_ms: Some(now),
+                last_error: None,
+                attempts_log: vec![],
+            };
+            batch.insert(delivery_key(key), encode(&Record::DeliveryV1(delivery)));
+            batch.insert(queue_key(now, key), &[][..]);
+        }
+        if let Some(k) = dedup {
+            batch.insert(k, &be(id)[..]);
+        }
+        self.tree.apply_batch(batch)?;
+        *last = id;
+        Ok(Appended::New(id))
+    }
+
+    /// Deliveries due at `now_ms`, oldest first, skipping those in `busy`.
+    pub fn due(&self, now_ms: i64, limit: usize, busy: &dyn Fn(&DeliveryKey) -> bool) -> Result<Vec<DeliveryKey>, LogError> {
+        let mut out = Vec::new();
+        for kv in self.tree.range(queue_key(i64::MIN, DeliveryKey { event: 0, index: 0 })..queue_key(now_ms, DeliveryKey { event: u64::MAX, index: u32::MAX })) {
+            let (k, _) = kv?;
+            let Some((_, key)) = parse_queue_key(&k) else { continue };
+            if !busy(&key) {
+                out.push(key);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the earliest queued delivery is due, if any.
+    pub fn next_due_ms(&self) -> Result<Option<i64>, LogError> {
+        match self.tree.scan_prefix(b"q").next() {
+            Some(kv) => Ok(parse_queue_key(&kv?.0).map(|(due, _)| due)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn event(&self, id: u64) -> Result<EventV1, LogError> {
+        let key = event_key(id);
+        match self.tree.get(&key)? {
+            Some(bytes) => match decode(&key, &bytes)? {
+                Record::EventV1(e) => Ok(e),
+                _ => Err(LogError::Corrupt { key: format!("e{id}"), detail: "not an event record".into() }),
+            },
+            None => Err(LogError::NotFound(format!("event {id}"))),
+        }
+    }
+
+    pub fn body(&self, id: u64) -> Result<Vec<u8>, LogError> {
+        Ok(self.tree.get(body_key(id))?.map(|b| b.to_vec()).unwrap_or_default())
+    }
+
+    pub fn delivery(&self, key: DeliveryKey) -> Result<DeliveryV1, LogError> {
+        let k = delivery_key(key);
+        match self.tree.get(&k)? {
+            Some(bytes) => match decode(&k, &bytes)? {
+                Record::DeliveryV1(d) => Ok(d),
+                _ => Err(LogError::Corrupt { key: format!("d{}/{}", key.event, key.index), detail: "not a delivery".into() }),
+            },
+            None => Err(LogError::NotFound(format!("delivery {}/{}", key.event, key.index))),
+        }
+    }
+
+    pub fn deliveries(&self, event: u64) -> Result<Vec<DeliveryV1>, LogError> {
+        let prefix = [&b"d"[..], &be(event)].concat();
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(prefix) {
+            let (k, v) = kv?;
+            if let Record::DeliveryV1(d) = decode(&k, &v)? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records one attempt's outcome: delivered, skipped, failed, or
+    /// rescheduled by `policy` (the next due time is stored, so a restart
+    /// resumes the schedule).
+    pub fn record(&self, key: DeliveryKey, outcome: &Outcome, policy: &RetryPolicy) -> Result<DeliveryV1, LogError> {
+        let mut d = self.delivery(key)?;
+        let now = now_ms();
+        let old_due = d.next_attempt_ms;
+        d.attempts += 1;
+        let (status, label, error) = match outcome {
+            Outcome::Delivered => (DeliveryStatus::Delivered, "delivered", None),
+            Outcome::Skipped { reason } => (DeliveryStatus::Skipped, "skipped", Some(reason.clone())),
+            Outcome::Failed { error } => (DeliveryStatus::Failed, "failed", Some(error.clone())),
+            Outcome::Retry { error, after } => match retry::next_delay(policy, d.attempts, *after) {
+                Some(delay) => {
+                    d.next_attempt_ms = Some(now + delay.as_millis() as i64);
+                    (DeliveryStatus::Retrying, "retry", Some(error.clone()))
+                }
+                None => (DeliveryStatus::Failed, "failed", Some(format!("{error} (after {} attempts)", d.attempts))),
+            },
+        };
+        d.status = status;
+        if !status.is_open() {
+            d.next_attempt_ms = None;
+        }
+        if error.is_some() || status == DeliveryStatus::Skipped {
+            d.last_error = error.clone();
+        }
+        d.attempts_log.push(Attempt { at: format_ms(now), outcome: label.into(), error });
+        let mut batch = sled::Batch::default();
+        if let Some(due) = old_due {
+            batch.remove(queue_key(due, key));
+        }
+        if let (true, Some(due)) = (status.is_open(), d.next_attempt_ms) {
+            batch.insert(queue_key(due, key), &[][..]);
+        }
+        batch.insert(delivery_key(key), encode(&Record::DeliveryV1(d.clone())));
+        self.tree.apply_batch(batch)?;
+        Ok(d)
+    }
+
+    pub fn detail(&self, id: u64) -> Result<EventDetail, LogError> {
+        let event = self.event(id)?;
+        let deliveries = self.deliveries(id)?;
+        let body = self.body(id)?;
+        let payload = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+        Ok(EventDetail { status: EventStatus::of(&deliveries), event, payload, delivery_records: deliveries })
+    }
+
+    /// Newest first.
+    pub fn list(&self, q: &ListQuery) -> Result<Vec<EventSummary>, LogError> {
+        let end = event_key(q.before.unwrap_or(u64::MAX));
+        let mut out = Vec::new();
+        for kv in self.tree.range(event_key(0)..end).rev() {
+            let (k, v) = kv?;
+            let Record::EventV1(e) = decode(&k, &v)? else { continue };
+            if q.route.as_ref().is_some_and(|r| *r != e.route) {
+                continue;
+            }
+            let status = EventStatus::of(&self.deliveries(e.id)?);
+            if q.status.is_some_and(|s| s != status) {
+                continue;
+            }
+            out.push(EventSummary {
+                id: e.id,
+                route: e.route,
+                event_type: e.event_type,
+                event_id: e.event_id,
+                received_at: e.received_at,
+                status,
+                deliveries: e.deliveries,
+            });
+            if out.len() >= q.limit.max(1) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes everything written so far durable (shutdown, CLI).
+    pub fn flush_blocking(&self) -> Result<(), LogError> {
+        self.commit.wait_blocking().map_err(LogError::Unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_keys_sort_by_due_time() {
+        let k = DeliveryKey { event: 7, index: 2 };
+        let a = queue_key(-5, k);
+        let b = queue_key(10, k);
+        let c = queue_key(1_700_000_000_000, k);
+        assert!(a < b && b < c);
+        assert_eq!(parse_queue_key(&c), Some((1_700_000_000_000, k)));
+    }
+}

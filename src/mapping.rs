@@ -1,0 +1,346 @@
+//! Expressions that read a value out of a request, compiled once at load.
+//!
+//! One notation everywhere (`event.type`, `require`, `map`, store keys):
+//!
+//! | written            | reads                                        |
+//! |--------------------|----------------------------------------------|
+//! | `$.data.id`        | JSONPath (RFC 9535) into the JSON body       |
+//! | `param:sessionId`  | a path parameter (`/hooks/{sessionId}`)      |
+//! | `query:userId`     | a query-string parameter                     |
+//! | `header:X-Event`   | a request header (case-insensitive)          |
+//! | `"user-{$.data.id}"` | a template: any of the above inside `{}`; a bare `{name}` is a path parameter |
+//!
+//! Any other string in `map:` is a literal. A JSONPath that can select
+//! several nodes (wildcards, filters, slices, `..`) yields an array; a
+//! singular one yields its value or nothing.
+
+use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
+use serde_json::Value;
+
+/// A compiled JSONPath, with its source text for messages.
+#[derive(Debug, Clone)]
+pub struct JsonPath {
+    text: String,
+    query: JpQuery,
+    /// True when the path can select at most one node.
+    singular: bool,
+}
+
+impl JsonPath {
+    pub fn parse(text: &str) -> Result<Self, ExprError> {
+        let query = jsonpath_rust::parser::parse_json_path(text).map_err(|e| {
+            let (offset, detail) = match &e {
+                jsonpath_rust::parser::errors::JsonPathError::PestError(pe) => {
+                    let col = match pe.line_col {
+                        pest::error::LineColLocation::Pos((_, c)) => c,
+                        pest::error::LineColLocation::Span((_, c), _) => c,
+                    };
+                    (col.saturating_sub(1), "invalid JSONPath syntax".to_string())
+                }
+                other => (0, other.to_string()),
+            };
+            ExprError {
+                offset,
+                message: format!("`{text}`: {detail}"),
+                hint: Some("JSONPath looks like $.data.user_id or $.items[0].id".into()),
+            }
+        })?;
+        let singular = query.segments.iter().all(|s| {
+            matches!(s, Segment::Selector(Selector::Name(_)) | Segment::Selector(Selector::Index(_)))
+        });
+        Ok(Self { text: text.to_string(), query, singular })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The selected value (singular path), or an array of every match.
+    pub fn select(&self, doc: &Value) -> Option<Value> {
+        let found = jsonpath_rust::query::js_path_process(&self.query, doc).ok()?;
+        if self.singular {
+            found.into_iter().next().map(|r| r.val().clone())
+        } else {
+            Some(Value::Array(found.into_iter().map(|r| r.val().clone()).collect()))
+        }
+    }
+}
+
+/// Where a value comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Body(JsonPath),
+    Param(String),
+    Query(String),
+    /// Stored lower-case; HTTP header names are case-insensitive.
+    Header(String),
+}
+
+/// A compiled expression: a source, a template, or a literal.
+#[derive(Debug, Clone)]
+pub enum Expr {
+    Source(Source),
+    Template(Vec<Part>),
+    Literal(Value),
+}
+
+#[derive(Debug, Clone)]
+pub enum Part {
+    Text(String),
+    Value(Source),
+}
+
+/// A compile error inside an expression; `offset` is a character offset
+/// into the expression text, so the caller can point at the exact column.
+#[derive(Debug, Clone)]
+pub struct ExprError {
+    pub offset: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Everything an expression can read from one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub body: &'a Value,
+    pub params: &'a [(String, String)],
+    pub query: &'a [(String, String)],
+    /// Header names lower-case.
+    pub headers: &'a [(String, String)],
+}
+
+fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+impl Source {
+    fn parse(text: &str) -> Result<Option<Self>, ExprError> {
+        if text.starts_with('$') {
+            return JsonPath::parse(text).map(|p| Some(Source::Body(p)));
+        }
+        for (prefix, make) in [
+            ("param:", Source::Param as fn(String) -> Source),
+            ("query:", Source::Query),
+            ("header:", |s: String| Source::Header(s.to_ascii_lowercase())),
+        ] {
+            if let Some(name) = text.strip_prefix(prefix) {
+                if name.is_empty() {
+                    return Err(ExprError {
+                        offset: prefix.len(),
+                        message: format!("`{text}` names nothing"),
+                        hint: Some(format!("write {prefix}NAME")),
+                    });
+                }
+                return Ok(Some(make(name.to_string())));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn eval(&self, ctx: &Context) -> Option<Value> {
+        match self {
+            Source::Body(p) => p.select(ctx.body),
+            Source::Param(n) => lookup(ctx.params, n).map(Value::from),
+            Source::Query(n) => lookup(ctx.query, n).map(Value::from),
+            Source::Header(n) => lookup(ctx.headers, n).map(Value::from),
+        }
+    }
+
+    /// The path parameter this source reads, for checking it against the route path.
+    pub fn param_name(&self) -> Option<&str> {
+        match self {
+            Source::Param(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl Expr {
+    /// Parses an expression; strings that are neither a source nor a template
+    /// are literals only when `allow_literal` (in `map:`), errors elsewhere.
+    pub fn parse(text: &str, allow_literal: bool) -> Result<Self, ExprError> {
+        if let Some(src) = Source::parse(text)? {
+            return Ok(Expr::Source(src));
+        }
+        if text.contains('{') {
+            return parse_template(text).map(Expr::Template);
+        }
+        if allow_literal {
+            return Ok(Expr::Literal(Value::String(text.to_string())));
+        }
+        Err(ExprError {
+            offset: 0,
+            message: format!("`{text}` is not an expression"),
+            hint: Some("write a JSONPath ($.data.id), param:NAME, query:NAME, header:NAME or a template \"{...}\"".into()),
+        })
+    }
+
+    pub fn eval(&self, ctx: &Context) -> Option<Value> {
+        match self {
+            Expr::Source(s) => s.eval(ctx),
+            Expr::Literal(v) => Some(v.clone()),
+            Expr::Template(parts) => {
+                let mut out = String::new();
+                for part in parts {
+                    match part {
+                        Part::Text(t) => out.push_str(t),
+                        Part::Value(src) => out.push_str(&value_to_string(&src.eval(ctx)?)?),
+                    }
+                }
+                Some(Value::String(out))
+            }
+        }
+    }
+
+    /// The value as a string (numbers and booleans formatted), for keys, ids and types.
+    pub fn eval_string(&self, ctx: &Context) -> Option<String> {
+        value_to_string(&self.eval(ctx)?)
+    }
+
+    /// Every source the expression reads.
+    pub fn sources(&self) -> Vec<&Source> {
+        match self {
+            Expr::Source(s) => vec![s],
+            Expr::Template(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Value(s) => Some(s),
+                    Part::Text(_) => None,
+                })
+                .collect(),
+            Expr::Literal(_) => vec![],
+        }
+    }
+}
+
+/// Scalars as text; objects, arrays and null have no key form.
+pub fn value_to_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn parse_template(text: &str) -> Result<Vec<Part>, ExprError> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    let mut consumed = 0;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(Part::Text(rest[..open].to_string()));
+        }
+        let inner_start = consumed + open + 1;
+        let close = rest[open..].find('}').ok_or_else(|| ExprError {
+            offset: consumed + open,
+            message: format!("`{text}`: `{{` is never closed"),
+            hint: Some("close it: {name}".into()),
+        })? + open;
+        let inner = rest[open + 1..close].trim();
+        let source = match Source::parse(inner) {
+            Ok(Some(s)) => s,
+            Ok(None) if !inner.is_empty() && inner.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') => {
+                Source::Param(inner.to_string())
+            }
+            Ok(None) => {
+                return Err(ExprError {
+                    offset: inner_start,
+                    message: format!("`{{{inner}}}` is not a path parameter or expression"),
+                    hint: Some("inside {} write a path parameter name, $.json.path, query:NAME or header:NAME".into()),
+                })
+            }
+            Err(mut e) => {
+                e.offset += inner_start;
+                return Err(e);
+            }
+        };
+        parts.push(Part::Value(source));
+        consumed += close + 1;
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest.to_string()));
+    }
+    Ok(parts)
+}
+
+/// A compiled `map:` block: builds the output document of a rule.
+#[derive(Debug, Clone)]
+pub enum Mapping {
+    Expr(Expr),
+    Object(Vec<(String, Mapping)>),
+}
+
+impl Mapping {
+    /// Builds the document; fields whose source is missing are left out, so a
+    /// `merge` never erases a stored field because a payload lacked it.
+    pub fn build(&self, ctx: &Context) -> Value {
+        match self {
+            Mapping::Expr(e) => e.eval(ctx).unwrap_or(Value::Null),
+            Mapping::Object(fields) => {
+                let mut obj = serde_json::Map::new();
+                for (k, m) in fields {
+                    match m {
+                        Mapping::Expr(e) => {
+                            if let Some(v) = e.eval(ctx) {
+                                obj.insert(k.clone(), v);
+                            }
+                        }
+                        nested => {
+                            obj.insert(k.clone(), nested.build(ctx));
+                        }
+                    }
+                }
+                Value::Object(obj)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx<'a>(body: &'a Value, params: &'a [(String, String)]) -> Context<'a> {
+        Context { body, params, query: &[], headers: &[] }
+    }
+
+    #[test]
+    fn sources_and_templates() {
+        let body = json!({"data": {"id": "m_1", "n": 3, "items": [{"k": 1}, {"k": 2}]}});
+        let params = vec![("sessionId".to_string(), "s-9".to_string())];
+        let c = ctx(&body, &params);
+        assert_eq!(Expr::parse("$.data.id", false).unwrap().eval(&c), Some(json!("m_1")));
+        assert_eq!(Expr::parse("$.data.missing", false).unwrap().eval(&c), None);
+        assert_eq!(Expr::parse("$.data.items[*].k", false).unwrap().eval(&c), Some(json!([1, 2])));
+        assert_eq!(Expr::parse("param:sessionId", false).unwrap().eval(&c), Some(json!("s-9")));
+        assert_eq!(Expr::parse("{sessionId}", false).unwrap().eval(&c), Some(json!("s-9")));
+        assert_eq!(Expr::parse("m-{$.data.n}-{sessionId}", false).unwrap().eval_string(&c).as_deref(), Some("m-3-s-9"));
+        assert!(Expr::parse("m-{$.nope}", false).unwrap().eval(&c).is_none());
+        assert!(matches!(Expr::parse("active", true).unwrap(), Expr::Literal(_)));
+        assert!(Expr::parse("active", false).is_err());
+    }
+
+    #[test]
+    fn errors_carry_offsets() {
+        let e = Expr::parse("$.data[", false).unwrap_err();
+        assert!(e.message.contains("invalid JSONPath"), "{}", e.message);
+        let e = Expr::parse("id-{$.x", false).unwrap_err();
+        assert_eq!(e.offset, 3);
+        let e = Expr::parse("a-{bad name}", false).unwrap_err();
+        assert_eq!(e.offset, 3);
+    }
+
+    #[test]
+    fn mapping_omits_missing_fields() {
+        let body = json!({"data": {"user_id": "u1"}});
+        let m = Mapping::Object(vec![
+            ("user_id".into(), Mapping::Expr(Expr::parse("$.data.user_id", true).unwrap())),
+            ("email".into(), Mapping::Expr(Expr::parse("$.data.email", true).unwrap())),
+            ("status".into(), Mapping::Expr(Expr::parse("active", true).unwrap())),
+        ]);
+        assert_eq!(m.build(&ctx(&body, &[])), json!({"user_id": "u1", "status": "active"}));
+    }
+}

@@ -1,0 +1,153 @@
+//! Event-type patterns: `customer.*`, `*`, `!customer.deleted`.
+//!
+//! `*` matches any run of characters, dots included, so `customer.*` also
+//! admits `customer.subscription.created`. A `!` pattern excludes. With only
+//! exclusions, everything else is admitted.
+
+/// One compiled glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    text: String,
+    /// The literal pieces between `*`s.
+    pieces: Vec<String>,
+    starts_open: bool,
+    ends_open: bool,
+}
+
+/// Why a pattern was rejected; `offset` is the offending character.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl Pattern {
+    pub fn parse(text: &str) -> Result<Self, PatternError> {
+        if text.is_empty() {
+            return Err(PatternError { offset: 0, message: "empty event pattern".into() });
+        }
+        if let Some((i, c)) =
+            text.char_indices().find(|(_, c)| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '*')))
+        {
+            return Err(PatternError {
+                offset: i,
+                message: format!("`{text}`: `{c}` cannot appear in an event pattern"),
+            });
+        }
+        let pieces = text.split('*').filter(|p| !p.is_empty()).map(str::to_string).collect();
+        Ok(Self { text: text.to_string(), pieces, starts_open: text.starts_with('*'), ends_open: text.ends_with('*') })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn matches(&self, s: &str) -> bool {
+        if !self.text.contains('*') {
+            return self.text == s;
+        }
+        let mut rest = s;
+        for (i, piece) in self.pieces.iter().enumerate() {
+            let first = i == 0;
+            let last = i + 1 == self.pieces.len();
+            if first && !self.starts_open {
+                match rest.strip_prefix(piece.as_str()) {
+                    Some(r) => rest = r,
+                    None => return false,
+                }
+            } else if last && !self.ends_open {
+                return rest.len() >= piece.len() && rest.ends_with(piece.as_str());
+            } else {
+                match rest.find(piece.as_str()) {
+                    Some(at) => rest = &rest[at + piece.len()..],
+                    None => return false,
+                }
+            }
+        }
+        self.ends_open || rest.is_empty()
+    }
+}
+
+/// Include/exclude list, as in a route's `events:` or a rule's `on:`.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    include: Vec<Pattern>,
+    exclude: Vec<Pattern>,
+}
+
+impl EventFilter {
+    /// Admits everything (a route without `events:`).
+    pub fn any() -> Self {
+        Self::default()
+    }
+
+    /// Compiles every pattern; errors come back with the pattern's index.
+    pub fn parse<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, (usize, PatternError)> {
+        let mut filter = Self::default();
+        for (i, p) in patterns.into_iter().enumerate() {
+            match p.strip_prefix('!') {
+                Some(neg) => filter.exclude.push(
+                    Pattern::parse(neg).map_err(|e| (i, PatternError { offset: e.offset + 1, ..e }))?,
+                ),
+                None => filter.include.push(Pattern::parse(p).map_err(|e| (i, e))?),
+            }
+        }
+        Ok(filter)
+    }
+
+    pub fn admits(&self, event_type: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| p.matches(event_type)))
+            && !self.exclude.iter().any(|p| p.matches(event_type))
+    }
+
+    /// The patterns as written, exclusions with their `!`.
+    pub fn describe(&self) -> Vec<String> {
+        let inc = self.include.iter().map(|p| p.text.clone());
+        inc.chain(self.exclude.iter().map(|p| format!("!{}", p.text))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(p: &[&str]) -> EventFilter {
+        EventFilter::parse(p.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn globs() {
+        let p = Pattern::parse("customer.*").unwrap();
+        assert!(p.matches("customer.created"));
+        assert!(p.matches("customer.subscription.created"));
+        assert!(!p.matches("customer"));
+        assert!(!p.matches("invoice.paid"));
+        assert!(Pattern::parse("*").unwrap().matches("anything"));
+        assert!(Pattern::parse("*.created").unwrap().matches("lead.created"));
+        assert!(!Pattern::parse("*.created").unwrap().matches("lead.created.x"));
+        assert!(Pattern::parse("a*b*c").unwrap().matches("aXbYc"));
+        assert!(!Pattern::parse("a*b*c").unwrap().matches("aXcYb"));
+        assert!(Pattern::parse("ab*ba").unwrap().matches("aba") == false);
+        assert!(Pattern::parse("qr").unwrap().matches("qr"));
+        assert!(!Pattern::parse("qr").unwrap().matches("qrx"));
+    }
+
+    #[test]
+    fn include_exclude() {
+        let filter = f(&["customer.*", "!customer.deleted"]);
+        assert!(filter.admits("customer.created"));
+        assert!(!filter.admits("customer.deleted"));
+        assert!(!filter.admits("charge.succeeded"));
+        let only_not = f(&["!membership.test"]);
+        assert!(only_not.admits("membership.went_valid"));
+        assert!(!only_not.admits("membership.test"));
+        assert!(EventFilter::any().admits("x"));
+    }
+
+    #[test]
+    fn bad_patterns() {
+        assert_eq!(EventFilter::parse(["ok", "bad type"]).unwrap_err().0, 1);
+        assert_eq!(EventFilter::parse(["!"]).unwrap_err().1.offset, 1);
+        assert_eq!(Pattern::parse("a b").unwrap_err().offset, 1);
+    }
+}

@@ -1,0 +1,162 @@
+//! The compiled form of a route: everything ingest needs, already parsed.
+//! Built by `config::compile`; runtime code never re-parses a string.
+
+pub mod filter;
+pub mod table;
+
+use crate::mapping::{Context, Expr, Mapping};
+use crate::verify::Verifier;
+use filter::EventFilter;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Largest body a route accepts unless it sets `body_limit`.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// The event type given to every event of a route without `event.type`.
+pub const DEFAULT_EVENT_TYPE: &str = "event";
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub path: String,
+    /// The file that declared it, for messages.
+    pub file: PathBuf,
+    pub verifier: Verifier,
+    pub event: EventSpec,
+    /// `events:`; what it rejects is answered 200 `filtered` and not stored.
+    pub filter: EventFilter,
+    pub require: Vec<Requirement>,
+    pub rules: Vec<Rule>,
+    pub body_limit: usize,
+}
+
+/// Where an event's type, id and time are read from.
+#[derive(Debug, Default)]
+pub struct EventSpec {
+    pub kind: Option<Expr>,
+    /// The dedup key; without it every request is a new event.
+    pub id: Option<Expr>,
+    /// Enables out-of-order protection in store sinks.
+    pub time: Option<Expr>,
+}
+
+/// One `require:` entry: a value that must be present with a given JSON type.
+#[derive(Debug)]
+pub struct Requirement {
+    pub text: String,
+    pub expr: Expr,
+    pub kind: ValueKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Object,
+    Array,
+    /// Present and not null.
+    Any,
+}
+
+impl ValueKind {
+    pub const NAMES: &'static [&'static str] = &["string", "number", "integer", "boolean", "object", "array", "any"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "string" => Self::String,
+            "number" => Self::Number,
+            "integer" => Self::Integer,
+            "boolean" | "bool" => Self::Boolean,
+            "object" => Self::Object,
+            "array" => Self::Array,
+            "any" => Self::Any,
+            _ => return None,
+        })
+    }
+
+    pub fn admits(self, v: &Value) -> bool {
+        match self {
+            Self::String => v.is_string(),
+            Self::Number => v.is_number(),
+            Self::Integer => v.is_i64() || v.is_u64(),
+            Self::Boolean => v.is_boolean(),
+            Self::Object => v.is_object(),
+            Self::Array => v.is_array(),
+            Self::Any => !v.is_null(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Number => "number",
+            Self::Integer => "integer",
+            Self::Boolean => "boolean",
+            Self::Object => "object",
+            Self::Array => "array",
+            Self::Any => "non-null value",
+        }
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+impl Route {
+    /// Every unmet `require:` entry, as messages for the 400 body.
+    pub fn check_required(&self, ctx: &Context) -> Vec<String> {
+        self.require
+            .iter()
+            .filter_map(|r| match r.expr.eval(ctx) {
+                None => Some(format!("{}: missing (expected {})", r.text, r.kind.name())),
+                Some(v) if !r.kind.admits(&v) => {
+                    Some(format!("{}: expected {}, got {}", r.text, r.kind.name(), json_type(&v)))
+                }
+                Some(_) => None,
+            })
+            .collect()
+    }
+
+    /// The rules whose `on:` admits this type, with their index.
+    pub fn rules_for<'a>(&'a self, event_type: &'a str) -> impl Iterator<Item = (usize, &'a Rule)> + 'a {
+        self.rules.iter().enumerate().filter(move |(_, r)| r.on.admits(event_type))
+    }
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    /// `name:` or `<route>#<index>`.
+    pub name: String,
+    pub on: EventFilter,
+    /// Without `map:` the document is the whole JSON body.
+    pub map: Option<Mapping>,
+    pub targets: Vec<Target>,
+}
+
+impl Rule {
+    pub fn document(&self, ctx: &Context) -> Value {
+        match &self.map {
+            Some(m) => m.build(ctx),
+            None => ctx.body.clone(),
+        }
+    }
+}
+
+/// One `to:` entry of a rule.
+#[derive(Debug)]
+pub struct Target {
+    pub sink: String,
+    /// Store sinks: the record key, overriding the sink's default.
+    pub key: Option<Expr>,
+}

@@ -1,0 +1,80 @@
+//! What a running router shares between its parts: the current config
+//! snapshot, the data directory (log + records), and counters.
+
+use crate::config::Config;
+use crate::log::EventLog;
+use crate::sink::store::Records;
+use crate::telemetry::Stats;
+use arc_swap::ArcSwap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The open data directory: one sled database holding the log and the records.
+pub struct DataDir {
+    pub path: PathBuf,
+    pub log: EventLog,
+    pub records: Records,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process (usually a running `router serve`) holds the directory.
+    #[error("{0} is in use by another router process")]
+    Locked(PathBuf),
+    #[error("cannot open data directory {path}: {detail}")]
+    Other { path: PathBuf, detail: String },
+}
+
+impl DataDir {
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let other = |detail: String| OpenError::Other { path: path.to_path_buf(), detail };
+        std::fs::create_dir_all(path).map_err(|e| other(e.to_string()))?;
+        let db = sled::Config::new()
+            .path(path)
+            // Our group commit makes acknowledged writes durable; this is
+            // only sled's own background flush for everything else.
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("could not acquire lock") {
+                    OpenError::Locked(path.to_path_buf())
+                } else {
+                    other(text)
+                }
+            })?;
+        let log = EventLog::open(&db, path).map_err(|e| other(e.to_string()))?;
+        Ok(Self { path: path.to_path_buf(), log, records: Records::new(db) })
+    }
+}
+
+/// Shared by ingest, dispatch and admin.
+pub struct Runtime {
+    /// Swapped whole on reload; a request keeps the snapshot it started with.
+    current: ArcSwap<Config>,
+    pub data: DataDir,
+    pub stats: Stats,
+    /// Wakes the dispatcher when new deliveries are logged.
+    pub work: tokio::sync::Notify,
+}
+
+impl Runtime {
+    pub fn new(config: Config, data: DataDir) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwap::from_pointee(config),
+            data,
+            stats: Stats::default(),
+            work: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The config to use for one request or delivery, start to end.
+    pub fn config(&self) -> Arc<Config> {
+        self.current.load_full()
+    }
+
+    /// Replaces the config; in-flight work keeps its old snapshot.
+    pub fn swap(&self, config: Config) {
+        self.current.store(Arc::new(config));
+    }
+}

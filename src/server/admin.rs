@@ -1,0 +1,138 @@
+//! The admin listener (loopback by default): read access to the event log,
+//! the store and per-route counters. The CLI uses it to read data while
+//! `router serve` holds the data directory.
+
+use crate::log::{EventStatus, ListQuery};
+use crate::runtime::Runtime;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+/// Events per list page unless `limit` asks otherwise.
+pub const DEFAULT_LIST_LIMIT: usize = 50;
+
+pub fn router(rt: Arc<Runtime>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/routes", get(routes))
+        .route("/events", get(list_events))
+        .route("/events/{id}", get(show_event))
+        .route("/store/{tree}", get(store_list))
+        .route("/store/{tree}/{key}", get(store_get))
+        .with_state(rt)
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"error": message.to_string()}))).into_response()
+}
+
+/// Runs a blocking store read off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+async fn routes(State(rt): State<Arc<Runtime>>) -> Response {
+    let config = rt.config();
+    let counts = rt.stats.routes();
+    let routes: Vec<_> = config
+        .routes
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "path": r.path,
+                "file": r.file,
+                "verify": r.verifier.scheme(),
+                "events": r.filter.describe(),
+                "rules": r.rules.iter().map(|rule| json!({"name": rule.name, "on": rule.on.describe(),
+                    "to": rule.targets.iter().map(|t| &t.sink).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+                "counts": counts.get(&r.name).cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
+    Json(json!({"routes": routes})).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    route: Option<String>,
+    status: Option<String>,
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn list_events(State(rt): State<Arc<Runtime>>, Query(q): Query<EventsQuery>) -> Response {
+    let status = match q.status.as_deref().map(|s| EventStatus::parse(s).ok_or(s)) {
+        Some(Err(s)) => {
+            return error(StatusCode::BAD_REQUEST, format!("unknown status `{s}` (one of {})", EventStatus::NAMES.join(", ")))
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
+    let query = ListQuery { route: q.route, status, before: q.before, limit: q.limit.unwrap_or(DEFAULT_LIST_LIMIT) };
+    match blocking(move || rt.data.log.list(&query)).await {
+        Ok(Ok(events)) => Json(json!({"events": events})).into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(r) => r,
+    }
+}
+
+async fn show_event(State(rt): State<Arc<Runtime>>, Path(id): Path<u64>) -> Response {
+    match blocking(move || rt.data.log.detail(id)).await {
+        Ok(Ok(detail)) => Json(detail).into_response(),
+        Ok(Err(crate::log::LogError::NotFound(what))) => error(StatusCode::NOT_FOUND, format!("no such {what}")),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct StoreQuery {
+    /// `field=value`, repeatable as a comma-separated list.
+    r#where: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Parses `field=value[,field=value]`.
+pub fn parse_where(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("`{pair}` is not field=value"))
+        })
+        .collect()
+}
+
+async fn store_list(State(rt): State<Arc<Runtime>>, Path(tree): Path<String>, Query(q): Query<StoreQuery>) -> Response {
+    let filter = match q.r#where.as_deref().map(parse_where).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let limit = q.limit.unwrap_or(usize::MAX);
+    match blocking(move || rt.data.records.list(&tree, &filter, q.after.as_deref(), limit)).await {
+        Ok(Ok(records)) => {
+            let records: Vec<_> = records.into_iter().map(|(key, value)| json!({"key": key, "value": value})).collect();
+            Json(json!({"records": records})).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(r) => r,
+    }
+}
+
+async fn store_get(State(rt): State<Arc<Runtime>>, Path((tree, key)): Path<(String, String)>) -> Response {
+    let key2 = key.clone();
+    match blocking(move || rt.data.records.get(&tree, &key2)).await {
+        Ok(Ok(Some(value))) => Json(value).into_response(),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no record `{key}`")),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(r) => r,
+    }
+}

@@ -1,0 +1,224 @@
+//! The webhook pipeline, in the order a request meets it:
+//! match → read (capped) → verify → parse → event type → filter →
+//! id/time/require → append (durable) → 200.
+//!
+//! Filtering comes before `require`: an event type the route does not want
+//! gets 200 `filtered` even if it lacks the fields wanted ones must carry,
+//! so a provider never retries an event nobody asked for.
+
+use super::body::{read_capped, BodyError};
+use super::response::{Accepted, IngestError};
+use super::{views, Limits};
+use crate::config::Config;
+use crate::event::{format_nanos, parse_time, EventMeta};
+use crate::log::{Appended, NewDelivery, NewEvent};
+use crate::mapping::Context;
+use crate::route::table::Endpoint;
+use crate::route::{Route, DEFAULT_EVENT_TYPE};
+use crate::runtime::Runtime;
+use crate::telemetry::Counted;
+use crate::verify::{Unverified, ALWAYS_SECRET_HEADERS, REDACTED};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Ingest {
+    pub rt: Arc<Runtime>,
+    pub limits: Limits,
+}
+
+/// The one handler of the webhook listener.
+pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
+    // One snapshot for the whole request: a reload never changes it midway.
+    let config: Arc<Config> = state.rt.config();
+    let Some(matched) = config.table.lookup(req.uri().path()) else {
+        return IngestError::NotFound.into_response();
+    };
+    let query = parse_query(req.uri().query());
+    match matched.endpoint {
+        Endpoint::View(i) => {
+            if !matches!(*req.method(), Method::GET | Method::HEAD) {
+                return IngestError::MethodNotAllowed { allow: "GET, HEAD" }.into_response();
+            }
+            views::handle(&state.rt, &config.views[i], &matched.params, &query).await
+        }
+        Endpoint::Route(i) => {
+            let route = config.routes[i].clone();
+            match *req.method() {
+                Method::POST => {
+                    let result = ingest(&state, &route, matched.params, query, req).await;
+                    let counted = match &result {
+                        Ok(Accepted::New { .. }) => Counted::Accepted,
+                        Ok(Accepted::Duplicate { .. }) => Counted::Duplicate,
+                        Ok(Accepted::Filtered { .. }) => Counted::Filtered,
+                        Err(_) => Counted::Rejected,
+                    };
+                    state.rt.stats.count(&route.name, counted);
+                    match result {
+                        Ok(a) => a.into_response(),
+                        Err(e) => e.into_response(),
+                    }
+                }
+                Method::GET | Method::HEAD => health(&route),
+                _ => IngestError::MethodNotAllowed { allow: "POST, GET, HEAD" }.into_response(),
+            }
+        }
+    }
+}
+
+/// `GET` on a route path: what it is and what it accepts.
+fn health(route: &Route) -> Response {
+    let events = if route.filter.describe().is_empty() { vec!["*".to_string()] } else { route.filter.describe() };
+    let rules: Vec<Value> =
+        route.rules.iter().map(|r| json!({"name": r.name, "on": r.on.describe(), "to": r.targets.iter().map(|t| &t.sink).collect::<Vec<_>>()})).collect();
+    Json(json!({
+        "status": "ok",
+        "route": route.name,
+        "webhook_endpoint": route.path,
+        "verify": route.verifier.scheme(),
+        "supported_events": events,
+        "rules": rules,
+    }))
+    .into_response()
+}
+
+async fn ingest(
+    state: &Ingest,
+    route: &Route,
+    params: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    req: Request,
+) -> Result<Accepted, IngestError> {
+    let (parts, body) = req.into_parts();
+    let body = read_body(&parts.headers, body, route.body_limit, state.limits).await?;
+
+    let verified = route.verifier.verify(Unverified { headers: &parts.headers, body: &body }).map_err(|reason| {
+        tracing::debug!(route = %route.name, scheme = route.verifier.scheme(), %reason, "Request rejected by verifier.");
+        IngestError::Unauthorized
+    })?;
+
+    let payload: Value = serde_json::from_slice(verified.body()).map_err(|e| IngestError::Invalid {
+        error: "body is not valid JSON",
+        problems: vec![e.to_string()],
+    })?;
+    let headers = header_pairs(verified.headers(), route.verifier.secret_header());
+    let ctx = Context { body: &payload, params: &params, query: &query, headers: &headers };
+
+    let kind = match &route.event.kind {
+        None => DEFAULT_EVENT_TYPE.to_string(),
+        Some(expr) => expr.eval_string(&ctx).ok_or_else(|| IngestError::Invalid {
+            error: "invalid event",
+            problems: vec!["event type: missing or not a string".into()],
+        })?,
+    };
+    if !route.filter.admits(&kind) {
+        return Ok(Accepted::Filtered { event: kind });
+    }
+    let meta = event_meta(route, &ctx, kind)?;
+
+    let deliveries: Vec<NewDelivery> = route
+        .rules_for(&meta.kind)
+        .flat_map(|(ri, rule)| {
+            rule.targets.iter().enumerate().map(move |(ti, t)| NewDelivery {
+                rule: ri as u32,
+                target: ti as u32,
+                rule_name: rule.name.clone(),
+                sink: t.sink.clone(),
+            })
+        })
+        .collect();
+    let has_work = !deliveries.is_empty();
+    let event = NewEvent {
+        route: route.name.clone(),
+        event_type: meta.kind.clone(),
+        event_id: meta.id,
+        event_time: meta.time,
+        params,
+        query,
+        headers,
+        body: body.to_vec(),
+    };
+    match state.rt.data.log.append(event, deliveries).await {
+        Ok(Appended::New(id)) => {
+            if has_work {
+                state.rt.work.notify_one();
+            }
+            tracing::debug!(route = %route.name, id, event = %meta.kind, "Event accepted.");
+            Ok(Accepted::New { id, event: meta.kind })
+        }
+        Ok(Appended::Duplicate(id)) => Ok(Accepted::Duplicate { id, event: meta.kind }),
+        Err(e) => {
+            tracing::error!(route = %route.name, error = %e, "Cannot write an event; answering 503.");
+            Err(IngestError::Unavailable)
+        }
+    }
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize, limits: Limits) -> Result<bytes::Bytes, IngestError> {
+    // Refuse a declared oversize body before reading a byte of it.
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(IngestError::TooLarge { limit });
+    }
+    read_capped(body, limit, limits.body_timeout).await.map_err(|e| match e {
+        BodyError::TooLarge(limit) => IngestError::TooLarge { limit },
+        BodyError::TimedOut => IngestError::Timeout,
+        BodyError::Broken => IngestError::BadBody,
+    })
+}
+
+/// Reads id and time, and checks `require`; every problem is reported at once.
+fn event_meta(route: &Route, ctx: &Context, kind: String) -> Result<EventMeta, IngestError> {
+    let mut problems = Vec::new();
+    let id = match &route.event.id {
+        None => None,
+        Some(expr) => {
+            let id = expr.eval_string(ctx);
+            if id.as_deref().is_none_or(str::is_empty) {
+                problems.push("event id: missing or not a string/number".to_string());
+            }
+            id
+        }
+    };
+    let time = match route.event.time.as_ref().and_then(|e| e.eval(ctx)) {
+        None | Some(Value::Null) => None,
+        Some(v) => match parse_time(&v).and_then(format_nanos) {
+            Some(t) => Some(t),
+            None => {
+                problems.push(format!("event time: {v} is not an RFC 3339 time or Unix timestamp"));
+                None
+            }
+        },
+    };
+    problems.extend(route.check_required(ctx));
+    if problems.is_empty() {
+        Ok(EventMeta { kind, id, time })
+    } else {
+        Err(IngestError::Invalid { error: "invalid event", problems })
+    }
+}
+
+fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    query.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+/// Headers as stored in the log: lower-case names, credentials redacted.
+fn header_pairs(headers: &HeaderMap, secret: Option<&str>) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let name = name.as_str();
+            let value = if ALWAYS_SECRET_HEADERS.contains(&name) || secret == Some(name) {
+                REDACTED.to_string()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.to_string(), value)
+        })
+        .collect()
+}

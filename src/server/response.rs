@@ -1,0 +1,67 @@
+//! Every answer ingest gives, mapped to status and JSON body in one place.
+//! Internal detail (store errors, verifier reasons) never reaches a client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// Why a request was not accepted.
+#[derive(Debug)]
+pub enum IngestError {
+    NotFound,
+    MethodNotAllowed { allow: &'static str },
+    TooLarge { limit: usize },
+    Timeout,
+    BadBody,
+    Unauthorized,
+    /// Body is not JSON, or misses required fields: every problem listed.
+    Invalid { error: &'static str, problems: Vec<String> },
+    Unavailable,
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            IngestError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "no route for this path"})),
+            IngestError::MethodNotAllowed { allow } => {
+                let mut r = (StatusCode::METHOD_NOT_ALLOWED, Json(json!({"error": "method not allowed"}))).into_response();
+                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+                return r;
+            }
+            IngestError::TooLarge { limit } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "body too large", "limit_bytes": limit}))
+            }
+            IngestError::Timeout => (StatusCode::REQUEST_TIMEOUT, json!({"error": "body not received in time"})),
+            IngestError::BadBody => (StatusCode::BAD_REQUEST, json!({"error": "body could not be read"})),
+            IngestError::Unauthorized => (StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"})),
+            IngestError::Invalid { error, problems } => {
+                (StatusCode::BAD_REQUEST, json!({"error": error, "problems": problems}))
+            }
+            IngestError::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, json!({"error": "event store unavailable, retry later"}))
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// The 2xx answers.
+pub enum Accepted {
+    New { id: u64, event: String },
+    Duplicate { id: u64, event: String },
+    Filtered { event: String },
+}
+
+impl IntoResponse for Accepted {
+    fn into_response(self) -> Response {
+        let body = match self {
+            Accepted::New { id, event } => json!({"received": true, "id": id.to_string(), "event": event}),
+            Accepted::Duplicate { id, event } => {
+                json!({"received": true, "duplicate": true, "id": id.to_string(), "event": event})
+            }
+            Accepted::Filtered { event } => json!({"received": true, "filtered": true, "event": event}),
+        };
+        (StatusCode::OK, Json(body)).into_response()
+    }
+}

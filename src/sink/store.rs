@@ -1,0 +1,239 @@
+//! The `store` sink: records in sled trees beside the log, keyed by an
+//! expression of the event. Views and `router store get` read them back.
+//!
+//! Each record carries `_sync_metadata` (log id, event id and type, route,
+//! received and event time). That makes writes idempotent (a redelivery of
+//! the event already applied is skipped) and gives out-of-order protection:
+//! an event older than the one that wrote the record never overwrites it.
+
+use super::Outcome;
+use crate::event::parse_time;
+use crate::mapping::Expr;
+use serde_json::{Map, Value};
+
+/// Prefix of the sled trees that hold store records (the log has its own).
+const TREE_PREFIX: &str = "store:";
+
+/// The field every stored record carries.
+pub const SYNC_METADATA: &str = "_sync_metadata";
+
+/// A `type: store` sink.
+#[derive(Debug)]
+pub struct StoreSink {
+    pub tree: String,
+    /// Default key when the rule's target gives none.
+    pub key: Option<Expr>,
+    pub mode: StoreMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    /// Replace the record with the document.
+    Upsert,
+    /// JSON Merge Patch (RFC 7386) of the document into the record.
+    Merge,
+    Delete,
+}
+
+impl StoreMode {
+    pub const NAMES: &'static [&'static str] = &["upsert", "merge", "delete"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "upsert" => Self::Upsert,
+            "merge" => Self::Merge,
+            "delete" => Self::Delete,
+            _ => return None,
+        })
+    }
+}
+
+/// Who wrote a record: the event a delivery applies.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SyncMetadata {
+    pub log_id: u64,
+    pub event_id: Option<String>,
+    pub event_type: String,
+    pub route: String,
+    pub received_at: String,
+    pub event_time: Option<String>,
+}
+
+/// The record trees of the data directory.
+#[derive(Clone)]
+pub struct Records {
+    db: sled::Db,
+}
+
+impl Records {
+    pub fn new(db: sled::Db) -> Self {
+        Self { db }
+    }
+
+    fn tree(&self, name: &str) -> sled::Result<sled::Tree> {
+        self.db.open_tree(format!("{TREE_PREFIX}{name}"))
+    }
+
+    /// Applies one delivery to the record under `key`, atomically (compare
+    /// and swap, so concurrent deliveries to one key cannot lose an update).
+    pub fn apply(&self, tree: &str, key: &str, mode: StoreMode, doc: Value, meta: &SyncMetadata) -> Outcome {
+        let tree = match self.tree(tree) {
+            Ok(t) => t,
+            Err(e) => return Outcome::Retry { error: format!("store: {e}"), after: None },
+        };
+        loop {
+            let current = match tree.get(key) {
+                Ok(v) => v,
+                Err(e) => return Outcome::Retry { error: format!("store: {e}"), after: None },
+            };
+            let existing: Option<Value> = current.as_ref().and_then(|b| serde_json::from_slice(b).ok());
+            if let Some(reason) = existing.as_ref().and_then(|r| stale(r, meta)) {
+                return Outcome::Skipped { reason };
+            }
+            let next = match mode {
+                StoreMode::Delete => None,
+                StoreMode::Upsert => Some(with_metadata(doc.clone(), meta)),
+                StoreMode::Merge => {
+                    let mut base = existing.clone().unwrap_or_else(|| Value::Object(Map::new()));
+                    merge_patch(&mut base, &doc);
+                    Some(with_metadata(base, meta))
+                }
+            };
+            let new_bytes = next.map(|v| serde_json::to_vec(&v).expect("JSON values serialise"));
+            match tree.compare_and_swap(key, current, new_bytes) {
+                Ok(Ok(())) => return Outcome::Delivered,
+                Ok(Err(_)) => continue, // another delivery wrote this key meanwhile
+                Err(e) => return Outcome::Retry { error: format!("store: {e}"), after: None },
+            }
+        }
+    }
+
+    pub fn get(&self, tree: &str, key: &str) -> sled::Result<Option<Value>> {
+        Ok(self.tree(tree)?.get(key)?.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Records in key order after `after`, keeping those whose fields equal
+    /// every `filter` pair (values compared as text).
+    pub fn list(
+        &self,
+        tree: &str,
+        filter: &[(String, String)],
+        after: Option<&str>,
+        limit: usize,
+    ) -> sled::Result<Vec<(String, Value)>> {
+        let tree = self.tree(tree)?;
+        let start = after.map(|a| [a.as_bytes(), &[0]].concat()).unwrap_or_default();
+        let mut out = Vec::new();
+        for kv in tree.range(start..) {
+            let (k, v) = kv?;
+            let Ok(record) = serde_json::from_slice::<Value>(&v) else { continue };
+            let keep = filter.iter().all(|(field, want)| {
+                record.get(field).and_then(crate::mapping::value_to_string).is_some_and(|have| have == *want)
+            });
+            if keep {
+                out.push((String::from_utf8_lossy(&k).into_owned(), record));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names of the trees that hold records.
+    pub fn trees(&self) -> Vec<String> {
+        self.db
+            .tree_names()
+            .into_iter()
+            .filter_map(|n| String::from_utf8(n.to_vec()).ok()?.strip_prefix(TREE_PREFIX).map(str::to_string))
+            .collect()
+    }
+}
+
+/// Why `meta`'s event must not touch `record`, if it must not.
+fn stale(record: &Value, meta: &SyncMetadata) -> Option<String> {
+    let stored = record.get(SYNC_METADATA)?;
+    if stored.get("log_id").and_then(Value::as_u64) == Some(meta.log_id) {
+        return Some(format!("event {} already applied to this record", meta.log_id));
+    }
+    let ours = parse_time(&Value::String(meta.event_time.clone()?))?;
+    let theirs_text = stored.get("event_time")?;
+    let theirs = parse_time(theirs_text)?;
+    (ours < theirs).then(|| {
+        format!(
+            "out of order: event time {} is older than the record's {}",
+            meta.event_time.as_deref().unwrap_or(""),
+            theirs_text.as_str().unwrap_or("")
+        )
+    })
+}
+
+fn with_metadata(doc: Value, meta: &SyncMetadata) -> Value {
+    let mut obj = match doc {
+        Value::Object(o) => o,
+        other => Map::from_iter([("value".to_string(), other)]),
+    };
+    obj.insert(SYNC_METADATA.into(), serde_json::to_value(meta).expect("metadata serialises"));
+    Value::Object(obj)
+}
+
+/// RFC 7386 JSON Merge Patch: objects merge recursively, `null` removes.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let obj = target.as_object_mut().expect("made an object above");
+    for (k, v) in patch {
+        if v.is_null() {
+            obj.remove(k);
+        } else {
+            merge_patch(obj.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_rfc7386() {
+        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}}));
+    }
+
+    fn meta(log_id: u64, time: Option<&str>) -> SyncMetadata {
+        SyncMetadata {
+            log_id,
+            event_id: None,
+            event_type: "t".into(),
+            route: "r".into(),
+            received_at: "now".into(),
+            event_time: time.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn older_events_and_redeliveries_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::new(sled::open(dir.path()).unwrap());
+        let newer = meta(2, Some("2025-01-02T00:00:00Z"));
+        assert_eq!(records.apply("t", "k", StoreMode::Upsert, json!({"v": 2}), &newer), Outcome::Delivered);
+        let older = meta(1, Some("2025-01-01T00:00:00Z"));
+        assert!(matches!(records.apply("t", "k", StoreMode::Upsert, json!({"v": 1}), &older), Outcome::Skipped { .. }));
+        assert!(matches!(records.apply("t", "k", StoreMode::Merge, json!({"v": 3}), &newer), Outcome::Skipped { .. }));
+        assert_eq!(records.get("t", "k").unwrap().unwrap()["v"], json!(2));
+        let later = meta(3, Some("2025-01-03T00:00:00Z"));
+        assert_eq!(records.apply("t", "k", StoreMode::Merge, json!({"w": 1}), &later), Outcome::Delivered);
+        let rec = records.get("t", "k").unwrap().unwrap();
+        assert_eq!((rec["v"].clone(), rec["w"].clone()), (json!(2), json!(1)));
+        assert_eq!(records.apply("t", "k", StoreMode::Delete, json!(null), &meta(4, None)), Outcome::Delivered);
+        assert!(records.get("t", "k").unwrap().is_none());
+    }
+}
