@@ -72,14 +72,19 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
 
 /// One attempt of one delivery, start to recorded outcome.
 fn deliver(rt: &Runtime, key: DeliveryKey) {
-    let (delivery, event, body) = match (rt.data.log.delivery(key), rt.data.log.event(key.event), rt.data.log.body(key.event)) {
-        (Ok(d), Ok(e), Ok(b)) => (d, e, b),
-        (d, e, b) => {
-            let err = d.err().map(|e| e.to_string()).or(e.err().map(|e| e.to_string())).or(b.err().map(|e| e.to_string()));
-            tracing::error!(event = key.event, delivery = key.index, error = ?err, "Cannot read a due delivery.");
-            return;
-        }
-    };
+    let (delivery, event, body) =
+        match (rt.data.log.delivery(key), rt.data.log.event(key.event), rt.data.log.body(key.event)) {
+            (Ok(d), Ok(e), Ok(b)) => (d, e, b),
+            (d, e, b) => {
+                let err = d
+                    .err()
+                    .map(|e| e.to_string())
+                    .or(e.err().map(|e| e.to_string()))
+                    .or(b.err().map(|e| e.to_string()));
+                tracing::error!(event = key.event, delivery = key.index, error = ?err, "Cannot read a due delivery.");
+                return;
+            }
+        };
     if !delivery.status.is_open() {
         return;
     }
@@ -106,7 +111,9 @@ fn deliver(rt: &Runtime, key: DeliveryKey) {
                 error = d.last_error.as_deref().unwrap_or(""), "Delivery failed; will retry."
             ),
         },
-        Err(e) => tracing::error!(event = key.event, error = %e, "Cannot record a delivery outcome; it will run again."),
+        Err(e) => {
+            tracing::error!(event = key.event, error = %e, "Cannot record a delivery outcome; it will run again.")
+        }
     }
 }
 

@@ -45,9 +45,10 @@ impl JsonPath {
                 hint: Some("JSONPath looks like $.data.user_id or $.items[0].id".into()),
             }
         })?;
-        let singular = query.segments.iter().all(|s| {
-            matches!(s, Segment::Selector(Selector::Name(_)) | Segment::Selector(Selector::Index(_)))
-        });
+        let singular = query
+            .segments
+            .iter()
+            .all(|s| matches!(s, Segment::Selector(Selector::Name(_)) | Segment::Selector(Selector::Index(_))));
         Ok(Self { text: text.to_string(), query, singular })
     }
 
@@ -171,7 +172,9 @@ impl Expr {
         Err(ExprError {
             offset: 0,
             message: format!("`{text}` is not an expression"),
-            hint: Some("write a JSONPath ($.data.id), param:NAME, query:NAME, header:NAME or a template \"{...}\"".into()),
+            hint: Some(
+                "write a JSONPath ($.data.id), param:NAME, query:NAME, header:NAME or a template \"{...}\"".into(),
+            ),
         })
     }
 

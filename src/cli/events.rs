@@ -44,11 +44,19 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             if data.json {
                 println!("{}", serde_json::to_string_pretty(&out["events"])?);
             } else {
-                println!("{:>8}  {:<24}  {:<20}  {:<28}  {:<9}  DELIVERIES", "ID", "RECEIVED", "ROUTE", "TYPE", "STATUS");
+                println!(
+                    "{:>8}  {:<24}  {:<20}  {:<28}  {:<9}  DELIVERIES",
+                    "ID", "RECEIVED", "ROUTE", "TYPE", "STATUS"
+                );
                 for e in out["events"].as_array().into_iter().flatten() {
                     println!(
                         "{:>8}  {:<24}  {:<20}  {:<28}  {:<9}  {}",
-                        e["id"], text(&e["received_at"]), text(&e["route"]), text(&e["event_type"]), text(&e["status"]), e["deliveries"]
+                        text(&e["id"]),
+                        text(&e["received_at"]),
+                        text(&e["route"]),
+                        text(&e["event_type"]),
+                        text(&e["status"]),
+                        e["deliveries"]
                     );
                 }
             }
@@ -68,8 +76,19 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("event {}  {}  route {}  type {}", detail["id"], text(&detail["status"]), text(&detail["route"]), text(&detail["event_type"]));
-            println!("received {}  provider id {}  event time {}", text(&detail["received_at"]), text(&detail["event_id"]), text(&detail["event_time"]));
+            println!(
+                "event {}  {}  route {}  type {}",
+                detail["id"],
+                text(&detail["status"]),
+                text(&detail["route"]),
+                text(&detail["event_type"])
+            );
+            println!(
+                "received {}  provider id {}  event time {}",
+                text(&detail["received_at"]),
+                text(&detail["event_id"]),
+                text(&detail["event_time"])
+            );
             println!("\nheaders:");
             for h in detail["headers"].as_array().into_iter().flatten() {
                 println!("  {}: {}", text(&h[0]), text(&h[1]));
@@ -79,7 +98,11 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             for d in detail["delivery_records"].as_array().into_iter().flatten() {
                 println!(
                     "  #{} {} -> {}: {} after {} attempt(s){}",
-                    d["index"], text(&d["rule_name"]), text(&d["sink"]), text(&d["status"]), d["attempts"],
+                    d["index"],
+                    text(&d["rule_name"]),
+                    text(&d["sink"]),
+                    text(&d["status"]),
+                    d["attempts"],
                     d["last_error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default()
                 );
             }

@@ -15,7 +15,11 @@ use std::process::ExitCode;
 pub const EXIT_CANNOT_RUN: u8 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "router", version, about = "A declarative webhook router: routes.d YAML in, durable ingest, delivery to sinks.")]
+#[command(
+    name = "router",
+    version,
+    about = "A declarative webhook router: routes.d YAML in, durable ingest, delivery to sinks."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

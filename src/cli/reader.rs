@@ -32,12 +32,9 @@ impl Reader {
 
     async fn remote(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         let Reader::Remote { base, client } = self else { unreachable!("remote reads only") };
-        let resp = client
-            .get(format!("{base}{path}"))
-            .query(query)
-            .send()
-            .await
-            .with_context(|| format!("the data directory is in use, and the router's admin API at {base} does not answer"))?;
+        let resp = client.get(format!("{base}{path}")).query(query).send().await.with_context(|| {
+            format!("the data directory is in use, and the router's admin API at {base} does not answer")
+        })?;
         let status = resp.status();
         let body: Value = resp.json().await.context("admin API answered something that is not JSON")?;
         match status.as_u16() {
@@ -88,7 +85,9 @@ impl Reader {
         match self {
             Reader::Local(d) => {
                 let records = d.records.list(tree, filter, None, usize::MAX)?;
-                Ok(json!({"records": records.into_iter().map(|(key, value)| json!({"key": key, "value": value})).collect::<Vec<_>>()}))
+                Ok(
+                    json!({"records": records.into_iter().map(|(key, value)| json!({"key": key, "value": value})).collect::<Vec<_>>()}),
+                )
             }
             Reader::Remote { .. } => {
                 let w: Vec<String> = filter.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -61,9 +61,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let data = DataDir::open(&args.data)?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let admin = match admin_addr {
-        Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a} (admin)"))?),
+        Some(a) => {
+            Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a} (admin)"))?)
+        }
         None => None,
     };
     tracing::info!(

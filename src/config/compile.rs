@@ -32,7 +32,7 @@ pub(super) fn compile(
         match serde_saphyr::from_str_with_options::<Option<RawFile>>(text, options) {
             Ok(Some(raw)) => files.push((path.as_path(), text.as_str(), raw)),
             Ok(None) => {} // an empty file declares nothing
-            Err(e) => diags.push(yaml_error(path, &e)),
+            Err(e) => diags.push(yaml_error(path, text, &e)),
         }
     }
 
@@ -43,8 +43,12 @@ pub(super) fn compile(
         let mut cx = Cx { file: path, text, env, diags: &mut diags };
         for (name, sink) in raw.sinks.iter().flat_map(|m| m.0.iter()) {
             if let Some((first_file, first_pos)) = sink_origin.get(&name.value) {
-                cx.error(Pos::of(name), format!("sink `{}` is declared twice", name.value))
-                    .with_hint(format!("the first is at {}:{}:{}; sink names are global to the directory", first_file.display(), first_pos.line, first_pos.column));
+                cx.error(Pos::of(name), format!("sink `{}` is declared twice", name.value)).with_hint(format!(
+                    "the first is at {}:{}:{}; sink names are global to the directory",
+                    first_file.display(),
+                    first_pos.line,
+                    first_pos.column
+                ));
                 continue;
             }
             sink_origin.insert(name.value.clone(), (path.to_path_buf(), Pos::of(name)));
@@ -65,8 +69,12 @@ pub(super) fn compile(
             let name_pos = raw.route.as_ref().map(Pos::of).unwrap_or_default();
             let path_pos = raw.path.as_ref().map(Pos::of).unwrap_or_default();
             if let Some((f, p)) = route_origin.get(&route.name) {
-                cx.error(name_pos, format!("route `{}` is declared twice", route.name))
-                    .with_hint(format!("the first is at {}:{}:{}; give each route its own name", f.display(), p.line, p.column));
+                cx.error(name_pos, format!("route `{}` is declared twice", route.name)).with_hint(format!(
+                    "the first is at {}:{}:{}; give each route its own name",
+                    f.display(),
+                    p.line,
+                    p.column
+                ));
             } else {
                 route_origin.insert(route.name.clone(), (path.to_path_buf(), name_pos));
                 match table.insert(&route.path, Endpoint::Route(routes.len())) {
@@ -100,7 +108,7 @@ pub(super) fn compile(
 }
 
 /// Turns a YAML/serde error into a diagnostic, with "did you mean" for unknown keys.
-fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> Diagnostic {
+fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
     let pos = e.location().map(|l| Pos::from_location(&l)).unwrap_or_default();
     let full = e.without_snippet().to_string();
     // The rendered message may carry its own position; ours is the one printed.
@@ -108,19 +116,45 @@ fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> Diagnostic {
         Some((head, rest)) if head.contains("line") && head.contains("column") => rest.to_string(),
         _ => full,
     };
-    let message = message.lines().next().unwrap_or_default().trim().to_string();
-    let mut d = Diagnostic::error(path, pos, message.clone());
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((field, expected)) = rest.split_once('`') {
-            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            d = match nearest(field, candidates.iter().copied()) {
-                Some(best) => d.with_hint(format!("did you mean `{best}`?")),
-                None if !candidates.is_empty() => d.with_hint(format!("valid keys here: {}", candidates.join(", "))),
-                None => d,
-            };
+    let mut message = message.lines().next().unwrap_or_default().trim().to_string();
+    if let Some(at) = message.rfind(" at line ") {
+        if message[at..].contains(", column ") {
+            message.truncate(at);
         }
     }
-    d
+    let d = Diagnostic::error(path, pos, message.clone());
+    match yaml_hint(&message, source_line(text, pos)) {
+        Some(h) => d.with_hint(h),
+        None => d,
+    }
+}
+
+fn source_line(text: &str, at: Pos) -> &str {
+    text.lines().nth(at.line.saturating_sub(1) as usize).unwrap_or("")
+}
+
+/// What to write instead, for the YAML and shape errors operators hit most.
+fn yaml_hint(message: &str, line: &str) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`')?;
+        let list = expected.split_once("expected one of ").map_or("", |(_, l)| l);
+        let candidates: Vec<&str> =
+            list.split(',').map(|c| c.trim().trim_matches('`')).filter(|c| !c.is_empty()).collect();
+        return Some(match nearest(field, candidates.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("valid keys here: {}", candidates.join(", ")),
+        });
+    }
+    if line.contains("${") && line.contains('{') && line.matches('{').count() > line.matches("${").count() {
+        return Some("inside a { ... } mapping, quote values that use variables: token: \"${MY_TOKEN}\"".into());
+    }
+    if message.contains("expected sequence") {
+        return Some("this value must be a list: [a, b], or one `- item` per line".into());
+    }
+    if message.contains("expected mapping") || message.contains("expected struct") {
+        return Some("this value must be a mapping of `key: value` lines".into());
+    }
+    None
 }
 
 /// Per-file compile context.
@@ -199,7 +233,10 @@ impl<'a> Cx<'a> {
 
     fn duration(&mut self, s: &S<String>) -> Option<std::time::Duration> {
         humantime::parse_duration(s.value.trim())
-            .map_err(|e| self.error(Pos::of(s), format!("`{}` is not a duration: {e}", s.value)).with_hint("write e.g. 500ms, 30s, 5m or 1h"))
+            .map_err(|e| {
+                self.error(Pos::of(s), format!("`{}` is not a duration: {e}", s.value))
+                    .with_hint("write e.g. 500ms, 30s, 5m or 1h")
+            })
             .ok()
     }
 
@@ -254,7 +291,8 @@ impl<'a> Cx<'a> {
         let raw = &v.value;
         let scheme = &raw.scheme;
         let needs = |cx: &mut Self, what: &str, example: &str| {
-            cx.error(Pos::of(scheme), format!("scheme `{}` needs `{what}`", scheme.value)).with_hint(example.to_string());
+            cx.error(Pos::of(scheme), format!("scheme `{}` needs `{what}`", scheme.value))
+                .with_hint(example.to_string());
             None
         };
         match scheme.value.as_str() {
@@ -269,7 +307,8 @@ impl<'a> Cx<'a> {
                 };
                 let tokens = self.interp_list(token)?;
                 if tokens.is_empty() {
-                    self.error(Pos::of(token), "bearer token is empty").with_hint("set the environment variable it names");
+                    self.error(Pos::of(token), "bearer token is empty")
+                        .with_hint("set the environment variable it names");
                     return None;
                 }
                 let header = match &raw.header {
@@ -285,7 +324,8 @@ impl<'a> Cx<'a> {
                 let user = self.interp(user)?;
                 let passwords = self.interp_list(password)?;
                 if passwords.is_empty() {
-                    self.error(Pos::of(password), "basic password is empty").with_hint("set the environment variable it names");
+                    self.error(Pos::of(password), "basic password is empty")
+                        .with_hint("set the environment variable it names");
                     return None;
                 }
                 Some(Verifier::Basic(BasicAuth::new(user, passwords)))
@@ -308,9 +348,18 @@ impl<'a> Cx<'a> {
             return None;
         }
         EventFilter::parse(list.iter().map(|p| p.value.as_str()))
-            .map_err(|(i, e)| {
-                let at = self.pos_in(&list[i], e.offset);
-                self.error(at, e.message).with_hint("patterns use letters, digits, . _ - : / and * (e.g. customer.*), ! to exclude");
+            .map_err(|errors| {
+                for (i, e) in errors {
+                    // A lone pattern (`on: x`) has no span of its own: use the field's.
+                    let item = if list[i].referenced.line() == 0 {
+                        S::new(list[i].value.clone(), patterns.referenced, patterns.defined)
+                    } else {
+                        S::new(list[i].value.clone(), list[i].referenced, list[i].defined)
+                    };
+                    let at = self.pos_in(&item, e.offset);
+                    self.error(at, e.message)
+                        .with_hint("patterns use letters, digits, . _ - : / and * (e.g. customer.*), ! to exclude");
+                }
             })
             .ok()
     }
@@ -370,11 +419,13 @@ impl<'a> Cx<'a> {
                 return None;
             }
             (Some(n), None) => {
-                self.error(Pos::of(n), format!("route `{}` has no `path`", n.value)).with_hint("add e.g. `path: /api/webhooks/whop`");
+                self.error(Pos::of(n), format!("route `{}` has no `path`", n.value))
+                    .with_hint("add e.g. `path: /api/webhooks/whop`");
                 return None;
             }
             (None, Some(p)) => {
-                self.error(Pos::of(p), "a path without a `route:` name").with_hint("add `route: <name>` (unique in the directory)");
+                self.error(Pos::of(p), "a path without a `route:` name")
+                    .with_hint("add `route: <name>` (unique in the directory)");
                 return None;
             }
             (Some(n), Some(p)) => (n, p),
@@ -385,7 +436,8 @@ impl<'a> Cx<'a> {
             ok = false;
         }
         if !path.value.starts_with('/') {
-            self.error(Pos::of(path), format!("path `{}` must start with `/`", path.value)).with_hint(format!("write /{}", path.value));
+            self.error(Pos::of(path), format!("path `{}` must start with `/`", path.value))
+                .with_hint(format!("write /{}", path.value));
             ok = false;
         }
         let params = template_params(&path.value);
@@ -441,7 +493,8 @@ impl<'a> Cx<'a> {
             self.error(Pos::of(raw.body_limit.as_ref().expect("set when zero")), "body_limit must be above 0");
             ok = false;
         }
-        let (Ok(kind), Ok(id), Ok(time), Some(verifier), Some(filter), true) = (kind, id, time, verifier, filter, ok) else {
+        let (Ok(kind), Ok(id), Ok(time), Some(verifier), Some(filter), true) = (kind, id, time, verifier, filter, ok)
+        else {
             return None;
         };
         Some(Route {
@@ -473,7 +526,8 @@ impl<'a> Cx<'a> {
             None => Some(None),
         };
         if raw.to.is_empty() {
-            self.error(Pos::of(r), "a rule with no `to:` sinks delivers nothing").with_hint("add `to: [{ sink: NAME }]`");
+            self.error(Pos::of(r), "a rule with no `to:` sinks delivers nothing")
+                .with_hint("add `to: [{ sink: NAME }]`");
             return None;
         }
         let mut targets = Vec::new();

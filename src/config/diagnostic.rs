@@ -144,8 +144,7 @@ mod tests {
 
     #[test]
     fn display_has_position_and_hint() {
-        let d = Diagnostic::error(Path::new("r.yaml"), Pos { line: 3, column: 5 }, "bad")
-            .with_hint("write good");
+        let d = Diagnostic::error(Path::new("r.yaml"), Pos { line: 3, column: 5 }, "bad").with_hint("write good");
         assert_eq!(d.to_string(), "r.yaml:3:5: error: bad\n  hint: write good");
     }
 }

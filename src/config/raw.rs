@@ -130,7 +130,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 u64::try_from(v).map(ByteSize).map_err(|_| E::custom("a size cannot be negative"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
-                parse_byte_size(v).map(ByteSize).map_err(|()| E::custom(format!("`{v}` is not a size; write e.g. 1MiB, 256KiB or 65536")))
+                parse_byte_size(v)
+                    .map(ByteSize)
+                    .ok_or_else(|| E::custom(format!("`{v}` is not a size; write e.g. 1MiB, 256KiB or 65536")))
             }
         }
         d.deserialize_any(V)
@@ -138,35 +140,35 @@ impl<'de> Deserialize<'de> for ByteSize {
 }
 
 /// Parses `1MiB`, `1 MB`, `512k`, `100` (bytes). Units are powers of 1024.
-pub fn parse_byte_size(s: &str) -> Result<u64, ()> {
+fn parse_byte_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| ())?;
+    let n: u64 = num.parse().ok()?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(()),
+        _ => return None,
     };
-    n.checked_mul(mult).ok_or(())
+    n.checked_mul(mult)
 }
 
 /// `x` or `[x, y]`, so single values need no brackets.
 #[derive(Debug, Clone)]
 pub struct OneOrMany<T>(pub Vec<T>);
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+impl<'de, T: Deserialize<'de> + FromScalar> Deserialize<'de> for OneOrMany<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        impl<'de, T: Deserialize<'de> + FromScalar> Visitor<'de> for V<T> {
             type Value = OneOrMany<T>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string or a list of strings")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                T::deserialize(de::value::StrDeserializer::<E>::new(v)).map(|t| OneOrMany(vec![t]))
+                Ok(OneOrMany(vec![T::from_scalar(v)]))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
@@ -177,6 +179,25 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
             }
         }
         d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// Builds a list item from a lone scalar (`on: x` rather than `on: [x]`).
+/// A lone item has no span of its own: `Location::UNKNOWN`, and the
+/// enclosing `Spanned<OneOrMany>` gives the position.
+pub trait FromScalar {
+    fn from_scalar(s: &str) -> Self;
+}
+
+impl FromScalar for String {
+    fn from_scalar(s: &str) -> Self {
+        s.to_string()
+    }
+}
+
+impl FromScalar for S<String> {
+    fn from_scalar(s: &str) -> Self {
+        Spanned::new(s.to_string(), serde_saphyr::Location::UNKNOWN, serde_saphyr::Location::UNKNOWN)
     }
 }
 

@@ -250,9 +250,17 @@ impl EventLog {
     }
 
     /// Deliveries due at `now_ms`, oldest first, skipping those in `busy`.
-    pub fn due(&self, now_ms: i64, limit: usize, busy: &dyn Fn(&DeliveryKey) -> bool) -> Result<Vec<DeliveryKey>, LogError> {
+    pub fn due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        busy: &dyn Fn(&DeliveryKey) -> bool,
+    ) -> Result<Vec<DeliveryKey>, LogError> {
         let mut out = Vec::new();
-        for kv in self.tree.range(queue_key(i64::MIN, DeliveryKey { event: 0, index: 0 })..queue_key(now_ms, DeliveryKey { event: u64::MAX, index: u32::MAX })) {
+        for kv in self.tree.range(
+            queue_key(i64::MIN, DeliveryKey { event: 0, index: 0 })
+                ..queue_key(now_ms, DeliveryKey { event: u64::MAX, index: u32::MAX }),
+        ) {
             let (k, _) = kv?;
             let Some((_, key)) = parse_queue_key(&k) else { continue };
             if !busy(&key) {
@@ -293,7 +301,10 @@ impl EventLog {
         match self.tree.get(&k)? {
             Some(bytes) => match decode(&k, &bytes)? {
                 Record::DeliveryV1(d) => Ok(d),
-                _ => Err(LogError::Corrupt { key: format!("d{}/{}", key.event, key.index), detail: "not a delivery".into() }),
+                _ => Err(LogError::Corrupt {
+                    key: format!("d{}/{}", key.event, key.index),
+                    detail: "not a delivery".into(),
+                }),
             },
             None => Err(LogError::NotFound(format!("delivery {}/{}", key.event, key.index))),
         }

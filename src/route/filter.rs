@@ -81,18 +81,33 @@ impl EventFilter {
         Self::default()
     }
 
-    /// Compiles every pattern; errors come back with the pattern's index.
-    pub fn parse<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, (usize, PatternError)> {
+    /// Compiles every pattern; each error comes back with its pattern's index.
+    pub fn parse<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, Vec<(usize, PatternError)>> {
         let mut filter = Self::default();
+        let mut errors = Vec::new();
         for (i, p) in patterns.into_iter().enumerate() {
-            match p.strip_prefix('!') {
-                Some(neg) => filter.exclude.push(
-                    Pattern::parse(neg).map_err(|e| (i, PatternError { offset: e.offset + 1, ..e }))?,
-                ),
-                None => filter.include.push(Pattern::parse(p).map_err(|e| (i, e))?),
+            let (negated, text) = match p.strip_prefix('!') {
+                Some(neg) => (true, neg),
+                None => (false, p),
+            };
+            if negated && text.is_empty() {
+                errors.push((
+                    i,
+                    PatternError { offset: 0, message: "`!` must be followed by the pattern to exclude".into() },
+                ));
+                continue;
+            }
+            match Pattern::parse(text) {
+                Ok(pat) if negated => filter.exclude.push(pat),
+                Ok(pat) => filter.include.push(pat),
+                Err(e) => errors.push((i, PatternError { offset: e.offset + usize::from(negated), ..e })),
             }
         }
-        Ok(filter)
+        if errors.is_empty() {
+            Ok(filter)
+        } else {
+            Err(errors)
+        }
     }
 
     pub fn admits(&self, event_type: &str) -> bool {
@@ -127,7 +142,7 @@ mod tests {
         assert!(!Pattern::parse("*.created").unwrap().matches("lead.created.x"));
         assert!(Pattern::parse("a*b*c").unwrap().matches("aXbYc"));
         assert!(!Pattern::parse("a*b*c").unwrap().matches("aXcYb"));
-        assert!(Pattern::parse("ab*ba").unwrap().matches("aba") == false);
+        assert!(!Pattern::parse("ab*ba").unwrap().matches("aba"));
         assert!(Pattern::parse("qr").unwrap().matches("qr"));
         assert!(!Pattern::parse("qr").unwrap().matches("qrx"));
     }
@@ -146,8 +161,9 @@ mod tests {
 
     #[test]
     fn bad_patterns() {
-        assert_eq!(EventFilter::parse(["ok", "bad type"]).unwrap_err().0, 1);
-        assert_eq!(EventFilter::parse(["!"]).unwrap_err().1.offset, 1);
+        assert_eq!(EventFilter::parse(["ok", "bad type"]).unwrap_err()[0].0, 1);
+        assert!(EventFilter::parse(["!"]).unwrap_err()[0].1.message.contains("must be followed"));
+        assert_eq!(EventFilter::parse(["a b", "!", "fine"]).unwrap_err().len(), 2);
         assert_eq!(Pattern::parse("a b").unwrap_err().offset, 1);
     }
 }

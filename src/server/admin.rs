@@ -69,7 +69,10 @@ pub struct EventsQuery {
 async fn list_events(State(rt): State<Arc<Runtime>>, Query(q): Query<EventsQuery>) -> Response {
     let status = match q.status.as_deref().map(|s| EventStatus::parse(s).ok_or(s)) {
         Some(Err(s)) => {
-            return error(StatusCode::BAD_REQUEST, format!("unknown status `{s}` (one of {})", EventStatus::NAMES.join(", ")))
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown status `{s}` (one of {})", EventStatus::NAMES.join(", ")),
+            )
         }
         Some(Ok(s)) => Some(s),
         None => None,

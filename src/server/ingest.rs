@@ -102,10 +102,8 @@ async fn ingest(
         IngestError::Unauthorized
     })?;
 
-    let payload: Value = serde_json::from_slice(verified.body()).map_err(|e| IngestError::Invalid {
-        error: "body is not valid JSON",
-        problems: vec![e.to_string()],
-    })?;
+    let payload: Value = serde_json::from_slice(verified.body())
+        .map_err(|e| IngestError::Invalid { error: "body is not valid JSON", problems: vec![e.to_string()] })?;
     let headers = header_pairs(verified.headers(), route.verifier.secret_header());
     let ctx = Context { body: &payload, params: &params, query: &query, headers: &headers };
 

@@ -10,13 +10,20 @@ use serde_json::json;
 #[derive(Debug)]
 pub enum IngestError {
     NotFound,
-    MethodNotAllowed { allow: &'static str },
-    TooLarge { limit: usize },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    TooLarge {
+        limit: usize,
+    },
     Timeout,
     BadBody,
     Unauthorized,
     /// Body is not JSON, or misses required fields: every problem listed.
-    Invalid { error: &'static str, problems: Vec<String> },
+    Invalid {
+        error: &'static str,
+        problems: Vec<String>,
+    },
     Unavailable,
 }
 
@@ -25,7 +32,8 @@ impl IntoResponse for IngestError {
         let (status, body) = match self {
             IngestError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "no route for this path"})),
             IngestError::MethodNotAllowed { allow } => {
-                let mut r = (StatusCode::METHOD_NOT_ALLOWED, Json(json!({"error": "method not allowed"}))).into_response();
+                let mut r =
+                    (StatusCode::METHOD_NOT_ALLOWED, Json(json!({"error": "method not allowed"}))).into_response();
                 r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
                 return r;
             }

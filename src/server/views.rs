@@ -24,12 +24,14 @@ pub async fn handle(rt: &Runtime, view: &View, params: &[(String, String)], quer
                 return (StatusCode::NOT_FOUND, Json(json!({"success": false, "error": "not found"}))).into_response();
             };
             let tree = view.tree.clone();
-            tokio::task::spawn_blocking(move || records.get(&tree, &key).map(|r| r.map(strip_meta)))
-                .await
-                .map(|r| r.map(|rec| match rec {
+            tokio::task::spawn_blocking(move || records.get(&tree, &key).map(|r| r.map(strip_meta))).await.map(|r| {
+                r.map(|rec| match rec {
                     Some(data) => (StatusCode::OK, Json(json!({"success": true, "data": data}))).into_response(),
-                    None => (StatusCode::NOT_FOUND, Json(json!({"success": false, "error": "not found"}))).into_response(),
-                }))
+                    None => {
+                        (StatusCode::NOT_FOUND, Json(json!({"success": false, "error": "not found"}))).into_response()
+                    }
+                })
+            })
         }
         None => {
             let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -56,7 +58,8 @@ pub async fn handle(rt: &Runtime, view: &View, params: &[(String, String)], quer
     };
     match result {
         Ok(Ok(r)) => r,
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"success": false, "error": "store unavailable"}))).into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"success": false, "error": "store unavailable"})))
+            .into_response(),
     }
 }
 

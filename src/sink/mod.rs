@@ -39,9 +39,16 @@ pub const SINK_TYPES: &[&str] = &["store"];
 pub enum Outcome {
     Delivered,
     /// Nothing to do, on purpose (e.g. an older event than the stored record).
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// Failed this time; may succeed later (`after`: what the sink asked for).
-    Retry { error: String, after: Option<Duration> },
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
     /// Will not succeed by retrying alone (bad key, missing sink...).
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }

@@ -60,7 +60,11 @@ impl BearerToken {
         } else {
             value.trim()
         };
-        if matches_any(token.as_bytes(), &self.tokens) { Ok(()) } else { Err(VerifyError::Mismatch) }
+        if matches_any(token.as_bytes(), &self.tokens) {
+            Ok(())
+        } else {
+            Err(VerifyError::Mismatch)
+        }
     }
 }
 
@@ -94,7 +98,11 @@ impl BasicAuth {
         let (user, password) = text.split_once(':').ok_or(VerifyError::Malformed)?;
         let user_ok: bool = user.as_bytes().ct_eq(self.username.as_bytes()).into();
         let password_ok = matches_any(password.as_bytes(), &self.passwords);
-        if user_ok & password_ok { Ok(()) } else { Err(VerifyError::Mismatch) }
+        if user_ok & password_ok {
+            Ok(())
+        } else {
+            Err(VerifyError::Mismatch)
+        }
     }
 }
 

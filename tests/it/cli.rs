@@ -1,0 +1,105 @@
+//! The `router` binary: `check` on broken fixtures (compared with the
+//! expected output file), and the data-reading commands both against a
+//! running router (through its admin API) and offline.
+
+use crate::util::{post, repo, router_bin, TempRoutes, TestRouter};
+use serde_json::{json, Value};
+use std::process::Command;
+
+fn router(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(router_bin())
+        .args(args)
+        .current_dir(repo())
+        .env_remove("WHOP_ROUTER_TOKEN")
+        .env("CHECK_FIXTURE_SET", "set")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_reports_every_problem_with_file_line_column() {
+    let (code, stdout, stderr) = router(&["check", "tests/fixtures/invalid"]);
+    let expected = std::fs::read_to_string(repo().join("tests/fixtures/invalid.expected")).unwrap();
+    assert_eq!(stdout, expected, "stderr: {stderr}");
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn check_json_format_lists_the_same_problems() {
+    let (code, stdout, _) = router(&["check", "--format", "json", "tests/fixtures/invalid"]);
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(code, 1);
+    assert_eq!(v["ok"], false);
+    let expected = std::fs::read_to_string(repo().join("tests/fixtures/invalid.expected")).unwrap();
+    let errors = expected.lines().filter(|l| l.contains(": error: ")).count();
+    assert_eq!(v["errors"].as_u64().unwrap() as usize, errors);
+    assert!(v["diagnostics"][0]["line"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn shipped_routes_pass_and_warnings_fail_only_when_strict() {
+    let (code, stdout, _) = router(&["check", "routes.d"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.starts_with("ok"), "{stdout}");
+    let open = TempRoutes::new(&[("open.yaml", "route: open\npath: /open\nverify: { scheme: none }\n")]);
+    let dir = open.path().to_str().unwrap();
+    let (code, stdout, _) = router(&["check", dir]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("open.yaml:3:19: warning: verify scheme `none`"), "{stdout}");
+    let (code, _, _) = router(&["check", "--strict", dir]);
+    assert_eq!(code, 1);
+    let (code, _, stderr) = router(&["check", "no/such/dir"]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_store_commands_read_a_running_router_and_offline() {
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(&repo().join("routes.d"), data.path()).await;
+    let body = json!({"action": "membership.went_valid", "data": {"id": "mem_1", "user_id": "user_1", "email": "a@b.c", "created_at": "2025-10-21T10:00:00Z"}});
+    let headers = [("webhook-id", "msg_1"), ("webhook-timestamp", "1761040800")];
+    let (s, _) = post(&r.url("/api/webhooks/whop"), "dev-token-change-me", &body.to_string(), &headers).await;
+    assert_eq!(s, 200);
+    let records = r.rt.data.records.clone();
+    r.eventually("member record", || records.get("members", "user_1").unwrap()).await;
+
+    let d = data.path().to_str().unwrap().to_string();
+    let admin = r.admin.to_string();
+    let online = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--data", &d, "--admin", &admin, "--json"]);
+        router(&all)
+    };
+    let (code, out, err) = tokio::task::block_in_place(|| online(&["store", "get", "members", "user_1"]));
+    assert_eq!(code, 0, "{err}");
+    let rec: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((&rec["status"], &rec["engagement_score"]), (&json!("active"), &json!(100)));
+    let (_, list, _) = tokio::task::block_in_place(|| online(&["events", "list", "--status", "delivered"]));
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["event_id"], "msg_1");
+    let (_, show, _) = tokio::task::block_in_place(|| online(&["events", "show", "1"]));
+    let show: Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(show["payload"]["data"]["user_id"], "user_1");
+    let auth = show["headers"].as_array().unwrap().iter().find(|h| h[0] == "authorization").unwrap();
+    assert_eq!(auth[1], "[redacted]");
+    assert!(!show.to_string().contains("dev-token-change-me"));
+    let (code, _, err) = tokio::task::block_in_place(|| online(&["store", "get", "members", "nobody"]));
+    assert_eq!(code, 1, "{err}");
+    drop(records); // a sled handle: it would keep the directory locked
+    r.stop().await;
+
+    // Offline: the same answers straight from the data directory.
+    let (code, out, err) = router(&["store", "list", "members", "--where", "status=active", "--data", &d, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let offline: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(offline[0]["key"], "user_1");
+    assert_eq!(offline[0]["value"]["email"], "a@b.c");
+    let (code, out, _) = router(&["events", "show", "1", "--data", &d, "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["delivery_records"][0]["status"], "delivered");
+}

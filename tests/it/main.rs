@@ -1,0 +1,7 @@
+//! One integration-test binary: every test starts the real router on a
+//! loopback port with a temp sled directory and talks HTTP to it.
+
+mod cli;
+mod crash;
+mod ingest;
+mod util;

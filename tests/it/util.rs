@@ -1,0 +1,124 @@
+//! Test harness: starts the real server in-process on 127.0.0.1:0 with a
+//! temp sled directory, and writes route files into a temp routes dir.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use webhook_router::config;
+use webhook_router::runtime::{DataDir, Runtime};
+use webhook_router::server::{self, Limits};
+
+/// A routes directory in a temp dir.
+pub struct TempRoutes {
+    pub dir: tempfile::TempDir,
+}
+
+impl TempRoutes {
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Limits short enough for tests of slow clients.
+pub fn test_limits() -> Limits {
+    Limits { header_timeout: Duration::from_millis(500), body_timeout: Duration::from_millis(500), ..Limits::default() }
+}
+
+pub struct TestRouter {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub rt: Arc<Runtime>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestRouter {
+    /// Starts on `routes` with `data` as the sled directory.
+    pub async fn start(routes: &Path, data: &Path) -> Self {
+        Self::start_with(routes, data, HashMap::new()).await
+    }
+
+    pub async fn start_with(routes: &Path, data: &Path, env: HashMap<String, String>) -> Self {
+        let loaded = config::load(&[routes.to_path_buf()], &env).unwrap_or_else(|d| panic!("config errors:\n{d}"));
+        let dir = DataDir::open(data).expect("open data dir");
+        let rt = Runtime::new(loaded.config, dir);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(listener, Some(admin), rt.clone(), test_limits(), async {
+            let _ = rx.await;
+        }));
+        Self { addr, admin: admin_addr, rt, shutdown: Some(tx), task: Some(task) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Graceful stop; the data directory is released when this returns.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+        // Wait until the runtime (and with it sled's lock) is gone.
+        let weak = Arc::downgrade(&self.rt);
+        drop(self);
+        for _ in 0..200 {
+            if weak.strong_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // sled releases its file lock when its background threads finish.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Polls until `check` holds (deliveries are asynchronous), or panics.
+    pub async fn eventually<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        for _ in 0..500 {
+            if let Some(v) = check() {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+/// Posts JSON text with a bearer token; returns status and JSON body.
+pub async fn post(url: &str, token: &str, body: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let mut req =
+        client().post(url).bearer_auth(token).header("content-type", "application/json").body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+/// Path of the built `router` binary (same profile as the tests).
+pub fn router_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_router"))
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
