@@ -1,37 +1,34 @@
 //! Background delivery: claims due deliveries from the log, builds each
 //! rule's document, hands it to the sink and records the outcome.
 //!
-//! The due queue lives in the log, so nothing here is lost on a crash: a
-//! delivery claimed but not recorded is simply due again after a restart
-//! (store writes are idempotent per event, see `sink::store`).
+//! Deliveries are taken in batches and run on one blocking thread: store
+//! writes take microseconds, so one thread hop, one parse per event and one
+//! log batch per round beat a task per delivery. The due queue lives in the
+//! log, so nothing here is lost on a crash: a delivery run but not recorded
+//! is due again after a restart (store writes are idempotent per event).
 
-use crate::log::{DeliveryKey, DeliveryV1, EventV1};
+use crate::log::{DeliveryKey, DeliveryStatus, DeliveryV1, EventV1};
 use crate::mapping::Context;
 use crate::runtime::Runtime;
 use crate::sink::store::SyncMetadata;
 use crate::sink::{Outcome, RetryPolicy, SinkKind};
 use crate::telemetry::Stats;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
-/// Deliveries worked on at once.
-const MAX_IN_FLIGHT: usize = 64;
+/// Deliveries taken per round.
+const BATCH: usize = 256;
 /// Longest sleep between queue scans when nothing is due (new work wakes us sooner).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// Runs until `stop` turns true, then waits for deliveries in progress.
+/// Runs until `stop` turns true; a round in progress finishes first.
 pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
-    let in_flight: Arc<Mutex<HashSet<DeliveryKey>>> = Arc::default();
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while !*stop.borrow() {
         let now = crate::event::now_ms();
-        let due = {
-            let busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            rt.data.log.due(now, MAX_IN_FLIGHT, &|k| busy.contains(k))
-        };
-        let due = match due {
+        let due = match rt.data.log.due(now, BATCH) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "Cannot read the due queue.");
@@ -50,75 +47,80 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
             }
             continue;
         }
-        for key in due {
-            let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-                _ = stop.changed() => break,
-            };
-            in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
-            let (rt, in_flight) = (rt.clone(), in_flight.clone());
-            tokio::task::spawn_blocking(move || {
-                deliver(&rt, key);
-                in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                drop(permit);
-                // Another delivery of the same key may now be due.
-                rt.work.notify_one();
-            });
+        let rt2 = rt.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || deliver_batch(&rt2, due)).await {
+            tracing::error!(error = %e, "Delivery round panicked; its deliveries stay due.");
         }
     }
-    // Let deliveries in progress record their outcome before the log closes.
-    let _ = permits.acquire_many(MAX_IN_FLIGHT as u32).await;
 }
 
-/// One attempt of one delivery, start to recorded outcome.
-fn deliver(rt: &Runtime, key: DeliveryKey) {
-    let (delivery, event, body) =
-        match (rt.data.log.delivery(key), rt.data.log.event(key.event), rt.data.log.body(key.event)) {
-            (Ok(d), Ok(e), Ok(b)) => (d, e, b),
-            (d, e, b) => {
-                let err = d
-                    .err()
-                    .map(|e| e.to_string())
-                    .or(e.err().map(|e| e.to_string()))
-                    .or(b.err().map(|e| e.to_string()));
-                tracing::error!(event = key.event, delivery = key.index, error = ?err, "Cannot read a due delivery.");
-                return;
+/// One attempt of each delivery, then every outcome recorded at once.
+fn deliver_batch(rt: &Runtime, keys: Vec<DeliveryKey>) {
+    let mut events: HashMap<u64, Option<(EventV1, Value)>> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(keys.len());
+    for key in keys {
+        let delivery = match rt.data.log.delivery(key) {
+            Ok(d) if d.status.is_open() => d,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::error!(event = key.event, delivery = key.index, error = %e, "Cannot read a due delivery.");
+                continue;
             }
         };
-    if !delivery.status.is_open() {
-        return;
+        let loaded = events.entry(key.event).or_insert_with(|| load_event(rt, key.event));
+        let (outcome, policy) = match loaded {
+            Some((event, payload)) => attempt(rt, event, payload, &delivery),
+            None => (Outcome::Retry { error: "cannot read the event".into(), after: None }, RetryPolicy::default()),
+        };
+        outcomes.push((delivery, outcome, policy));
     }
-    let (outcome, policy) = attempt(rt, &event, &delivery, &body);
-    match &outcome {
-        Outcome::Delivered | Outcome::Skipped { .. } => Stats::bump(&rt.stats.delivered),
-        Outcome::Failed { .. } => Stats::bump(&rt.stats.failed),
-        Outcome::Retry { .. } => {}
-    }
-    match rt.data.log.record(key, &outcome, &policy) {
-        Ok(d) => match (&outcome, d.status) {
-            (Outcome::Delivered, _) => {
-                tracing::debug!(route = %event.route, event = event.id, sink = %d.sink, "Delivered.")
+    let labels: Vec<Outcome> = outcomes.iter().map(|(_, o, _)| o.clone()).collect();
+    match rt.data.log.record(outcomes) {
+        Ok(updated) => {
+            for (d, outcome) in updated.iter().zip(labels) {
+                let route = events.get(&d.event).and_then(|e| e.as_ref()).map_or("", |(e, _)| e.route.as_str());
+                report(rt, route, d, &outcome);
             }
-            (Outcome::Skipped { reason }, _) => {
-                tracing::info!(route = %event.route, event = event.id, sink = %d.sink, reason = %reason, "Delivery skipped.")
-            }
-            (_, crate::log::DeliveryStatus::Failed) => tracing::error!(
-                route = %event.route, event = event.id, sink = %d.sink, attempts = d.attempts,
-                error = d.last_error.as_deref().unwrap_or(""), "Delivery failed for good; retry it once the cause is fixed."
-            ),
-            _ => tracing::warn!(
-                route = %event.route, event = event.id, sink = %d.sink, attempts = d.attempts,
-                error = d.last_error.as_deref().unwrap_or(""), "Delivery failed; will retry."
-            ),
-        },
-        Err(e) => {
-            tracing::error!(event = key.event, error = %e, "Cannot record a delivery outcome; it will run again.")
         }
+        Err(e) => tracing::error!(error = %e, "Cannot record delivery outcomes; they will run again."),
+    }
+}
+
+fn load_event(rt: &Runtime, id: u64) -> Option<(EventV1, Value)> {
+    let event =
+        rt.data.log.event(id).map_err(|e| tracing::error!(event = id, error = %e, "Cannot read an event.")).ok()?;
+    let body = rt.data.log.body(id).ok()?;
+    // It parsed at ingest; a failure here means the log is damaged.
+    let payload = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Some((event, payload))
+}
+
+fn report(rt: &Runtime, route: &str, d: &DeliveryV1, outcome: &Outcome) {
+    match (outcome, d.status) {
+        (Outcome::Delivered, _) => {
+            Stats::bump(&rt.stats.delivered);
+            tracing::debug!(route, event = d.event, sink = %d.sink, "Delivered.");
+        }
+        (Outcome::Skipped { reason }, _) => {
+            Stats::bump(&rt.stats.delivered);
+            tracing::info!(route, event = d.event, sink = %d.sink, reason = %reason, "Delivery skipped.");
+        }
+        (_, DeliveryStatus::Failed) => {
+            Stats::bump(&rt.stats.failed);
+            tracing::error!(
+                route, event = d.event, sink = %d.sink, attempts = d.attempts,
+                error = d.last_error.as_deref().unwrap_or(""), "Delivery failed for good; retry it once the cause is fixed."
+            );
+        }
+        _ => tracing::warn!(
+            route, event = d.event, sink = %d.sink, attempts = d.attempts,
+            error = d.last_error.as_deref().unwrap_or(""), "Delivery failed; will retry."
+        ),
     }
 }
 
 /// Resolves the delivery against the current config and runs its sink.
-fn attempt(rt: &Runtime, event: &EventV1, d: &DeliveryV1, body: &[u8]) -> (Outcome, RetryPolicy) {
+fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (Outcome, RetryPolicy) {
     let failed = |error: String| (Outcome::Failed { error }, RetryPolicy::default());
     let config = rt.config();
     let Some(route) = config.route(&event.route) else {
@@ -133,11 +135,7 @@ fn attempt(rt: &Runtime, event: &EventV1, d: &DeliveryV1, body: &[u8]) -> (Outco
     let Some(sink) = config.sinks.get(&d.sink) else {
         return failed(format!("sink `{}` is no longer in the config", d.sink));
     };
-    let payload: serde_json::Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => return failed(format!("stored body is not JSON: {e}")),
-    };
-    let ctx = Context { body: &payload, params: &event.params, query: &event.query, headers: &event.headers };
+    let ctx = Context { body: payload, params: &event.params, query: &event.query, headers: &event.headers };
     let doc = rule.document(&ctx);
     let outcome = match &sink.kind {
         SinkKind::Store(store) => match target.key.as_ref().or(store.key.as_ref()).and_then(|k| k.eval_string(&ctx)) {

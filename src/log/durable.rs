@@ -1,63 +1,107 @@
-//! Group commit: the one place that makes sled's writes durable.
+//! Group commit: the single writer that makes the log durable.
 //!
-//! Writers apply their batch, then `wait()`. A single flusher thread takes
-//! every waiter queued so far, runs one sync, and wakes them all, so
-//! concurrent requests share one sync and an idle router adds no delay.
+//! Requests hand their append to the `log-writer` thread and await the
+//! answer. The writer takes every append queued so far, applies them as one
+//! sled batch (so one database lock and no contention between requests),
+//! runs one sync, and answers them all: concurrent requests share one sync,
+//! and an idle router adds no delay (the writer blocks on its queue).
 //!
 //! sled 0.34's `flush()` is not enough on its own (see docs/durability.md):
 //! on Linux it only calls `sync_file_range`, and blob files (values over
 //! segment_size/4) are never synced. After each `flush()` we `fdatasync` the
 //! `db` file and `fsync` every new blob file and the blob directory.
 
+use super::{Appended, LogError, NewDelivery, NewEvent};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+/// One event to append, as ingest hands it over.
+pub(super) type Append = (NewEvent, Vec<NewDelivery>);
 
-/// Handle to the flusher thread; cheap to clone.
+/// Applies a group of appends as one atomic batch, in order (the log's
+/// layout lives in `log::mod`); returns one answer per append.
+pub(super) type ApplyGroup = Box<dyn FnMut(Vec<Append>) -> Result<Vec<Appended>, LogError> + Send>;
+
+// Appends are the hot path and syncs rare: boxing the append would cost an
+// allocation per request to save bytes on a queue that is almost always short.
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    Append(Append, oneshot::Sender<Result<Appended, LogError>>),
+    /// Only a sync (shutdown, CLI): covers every append made before it.
+    Sync(oneshot::Sender<Result<(), LogError>>),
+}
+
+/// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
-pub struct GroupCommit {
-    queue: mpsc::Sender<Waiter>,
+pub(super) struct GroupCommit {
+    queue: mpsc::Sender<Job>,
 }
 
 impl GroupCommit {
-    /// Starts the flusher thread for an open sled database at `dir`.
-    pub fn start(db: sled::Db, dir: &Path) -> std::io::Result<Self> {
+    /// Starts the writer thread for an open sled database at `dir`.
+    pub fn start(db: sled::Db, dir: &Path, mut apply: ApplyGroup) -> std::io::Result<Self> {
         let mut syncer = Syncer::new(db, dir)?;
-        let (queue, rx) = mpsc::channel::<Waiter>();
-        std::thread::Builder::new().name("log-flusher".into()).spawn(move || {
+        let (queue, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new().name("log-writer".into()).spawn(move || {
             // Ends when every GroupCommit handle is dropped.
             while let Ok(first) = rx.recv() {
-                let mut waiters = vec![first];
-                waiters.extend(rx.try_iter());
-                let result = syncer.sync().map_err(|e| e.to_string());
-                if let Err(e) = &result {
+                let mut appends = Vec::new();
+                let mut replies = Vec::new();
+                let mut syncs = Vec::new();
+                for job in std::iter::once(first).chain(rx.try_iter()) {
+                    match job {
+                        Job::Append(a, reply) => {
+                            appends.push(a);
+                            replies.push(reply);
+                        }
+                        Job::Sync(reply) => syncs.push(reply),
+                    }
+                }
+                let applied = if appends.is_empty() { Ok(Vec::new()) } else { apply(appends) };
+                let synced = syncer.sync().map_err(|e| LogError::Unavailable(e.to_string()));
+                if let Err(e) = &synced {
                     tracing::error!(error = %e, "Event log sync failed; requests get 503.");
                 }
-                for w in waiters {
-                    let _ = w.send(result.clone());
+                for reply in syncs {
+                    let _ = reply.send(synced.clone());
+                }
+                match (applied, synced) {
+                    (Ok(answers), Ok(())) => {
+                        for (reply, answer) in replies.into_iter().zip(answers) {
+                            let _ = reply.send(Ok(answer));
+                        }
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(LogError::Unavailable(e.to_string())));
+                        }
+                    }
                 }
             }
         })?;
         Ok(Self { queue })
     }
 
-    /// Resolves once every write made before this call is on disk.
-    pub async fn wait(&self) -> Result<(), String> {
+    /// Appends and resolves once the append is on disk.
+    pub async fn append(&self, append: Append) -> Result<Appended, LogError> {
         let (tx, rx) = oneshot::channel();
-        self.queue.send(tx).map_err(|_| "log flusher stopped".to_string())?;
-        rx.await.map_err(|_| "log flusher stopped".to_string())?
+        self.queue.send(Job::Append(append, tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 
-    /// Blocking variant, for the CLI and shutdown.
-    pub fn wait_blocking(&self) -> Result<(), String> {
+    /// Blocks until everything appended before the call is on disk.
+    pub fn sync_blocking(&self) -> Result<(), LogError> {
         let (tx, rx) = oneshot::channel();
-        self.queue.send(tx).map_err(|_| "log flusher stopped".to_string())?;
-        rx.blocking_recv().map_err(|_| "log flusher stopped".to_string())?
+        self.queue.send(Job::Sync(tx)).map_err(|_| stopped())?;
+        rx.blocking_recv().map_err(|_| stopped())?
     }
+}
+
+fn stopped() -> LogError {
+    LogError::Unavailable("log writer stopped".into())
 }
 
 /// The files a sync must reach beyond sled's own flush.

@@ -25,14 +25,15 @@ pub use record::{Attempt, DeliveryStatus, DeliveryV1, EventStatus, EventV1, Reco
 use crate::event::{format_ms, now_ms};
 use crate::sink::{retry, Outcome, RetryPolicy};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
 
 /// Name of the sled tree holding the log.
 const LOG_TREE: &str = "log";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LogError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -43,6 +44,7 @@ pub enum LogError {
 }
 
 impl From<sled::Error> for LogError {
+    // sled errors are not Clone; the log keeps their text.
     fn from(e: sled::Error) -> Self {
         LogError::Unavailable(e.to_string())
     }
@@ -118,12 +120,10 @@ pub struct ListQuery {
 
 pub struct EventLog {
     tree: sled::Tree,
+    /// The single writer of new events (see `durable`).
     commit: GroupCommit,
-    /// Serialises dedup check + id assignment + batch, so two identical
-    /// requests racing cannot both be accepted.
-    append_lock: Mutex<u64>,
     /// Test hook: makes appends fail as if the disk had gone away.
-    fail_writes: AtomicBool,
+    fail_writes: Arc<AtomicBool>,
 }
 
 fn be(id: u64) -> [u8; 8] {
@@ -166,16 +166,28 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<Record, LogError> {
         .map_err(|e| LogError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), detail: e.to_string() })
 }
 
+fn id_from(bytes: &[u8]) -> u64 {
+    u64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]))
+}
+
 impl EventLog {
     /// Opens the log in an already-open sled database at `dir`.
     pub fn open(db: &sled::Db, dir: &Path) -> Result<Self, LogError> {
         let tree = db.open_tree(LOG_TREE)?;
-        let last = match tree.scan_prefix(b"e").next_back() {
-            Some(kv) => u64::from_be_bytes(kv?.0[1..9].try_into().unwrap_or([0; 8])),
+        let mut last = match tree.scan_prefix(b"e").next_back() {
+            Some(kv) => id_from(&kv?.0[1..9]),
             None => 0,
         };
-        let commit = GroupCommit::start(db.clone(), dir).map_err(|e| LogError::Unavailable(e.to_string()))?;
-        Ok(Self { tree, commit, append_lock: Mutex::new(last), fail_writes: AtomicBool::new(false) })
+        let fail_writes = Arc::new(AtomicBool::new(false));
+        let (writer_tree, fail) = (tree.clone(), fail_writes.clone());
+        let apply = Box::new(move |group: Vec<(NewEvent, Vec<NewDelivery>)>| {
+            if fail.load(Ordering::SeqCst) {
+                return Err(LogError::Unavailable("writes disabled (test hook)".into()));
+            }
+            apply_group(&writer_tree, &mut last, group)
+        });
+        let commit = GroupCommit::start(db.clone(), dir, apply).map_err(|e| LogError::Unavailable(e.to_string()))?;
+        Ok(Self { tree, commit, fail_writes })
     }
 
     /// Test hook: while set, appends fail with `Unavailable`.
@@ -184,90 +196,22 @@ impl EventLog {
         self.fail_writes.store(fail, Ordering::SeqCst);
     }
 
-    /// Writes the event, its body and its pending deliveries in one atomic
-    /// batch, unless `(route, event_id)` is already logged, and returns once
-    /// that is on disk (fsync'd).
+    /// Writes the event, its body and its pending deliveries atomically,
+    /// unless `(route, event_id)` is already logged, and returns once that
+    /// is on disk (fsync'd). A duplicate also waits: the original may not be
+    /// durable yet.
     pub async fn append(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Appended, LogError> {
-        let appended = self.append_batch(event, deliveries)?;
-        // A duplicate also waits: the original may not be durable yet.
-        self.commit.wait().await.map_err(LogError::Unavailable)?;
-        Ok(appended)
+        self.commit.append((event, deliveries)).await
     }
 
-    fn append_batch(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Appended, LogError> {
-        if self.fail_writes.load(Ordering::SeqCst) {
-            return Err(LogError::Unavailable("writes disabled (test hook)".into()));
-        }
-        let mut last = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let dedup = event.event_id.as_deref().map(|id| dedup_key(&event.route, id));
-        if let Some(k) = &dedup {
-            if let Some(existing) = self.tree.get(k)? {
-                return Ok(Appended::Duplicate(u64::from_be_bytes(existing.as_ref().try_into().unwrap_or([0; 8]))));
-            }
-        }
-        let id = *last + 1;
-        let now = now_ms();
-        let mut batch = sled::Batch::default();
-        let record = EventV1 {
-            id,
-            route: event.route,
-            event_type: event.event_type,
-            event_id: event.event_id,
-            event_time: event.event_time,
-            received_at: format_ms(now),
-            received_ms: now,
-            params: event.params,
-            query: event.query,
-            headers: event.headers,
-            deliveries: deliveries.len() as u32,
-        };
-        batch.insert(event_key(id), encode(&Record::EventV1(record)));
-        batch.insert(body_key(id), event.body);
-        for (i, d) in deliveries.into_iter().enumerate() {
-            let key = DeliveryKey { event: id, index: i as u32 };
-            let delivery = DeliveryV1 {
-                event: id,
-                index: key.index,
-                rule: d.rule,
-                target: d.target,
-                rule_name: d.rule_name,
-                sink: d.sink,
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_attempt_ms: Some(now),
-                last_error: None,
-                attempts_log: vec![],
-            };
-            batch.insert(delivery_key(key), encode(&Record::DeliveryV1(delivery)));
-            batch.insert(queue_key(now, key), &[][..]);
-        }
-        if let Some(k) = dedup {
-            batch.insert(k, &be(id)[..]);
-        }
-        self.tree.apply_batch(batch)?;
-        *last = id;
-        Ok(Appended::New(id))
-    }
-
-    /// Deliveries due at `now_ms`, oldest first, skipping those in `busy`.
-    pub fn due(
-        &self,
-        now_ms: i64,
-        limit: usize,
-        busy: &dyn Fn(&DeliveryKey) -> bool,
-    ) -> Result<Vec<DeliveryKey>, LogError> {
+    /// Deliveries due at `now_ms`, oldest first.
+    pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<DeliveryKey>, LogError> {
+        let start = queue_key(i64::MIN, DeliveryKey { event: 0, index: 0 });
+        let end = queue_key(now_ms, DeliveryKey { event: u64::MAX, index: u32::MAX });
         let mut out = Vec::new();
-        for kv in self.tree.range(
-            queue_key(i64::MIN, DeliveryKey { event: 0, index: 0 })
-                ..queue_key(now_ms, DeliveryKey { event: u64::MAX, index: u32::MAX }),
-        ) {
-            let (k, _) = kv?;
-            let Some((_, key)) = parse_queue_key(&k) else { continue };
-            if !busy(&key) {
+        for kv in self.tree.range(start..end).take(limit) {
+            if let Some((_, key)) = parse_queue_key(&kv?.0) {
                 out.push(key);
-                if out.len() >= limit {
-                    break;
-                }
             }
         }
         Ok(out)
@@ -322,44 +266,27 @@ impl EventLog {
         Ok(out)
     }
 
-    /// Records one attempt's outcome: delivered, skipped, failed, or
-    /// rescheduled by `policy` (the next due time is stored, so a restart
-    /// resumes the schedule).
-    pub fn record(&self, key: DeliveryKey, outcome: &Outcome, policy: &RetryPolicy) -> Result<DeliveryV1, LogError> {
-        let mut d = self.delivery(key)?;
+    /// Records attempts' outcomes in one atomic batch: delivered, skipped,
+    /// failed, or rescheduled by the sink's policy (the next due time is
+    /// stored, so a restart resumes the schedule). Returns the updated records.
+    pub fn record(&self, outcomes: Vec<(DeliveryV1, Outcome, RetryPolicy)>) -> Result<Vec<DeliveryV1>, LogError> {
         let now = now_ms();
-        let old_due = d.next_attempt_ms;
-        d.attempts += 1;
-        let (status, label, error) = match outcome {
-            Outcome::Delivered => (DeliveryStatus::Delivered, "delivered", None),
-            Outcome::Skipped { reason } => (DeliveryStatus::Skipped, "skipped", Some(reason.clone())),
-            Outcome::Failed { error } => (DeliveryStatus::Failed, "failed", Some(error.clone())),
-            Outcome::Retry { error, after } => match retry::next_delay(policy, d.attempts, *after) {
-                Some(delay) => {
-                    d.next_attempt_ms = Some(now + delay.as_millis() as i64);
-                    (DeliveryStatus::Retrying, "retry", Some(error.clone()))
-                }
-                None => (DeliveryStatus::Failed, "failed", Some(format!("{error} (after {} attempts)", d.attempts))),
-            },
-        };
-        d.status = status;
-        if !status.is_open() {
-            d.next_attempt_ms = None;
-        }
-        if error.is_some() || status == DeliveryStatus::Skipped {
-            d.last_error = error.clone();
-        }
-        d.attempts_log.push(Attempt { at: format_ms(now), outcome: label.into(), error });
         let mut batch = sled::Batch::default();
-        if let Some(due) = old_due {
-            batch.remove(queue_key(due, key));
+        let mut updated = Vec::with_capacity(outcomes.len());
+        for (mut d, outcome, policy) in outcomes {
+            let key = DeliveryKey { event: d.event, index: d.index };
+            if let Some(due) = d.next_attempt_ms {
+                batch.remove(queue_key(due, key));
+            }
+            apply_outcome(&mut d, outcome, &policy, now);
+            if let (true, Some(due)) = (d.status.is_open(), d.next_attempt_ms) {
+                batch.insert(queue_key(due, key), &[][..]);
+            }
+            batch.insert(delivery_key(key), encode(&Record::DeliveryV1(d.clone())));
+            updated.push(d);
         }
-        if let (true, Some(due)) = (status.is_open(), d.next_attempt_ms) {
-            batch.insert(queue_key(due, key), &[][..]);
-        }
-        batch.insert(delivery_key(key), encode(&Record::DeliveryV1(d.clone())));
         self.tree.apply_batch(batch)?;
-        Ok(d)
+        Ok(updated)
     }
 
     pub fn detail(&self, id: u64) -> Result<EventDetail, LogError> {
@@ -403,8 +330,105 @@ impl EventLog {
 
     /// Makes everything written so far durable (shutdown, CLI).
     pub fn flush_blocking(&self) -> Result<(), LogError> {
-        self.commit.wait_blocking().map_err(LogError::Unavailable)
+        self.commit.sync_blocking()
     }
+}
+
+/// The state machine of one delivery: pending/retrying → delivered |
+/// skipped | retrying (with its next due time) | failed.
+fn apply_outcome(d: &mut DeliveryV1, outcome: Outcome, policy: &RetryPolicy, now: i64) {
+    d.attempts += 1;
+    let (status, label, error) = match outcome {
+        Outcome::Delivered => (DeliveryStatus::Delivered, "delivered", None),
+        Outcome::Skipped { reason } => (DeliveryStatus::Skipped, "skipped", Some(reason)),
+        Outcome::Failed { error } => (DeliveryStatus::Failed, "failed", Some(error)),
+        Outcome::Retry { error, after } => match retry::next_delay(policy, d.attempts, after) {
+            Some(delay) => {
+                d.next_attempt_ms = Some(now + delay.as_millis() as i64);
+                (DeliveryStatus::Retrying, "retry", Some(error))
+            }
+            None => (DeliveryStatus::Failed, "failed", Some(format!("{error} (after {} attempts)", d.attempts))),
+        },
+    };
+    d.status = status;
+    if !status.is_open() {
+        d.next_attempt_ms = None;
+    }
+    if error.is_some() {
+        d.last_error = error.clone();
+    }
+    d.attempts_log.push(Attempt { at: format_ms(now), outcome: label.into(), error });
+}
+
+/// Builds one batch for a group of appends (the writer thread's only
+/// write): dedup against the log and within the group, ids in order, every
+/// record of every event. `last` advances only if the batch is applied.
+fn apply_group(
+    tree: &sled::Tree,
+    last: &mut u64,
+    group: Vec<(NewEvent, Vec<NewDelivery>)>,
+) -> Result<Vec<Appended>, LogError> {
+    let mut batch = sled::Batch::default();
+    let mut answers = Vec::with_capacity(group.len());
+    let mut in_group: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut next = *last;
+    let now = now_ms();
+    for (event, deliveries) in group {
+        let dedup = event.event_id.as_deref().map(|id| dedup_key(&event.route, id));
+        if let Some(k) = &dedup {
+            if let Some(id) = in_group.get(k) {
+                answers.push(Appended::Duplicate(*id));
+                continue;
+            }
+            if let Some(existing) = tree.get(k)? {
+                answers.push(Appended::Duplicate(id_from(&existing)));
+                continue;
+            }
+        }
+        next += 1;
+        let id = next;
+        let record = EventV1 {
+            id,
+            route: event.route,
+            event_type: event.event_type,
+            event_id: event.event_id,
+            event_time: event.event_time,
+            received_at: format_ms(now),
+            received_ms: now,
+            params: event.params,
+            query: event.query,
+            headers: event.headers,
+            deliveries: deliveries.len() as u32,
+        };
+        batch.insert(event_key(id), encode(&Record::EventV1(record)));
+        batch.insert(body_key(id), event.body);
+        for (i, d) in deliveries.into_iter().enumerate() {
+            let key = DeliveryKey { event: id, index: i as u32 };
+            let delivery = DeliveryV1 {
+                event: id,
+                index: key.index,
+                rule: d.rule,
+                target: d.target,
+                rule_name: d.rule_name,
+                sink: d.sink,
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_ms: Some(now),
+                last_error: None,
+                attempts_log: vec![],
+            };
+            batch.insert(delivery_key(key), encode(&Record::DeliveryV1(delivery)));
+            batch.insert(queue_key(now, key), &[][..]);
+        }
+        if let Some(k) = dedup {
+            batch.insert(k.clone(), &be(id)[..]);
+            in_group.insert(k, id);
+        }
+        answers.push(Appended::New(id));
+    }
+    tree.apply_batch(batch)?;
+    *last = next;
+    Ok(answers)
 }
 
 #[cfg(test)]

@@ -103,3 +103,43 @@ async fn events_and_store_commands_read_a_running_router_and_offline() {
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["delivery_records"][0]["status"], "delivered");
 }
+
+#[test]
+fn sigterm_stops_gracefully_and_keeps_the_data() {
+    use std::io::{Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(router_bin())
+        .current_dir(repo())
+        .args(["serve", "--admin-listen", "off", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(data.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = r#"{"action":"membership.went_valid","data":{"id":"m","user_id":"u9"}}"#;
+    let request = format!(
+        "POST /api/webhooks/whop HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer dev-token-change-me\r\n\
+         webhook-id: msg_term\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answer = String::new();
+    for _ in 0..300 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.write_all(request.as_bytes()).unwrap();
+            s.read_to_string(&mut answer).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("Shutting down") && log.contains("Stopped."), "{log}");
+    let d = data.path().to_str().unwrap();
+    let (code, out, err) = router(&["store", "get", "members", "u9", "--data", d, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["status"], "active");
+}

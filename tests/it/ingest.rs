@@ -242,3 +242,77 @@ async fn slow_clients_are_cut_off() {
     assert_eq!(s, 200);
     r.stop().await;
 }
+
+const SESSIONS: &str = r#"
+route: whatsapp
+path: /api/whatsapp/webhook/{sessionId}
+verify: { scheme: bearer, token: wa-token }
+event: { type: $.event }
+rules:
+  - on: qr
+    map: { sessionId: "{sessionId}", userId: query:userId, status: qr_generated, qr: $.data.qr }
+    to: [{ sink: sessions, key: "{sessionId}" }]
+  - on: ready
+    map: { sessionId: "{sessionId}", userId: query:userId, status: session_connected, qr: null }
+    to: [{ sink: sessions, key: "{sessionId}" }]
+sinks:
+  sessions: { type: store, mode: merge }
+views:
+  - path: /api/whatsapp/session/status/{sessionId}
+    tree: sessions
+    key: "{sessionId}"
+  - path: /api/whatsapp/session/list-realtime
+    tree: sessions
+    filter_by: [userId, status]
+    summary: status
+"#;
+
+#[tokio::test]
+async fn views_read_what_store_sinks_wrote() {
+    let routes = TempRoutes::new(&[("wa.yaml", SESSIONS)]);
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(routes.path(), data.path()).await;
+    for (session, user, kind) in [("s1", "u1", "qr"), ("s2", "u1", "ready"), ("s3", "u2", "qr")] {
+        let body = json!({"event": kind, "data": {"qr": format!("1@{session}")}}).to_string();
+        let url = r.url(&format!("/api/whatsapp/webhook/{session}?userId={user}"));
+        assert_eq!(post(&url, "wa-token", &body, &[]).await.0, 200);
+    }
+    let records = r.rt.data.records.clone();
+    r.eventually("3 sessions", || (records.list("sessions", &[], None, 10).unwrap().len() == 3).then_some(())).await;
+
+    let one: Value = client().get(r.url("/api/whatsapp/session/status/s1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one["success"], true);
+    assert_eq!((&one["data"]["status"], &one["data"]["qr"]), (&json!("qr_generated"), &json!("1@s1")));
+    assert!(one["data"].get("_sync_metadata").is_none());
+    let missing = client().get(r.url("/api/whatsapp/session/status/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let list: Value = client()
+        .get(r.url("/api/whatsapp/session/list-realtime?userId=u1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    assert_eq!(list["summary"], json!({"qr_generated": 1, "session_connected": 1, "total": 2}));
+    let page: Value =
+        client().get(r.url("/api/whatsapp/session/list-realtime?limit=2")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["data"].as_array().unwrap().len(), 2);
+    let next = page["next_cursor"].as_str().unwrap();
+    let rest: Value = client()
+        .get(r.url(&format!("/api/whatsapp/session/list-realtime?limit=2&cursor={next}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["data"][0]["sessionId"], "s3");
+    assert!(rest.get("next_cursor").is_none());
+    let post_view = client().post(r.url("/api/whatsapp/session/list-realtime")).send().await.unwrap();
+    assert_eq!(post_view.status(), 405);
+    drop(records);
+    r.stop().await;
+}
