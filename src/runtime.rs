@@ -9,6 +9,9 @@ use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// sled's page cache size.
+const CACHE_BYTES: u64 = 64 << 20;
+
 /// The open data directory: one sled database holding the log and the records.
 pub struct DataDir {
     pub path: PathBuf,
@@ -34,6 +37,8 @@ impl DataDir {
             // Our group commit makes acknowledged writes durable; this is
             // only sled's own background flush for everything else.
             .flush_every_ms(Some(500))
+            // sled caches up to 1 GiB by default; records and recent events fit in far less.
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| {
                 let text = e.to_string();

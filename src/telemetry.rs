@@ -1,9 +1,9 @@
 //! Logging setup and the in-process counters behind the admin stats.
 
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, RwLock};
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,8 +23,8 @@ pub fn init(format: LogFormat) {
     };
 }
 
-/// Per-route ingest counters.
-#[derive(Debug, Default, Serialize, Clone)]
+/// Per-route ingest counters, as reported.
+#[derive(Debug, Default, Serialize, Clone, PartialEq, Eq)]
 pub struct RouteCounts {
     pub received: u64,
     pub accepted: u64,
@@ -42,31 +42,39 @@ pub enum Counted {
     Rejected,
 }
 
+/// The live counters of one route: atomics, so requests never wait on each other.
+#[derive(Debug, Default)]
+struct RouteCounters([AtomicU64; 4]);
+
 #[derive(Debug, Default)]
 pub struct Stats {
-    routes: Mutex<BTreeMap<String, RouteCounts>>,
+    /// Written once per route name; read (shared lock) on every request.
+    routes: RwLock<HashMap<String, Arc<RouteCounters>>>,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
 }
 
 impl Stats {
     pub fn count(&self, route: &str, what: Counted) {
-        let mut map = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let c = match map.get_mut(route) {
+        let existing = self.routes.read().unwrap_or_else(|p| p.into_inner()).get(route).cloned();
+        let counters = match existing {
             Some(c) => c,
-            None => map.entry(route.to_string()).or_default(),
+            None => {
+                self.routes.write().unwrap_or_else(|p| p.into_inner()).entry(route.to_string()).or_default().clone()
+            }
         };
-        c.received += 1;
-        match what {
-            Counted::Accepted => c.accepted += 1,
-            Counted::Duplicate => c.duplicates += 1,
-            Counted::Filtered => c.filtered += 1,
-            Counted::Rejected => c.rejected += 1,
-        }
+        counters.0[what as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn routes(&self) -> BTreeMap<String, RouteCounts> {
-        self.routes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let map = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .map(|(name, c)| {
+                let [accepted, duplicates, filtered, rejected] = [0, 1, 2, 3].map(|i| c.0[i].load(Ordering::Relaxed));
+                let received = accepted + duplicates + filtered + rejected;
+                (name.clone(), RouteCounts { received, accepted, duplicates, filtered, rejected })
+            })
+            .collect()
     }
 
     pub fn bump(counter: &AtomicU64) {
