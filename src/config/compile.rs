@@ -13,7 +13,7 @@ use crate::route::filter::EventFilter;
 use crate::route::table::{template_params, Endpoint, RouteTable};
 use crate::route::{EventSpec, Requirement, Route, Rule, Target, ValueKind, DEFAULT_BODY_LIMIT};
 use crate::sink::{RetryPolicy, Sink, SinkKind, StoreMode, StoreSink, SINK_TYPES};
-use crate::verify::{BasicAuth, BearerToken, Verifier};
+use crate::verify::{BasicAuth, BearerToken, Secret, Verifier};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -219,13 +219,14 @@ impl<'a> Cx<'a> {
             .ok()
     }
 
-    fn interp_list(&mut self, s: &S<raw::OneOrMany<String>>) -> Option<Vec<String>> {
+    /// A secret or a rotation list of them; empty entries (unset `${VAR?}`) are dropped.
+    fn secrets(&mut self, s: &S<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
         let mut out = Vec::new();
         for item in &s.value.0 {
             let spanned = S::new(item.clone(), s.referenced, s.defined);
             let v = self.interp(&spanned)?;
             if !v.is_empty() {
-                out.push(v);
+                out.push(Secret::new(v));
             }
         }
         Some(out)
@@ -305,7 +306,7 @@ impl<'a> Cx<'a> {
                 let Some(token) = &raw.token else {
                     return needs(self, "token", "token: ${MY_APP_TOKEN} (a list allows rotation)");
                 };
-                let tokens = self.interp_list(token)?;
+                let tokens = self.secrets(token)?;
                 if tokens.is_empty() {
                     self.error(Pos::of(token), "bearer token is empty")
                         .with_hint("set the environment variable it names");
@@ -322,7 +323,7 @@ impl<'a> Cx<'a> {
                     return needs(self, "username and password", "username: app\npassword: ${APP_PASSWORD}");
                 };
                 let user = self.interp(user)?;
-                let passwords = self.interp_list(password)?;
+                let passwords = self.secrets(password)?;
                 if passwords.is_empty() {
                     self.error(Pos::of(password), "basic password is empty")
                         .with_hint("set the environment variable it names");

@@ -76,6 +76,28 @@ impl Verifier {
     }
 }
 
+/// A credential from a route file. Its `Debug` never shows the value, so a
+/// secret cannot reach a log line or an error message by accident; reading
+/// it takes an explicit `expose()`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
 /// Headers that carry credentials whatever the route; their values are
 /// replaced before an event is written to the log.
 pub const ALWAYS_SECRET_HEADERS: &[&str] =

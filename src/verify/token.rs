@@ -3,16 +3,16 @@
 //! so a token can be rotated without downtime. Every comparison is
 //! constant-time and checks all candidates.
 
-use super::VerifyError;
+use super::{Secret, VerifyError};
 use base64::Engine;
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
 /// True when `given` equals any of `accepted`, in time independent of which.
-fn matches_any(given: &[u8], accepted: &[String]) -> bool {
+fn matches_any(given: &[u8], accepted: &[Secret]) -> bool {
     let mut ok = subtle::Choice::from(0);
     for secret in accepted {
-        ok |= given.ct_eq(secret.as_bytes());
+        ok |= given.ct_eq(secret.expose().as_bytes());
     }
     ok.into()
 }
@@ -27,21 +27,15 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Veri
 }
 
 /// `Authorization: Bearer <token>`, or the raw token in a custom header.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BearerToken {
     header: String,
-    tokens: Vec<String>,
-}
-
-impl std::fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BearerToken").field("header", &self.header).field("tokens", &"[redacted]").finish()
-    }
+    tokens: Vec<Secret>,
 }
 
 impl BearerToken {
     /// `header`: None for `Authorization: Bearer`, else a header holding the bare token.
-    pub fn new(header: Option<String>, tokens: Vec<String>) -> Self {
+    pub fn new(header: Option<String>, tokens: Vec<Secret>) -> Self {
         Self { header: header.unwrap_or_else(|| "authorization".into()).to_ascii_lowercase(), tokens }
     }
 
@@ -69,20 +63,14 @@ impl BearerToken {
 }
 
 /// `Authorization: Basic base64(user:password)`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BasicAuth {
     username: String,
-    passwords: Vec<String>,
-}
-
-impl std::fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BasicAuth").field("username", &self.username).field("passwords", &"[redacted]").finish()
-    }
+    passwords: Vec<Secret>,
 }
 
 impl BasicAuth {
-    pub fn new(username: String, passwords: Vec<String>) -> Self {
+    pub fn new(username: String, passwords: Vec<Secret>) -> Self {
         Self { username, passwords }
     }
 
@@ -121,7 +109,8 @@ mod tests {
 
     #[test]
     fn bearer_rotation_and_errors() {
-        let b = BearerToken::new(None, vec!["old".into(), "new".into()]);
+        let b = BearerToken::new(None, vec![Secret::new("old"), Secret::new("new")]);
+        assert!(!format!("{b:?}").contains("old"), "Debug must not show secrets");
         assert_eq!(b.check(&headers(&[("authorization", "Bearer new")])), Ok(()));
         assert_eq!(b.check(&headers(&[("authorization", "bearer old")])), Ok(()));
         assert_eq!(b.check(&headers(&[("authorization", "Bearer nope")])), Err(VerifyError::Mismatch));
@@ -129,14 +118,14 @@ mod tests {
         assert_eq!(b.check(&headers(&[("authorization", "new")])), Err(VerifyError::Malformed));
         let twice = headers(&[("authorization", "Bearer new"), ("authorization", "Bearer new")]);
         assert_eq!(b.check(&twice), Err(VerifyError::Malformed));
-        let custom = BearerToken::new(Some("X-Token".into()), vec!["t".into()]);
+        let custom = BearerToken::new(Some("X-Token".into()), vec![Secret::new("t")]);
         assert_eq!(custom.check(&headers(&[("x-token", "t")])), Ok(()));
     }
 
     #[test]
     fn basic() {
         // RFC 7617 example: Aladdin / open sesame.
-        let b = BasicAuth::new("Aladdin".into(), vec!["open sesame".into()]);
+        let b = BasicAuth::new("Aladdin".into(), vec![Secret::new("open sesame")]);
         assert_eq!(b.check(&headers(&[("authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")])), Ok(()));
         assert_eq!(b.check(&headers(&[("authorization", "Basic QWxhZGRpbjpvcGVu")])), Err(VerifyError::Mismatch));
         assert_eq!(b.check(&headers(&[("authorization", "Basic !!!")])), Err(VerifyError::Malformed));

@@ -1,6 +1,6 @@
 //! The contract's response table and the ingest pipeline, over real HTTP.
 
-use crate::util::{client, post, TempRoutes, TestRouter};
+use crate::util::{client, get_json, post, TempRoutes, TestRouter};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -121,7 +121,7 @@ async fn every_status_of_the_contract() {
     let (s, b) = post(&url, "test-token", &event("evt_3", "order.paid", "o3", 1), &[]).await;
     assert_eq!((s, b.get("duplicate")), (200, None), "{b}");
 
-    let health: Value = client().get(&url).send().await.unwrap().json().await.unwrap();
+    let health = get_json(&url).await;
     assert_eq!(health["route"], "shop");
     assert_eq!(health["supported_events"], json!(["customer.*", "order.paid", "!customer.deleted"]));
 
@@ -280,35 +280,20 @@ async fn views_read_what_store_sinks_wrote() {
     let records = r.rt.data.records.clone();
     r.eventually("3 sessions", || (records.list("sessions", &[], None, 10).unwrap().len() == 3).then_some(())).await;
 
-    let one: Value = client().get(r.url("/api/whatsapp/session/status/s1")).send().await.unwrap().json().await.unwrap();
+    let one = get_json(&r.url("/api/whatsapp/session/status/s1")).await;
     assert_eq!(one["success"], true);
     assert_eq!((&one["data"]["status"], &one["data"]["qr"]), (&json!("qr_generated"), &json!("1@s1")));
     assert!(one["data"].get("_sync_metadata").is_none());
     let missing = client().get(r.url("/api/whatsapp/session/status/nope")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 
-    let list: Value = client()
-        .get(r.url("/api/whatsapp/session/list-realtime?userId=u1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(&r.url("/api/whatsapp/session/list-realtime?userId=u1")).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
     assert_eq!(list["summary"], json!({"qr_generated": 1, "session_connected": 1, "total": 2}));
-    let page: Value =
-        client().get(r.url("/api/whatsapp/session/list-realtime?limit=2")).send().await.unwrap().json().await.unwrap();
+    let page = get_json(&r.url("/api/whatsapp/session/list-realtime?limit=2")).await;
     assert_eq!(page["data"].as_array().unwrap().len(), 2);
     let next = page["next_cursor"].as_str().unwrap();
-    let rest: Value = client()
-        .get(r.url(&format!("/api/whatsapp/session/list-realtime?limit=2&cursor={next}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest = get_json(&r.url(&format!("/api/whatsapp/session/list-realtime?limit=2&cursor={next}"))).await;
     assert_eq!(rest["data"][0]["sessionId"], "s3");
     assert!(rest.get("next_cursor").is_none());
     let post_view = client().post(r.url("/api/whatsapp/session/list-realtime")).send().await.unwrap();

@@ -113,6 +113,11 @@ pub async fn post(url: &str, token: &str, body: &str, headers: &[(&str, &str)]) 
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }
 
+/// GET and parse the JSON answer.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    client().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Path of the built `router` binary (same profile as the tests).
 pub fn router_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_router"))
