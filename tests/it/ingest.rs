@@ -1,7 +1,7 @@
 //! The contract's response table and the ingest pipeline, over real HTTP.
 
 use crate::util::{client, get_json, post, TempRoutes, TestRouter};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use webhook_router::log::{DeliveryStatus, NewDelivery, NewEvent};
