@@ -13,13 +13,18 @@ use crate::route::filter::EventFilter;
 use crate::route::table::{template_params, Endpoint, RouteTable};
 use crate::route::{EventSpec, Requirement, Route, Rule, Target, ValueKind, DEFAULT_BODY_LIMIT};
 use crate::sink::{RetryPolicy, Sink, SinkKind, StoreMode, StoreSink, SINK_TYPES};
-use crate::verify::{BasicAuth, BearerToken, Secret, Verifier};
+use crate::verify::presets::{self, SCHEMES};
+use crate::verify::{hmac, BasicAuth, BearerToken, Secret, SignatureScheme, Verifier};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The `verify.scheme` values known today.
-const SCHEMES: &[&str] = &["none", "bearer", "basic"];
+/// Default event expressions a scheme brings (GitHub's `X-GitHub-Event`...).
+#[derive(Debug, Default, Clone, Copy)]
+struct Defaults {
+    kind: Option<&'static str>,
+    id: Option<&'static str>,
+}
 
 pub(super) fn compile(
     sources: &[(PathBuf, String)],
@@ -288,58 +293,244 @@ impl<'a> Cx<'a> {
         Some(p)
     }
 
-    fn verifier(&mut self, v: &S<RawVerify>) -> Option<Verifier> {
+    /// Compiles `verify:`; also returns the scheme's default event type and id expressions.
+    fn verifier(&mut self, v: &S<RawVerify>) -> Option<(Verifier, Defaults)> {
         let raw = &v.value;
         let scheme = &raw.scheme;
+        let name = scheme.value.as_str();
+        if !SCHEMES.contains(&name) {
+            let d = self.error(Pos::of(scheme), format!("unknown verify scheme `{name}`"));
+            match nearest(name, SCHEMES.iter().copied()) {
+                Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+                None => d.with_hint(format!("known schemes: {}", SCHEMES.join(", "))),
+            }
+            return None;
+        }
+        if !self.only_fields(raw, name) {
+            return None;
+        }
         let needs = |cx: &mut Self, what: &str, example: &str| {
-            cx.error(Pos::of(scheme), format!("scheme `{}` needs `{what}`", scheme.value))
-                .with_hint(example.to_string());
+            cx.error(Pos::of(scheme), format!("scheme `{name}` needs `{what}`")).with_hint(example.to_string());
             None
         };
-        match scheme.value.as_str() {
+        let none = Defaults::default();
+        match name {
             "none" => {
                 self.warning(Pos::of(scheme), "verify scheme `none`: anyone who knows the URL can post events")
                     .with_hint("use the provider's signature scheme, or bearer/basic for internal senders");
-                Some(Verifier::None)
+                Some((Verifier::None, none))
             }
             "bearer" => {
                 let Some(token) = &raw.token else {
                     return needs(self, "token", "token: ${MY_APP_TOKEN} (a list allows rotation)");
                 };
-                let tokens = self.secrets(token)?;
-                if tokens.is_empty() {
-                    self.error(Pos::of(token), "bearer token is empty")
-                        .with_hint("set the environment variable it names");
-                    return None;
-                }
+                let tokens = self.non_empty_secrets(token)?;
                 let header = match &raw.header {
                     Some(h) => Some(self.interp(h)?),
                     None => None,
                 };
-                Some(Verifier::Bearer(BearerToken::new(header, tokens)))
+                Some((Verifier::Bearer(BearerToken::new(header, tokens)), none))
             }
             "basic" => {
                 let (Some(user), Some(password)) = (&raw.username, &raw.password) else {
                     return needs(self, "username and password", "username: app\npassword: ${APP_PASSWORD}");
                 };
                 let user = self.interp(user)?;
-                let passwords = self.secrets(password)?;
-                if passwords.is_empty() {
-                    self.error(Pos::of(password), "basic password is empty")
-                        .with_hint("set the environment variable it names");
-                    return None;
-                }
-                Some(Verifier::Basic(BasicAuth::new(user, passwords)))
+                let passwords = self.non_empty_secrets(password)?;
+                Some((Verifier::Basic(BasicAuth::new(user, passwords)), none))
             }
-            other => {
-                let d = self.error(Pos::of(scheme), format!("unknown verify scheme `{other}`"));
-                match nearest(other, SCHEMES.iter().copied()) {
-                    Some(best) => d.with_hint(format!("did you mean `{best}`?")),
-                    None => d.with_hint(format!("known schemes: {}", SCHEMES.join(", "))),
+            _ => {
+                let Some(secret) = &raw.secret else {
+                    return needs(self, "secret", "secret: ${PROVIDER_WEBHOOK_SECRET} (a list allows rotation)");
+                };
+                let secrets = self.non_empty_secrets(secret)?;
+                let (mut specs, defaults, handshake) =
+                    match presets::preset_for(name, raw.legacy.as_ref().is_some_and(|l| l.value)) {
+                        Some(p) => {
+                            if p.needs_public_url && raw.public_url.is_none() {
+                                return needs(
+                                self,
+                                "public_url",
+                                "public_url: https://hooks.example.com (the URL the provider calls, up to the path)",
+                            );
+                            }
+                            (p.specs, Defaults { kind: p.event_type, id: p.event_id }, p.handshake)
+                        }
+                        None => (vec![self.hmac_spec(raw)?], none, false),
+                    };
+                if let Some(t) = &raw.tolerance {
+                    let tolerance = self.duration(t)?;
+                    for spec in specs.iter_mut().filter(|s| s.tolerance.is_some() || name == "hmac") {
+                        spec.tolerance = Some(tolerance);
+                    }
                 }
-                None
+                if let Some(u) = &raw.public_url {
+                    let url = self.interp(u)?;
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        self.error(Pos::of(u), format!("public_url `{url}` is not an http(s) URL"))
+                            .with_hint("write e.g. https://hooks.example.com");
+                        return None;
+                    }
+                    specs.iter_mut().for_each(|s| s.public_url = Some(url.clone()));
+                }
+                let mut alternatives = Vec::new();
+                for spec in specs {
+                    match hmac::HmacVerifier::new(spec, &secrets) {
+                        Ok(v) => alternatives.push(v),
+                        Err(e) => {
+                            let example = match name {
+                                "standard-webhooks" | "svix" => {
+                                    "a whsec_<base64> secret, as `router secret new --scheme standard-webhooks` prints"
+                                }
+                                "close" => "the hex signature_key Close returned for the subscription",
+                                _ => "the secret exactly as the provider shows it",
+                            };
+                            self.error(Pos::of(secret), format!("scheme `{name}` cannot use this secret: {e}"))
+                                .with_hint(example);
+                            return None;
+                        }
+                    }
+                }
+                let verify_token = match (&raw.verify_token, handshake) {
+                    (Some(t), true) => Some(Secret::new(self.interp(t)?)),
+                    _ => None,
+                };
+                Some((
+                    Verifier::Signature(SignatureScheme { name: name.to_string(), alternatives, verify_token }),
+                    defaults,
+                ))
             }
         }
+    }
+
+    /// Reports every `verify:` key the scheme does not read.
+    fn only_fields(&mut self, raw: &RawVerify, scheme: &str) -> bool {
+        let set: [(&str, Option<Pos>); 17] = [
+            ("secret", raw.secret.as_ref().map(Pos::of)),
+            ("tolerance", raw.tolerance.as_ref().map(Pos::of)),
+            ("legacy", raw.legacy.as_ref().map(Pos::of)),
+            ("verify_token", raw.verify_token.as_ref().map(Pos::of)),
+            ("public_url", raw.public_url.as_ref().map(Pos::of)),
+            ("algorithm", raw.algorithm.as_ref().map(Pos::of)),
+            ("encoding", raw.encoding.as_ref().map(Pos::of)),
+            ("prefix", raw.prefix.as_ref().map(Pos::of)),
+            ("payload", raw.payload.as_ref().map(Pos::of)),
+            ("timestamp_header", raw.timestamp_header.as_ref().map(Pos::of)),
+            ("id_header", raw.id_header.as_ref().map(Pos::of)),
+            ("secret_encoding", raw.secret_encoding.as_ref().map(Pos::of)),
+            ("secret_prefix", raw.secret_prefix.as_ref().map(Pos::of)),
+            ("token", raw.token.as_ref().map(Pos::of)),
+            ("header", raw.header.as_ref().map(Pos::of)),
+            ("username", raw.username.as_ref().map(Pos::of)),
+            ("password", raw.password.as_ref().map(Pos::of)),
+        ];
+        let allowed: &[&str] = match scheme {
+            "none" => &[],
+            "bearer" => &["token", "header"],
+            "basic" => &["username", "password"],
+            "github" => &["secret", "legacy"],
+            "meta" => &["secret", "verify_token"],
+            "twilio" => &["secret", "public_url"],
+            "shopify" => &["secret"],
+            "hmac" => &[
+                "secret",
+                "tolerance",
+                "header",
+                "algorithm",
+                "encoding",
+                "prefix",
+                "payload",
+                "timestamp_header",
+                "id_header",
+                "secret_encoding",
+                "secret_prefix",
+            ],
+            _ => &["secret", "tolerance"],
+        };
+        let mut ok = true;
+        for (field, pos) in set {
+            if let Some(pos) = pos {
+                if !allowed.contains(&field) {
+                    let reads = if allowed.is_empty() { "no other keys".to_string() } else { allowed.join(", ") };
+                    self.error(pos, format!("`{field}` is not used by scheme `{scheme}`"))
+                        .with_hint(format!("`{scheme}` reads: {reads}"));
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
+    /// The spec of `scheme: hmac`, from its own keys.
+    fn hmac_spec(&mut self, raw: &RawVerify) -> Option<hmac::HmacSpec> {
+        let Some(header) = &raw.header else {
+            self.error(Pos::of(&raw.scheme), "scheme `hmac` needs `header`").with_hint("header: X-Signature");
+            return None;
+        };
+        let pick = |cx: &mut Self, s: &Option<S<String>>, names: &[&str], what: &str| -> Result<Option<String>, ()> {
+            match s {
+                None => Ok(None),
+                Some(v) if names.contains(&v.value.as_str()) => Ok(Some(v.value.clone())),
+                Some(v) => {
+                    cx.error(Pos::of(v), format!("unknown {what} `{}`", v.value))
+                        .with_hint(format!("write one of: {}", names.join(", ")));
+                    Err(())
+                }
+            }
+        };
+        let algorithm = pick(self, &raw.algorithm, hmac::Algorithm::NAMES, "algorithm");
+        let encoding = pick(self, &raw.encoding, hmac::Encoding::NAMES, "encoding");
+        let key_encoding = pick(self, &raw.secret_encoding, &["raw", "base64", "hex"], "secret encoding");
+        let payload = match &raw.payload {
+            None => Some(vec![hmac::Piece::Body]),
+            Some(p) => hmac::Piece::parse_template(&p.value)
+                .map_err(|e| self.error(Pos::of(p), e).with_hint("e.g. {timestamp}.{body}"))
+                .ok(),
+        };
+        let (Ok(algorithm), Ok(encoding), Ok(key_encoding), Some(payload)) =
+            (algorithm, encoding, key_encoding, payload)
+        else {
+            return None;
+        };
+        let signs_time = payload.contains(&hmac::Piece::Timestamp);
+        if signs_time && raw.timestamp_header.is_none() {
+            self.error(
+                Pos::of(raw.payload.as_ref().expect("payload has {timestamp}")),
+                "`{timestamp}` is signed but no `timestamp_header` says where it is",
+            )
+            .with_hint("timestamp_header: X-Timestamp");
+            return None;
+        }
+        let key = match key_encoding.as_deref() {
+            Some("base64") => hmac::KeyFormat::Base64 {
+                prefix: raw.secret_prefix.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
+            },
+            Some("hex") => hmac::KeyFormat::Hex,
+            _ => hmac::KeyFormat::Raw,
+        };
+        Some(hmac::HmacSpec {
+            algorithm: algorithm.as_deref().and_then(hmac::Algorithm::parse).unwrap_or(hmac::Algorithm::Sha256),
+            header: header.value.to_ascii_lowercase(),
+            format: hmac::SigFormat::Bare { prefix: raw.prefix.as_ref().map(|p| p.value.clone()).unwrap_or_default() },
+            encoding: encoding.as_deref().and_then(hmac::Encoding::parse).unwrap_or(hmac::Encoding::Hex),
+            payload,
+            timestamp_header: raw.timestamp_header.as_ref().map(|h| h.value.to_ascii_lowercase()),
+            id_header: raw.id_header.as_ref().map(|h| h.value.to_ascii_lowercase()),
+            tolerance: signs_time.then_some(std::time::Duration::from_secs(300)),
+            key,
+            body_hash_query: None,
+            public_url: None,
+        })
+    }
+
+    /// Secrets that must not all be empty.
+    fn non_empty_secrets(&mut self, s: &S<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
+        let secrets = self.secrets(s)?;
+        if secrets.is_empty() {
+            self.error(Pos::of(s), "the secret is empty").with_hint("set the environment variable it names");
+            return None;
+        }
+        Some(secrets)
     }
 
     fn filter(&mut self, patterns: &S<raw::OneOrMany<S<String>>>) -> Option<EventFilter> {
@@ -443,7 +634,7 @@ impl<'a> Cx<'a> {
         }
         let params = template_params(&path.value);
 
-        let verifier = match &raw.verify {
+        let verified = match &raw.verify {
             Some(v) => self.verifier(v),
             None => {
                 self.error(Pos::of(name), format!("route `{}` has no `verify:`", name.value))
@@ -451,16 +642,19 @@ impl<'a> Cx<'a> {
                 None
             }
         };
+        let defaults = verified.as_ref().map(|(_, d)| *d).unwrap_or_default();
+        let verifier = verified.map(|(v, _)| v);
         let spec = raw.event.as_ref();
-        let one = |cx: &mut Self, s: Option<&S<String>>| -> Result<Option<Expr>, ()> {
-            match s {
-                None => Ok(None),
-                Some(s) => cx.checked_expr(s, false, &params).map(Some).ok_or(()),
+        let one = |cx: &mut Self, s: Option<&S<String>>, default: Option<&'static str>| -> Result<Option<Expr>, ()> {
+            match (s, default) {
+                (Some(s), _) => cx.checked_expr(s, false, &params).map(Some).ok_or(()),
+                (None, Some(d)) => Ok(Some(Expr::parse(d, false).expect("scheme defaults are valid expressions"))),
+                (None, None) => Ok(None),
             }
         };
-        let kind = one(self, spec.and_then(|e| e.kind.as_ref()));
-        let id = one(self, spec.and_then(|e| e.id.as_ref()));
-        let time = one(self, spec.and_then(|e| e.time.as_ref()));
+        let kind = one(self, spec.and_then(|e| e.kind.as_ref()), defaults.kind);
+        let id = one(self, spec.and_then(|e| e.id.as_ref()), defaults.id);
+        let time = one(self, spec.and_then(|e| e.time.as_ref()), None);
 
         let filter = match &raw.events {
             Some(p) => self.filter(p),

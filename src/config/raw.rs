@@ -39,9 +39,36 @@ pub const FILE_KEYS: &[&str] =
 #[serde(deny_unknown_fields)]
 pub struct RawVerify {
     pub scheme: S<String>,
+    /// Signature schemes: the signing secret(s); a list allows rotation.
+    pub secret: Option<S<OneOrMany<String>>>,
+    /// Accepted clock difference for signed timestamps, e.g. `5m`.
+    pub tolerance: Option<S<String>>,
+    /// github: also accept the SHA-1 `X-Hub-Signature`.
+    pub legacy: Option<S<bool>>,
+    /// meta: the `hub.verify_token` of the GET subscription handshake.
+    pub verify_token: Option<S<String>>,
+    /// twilio: the public URL providers call, up to the path (the router may sit behind a proxy).
+    pub public_url: Option<S<String>>,
+    /// hmac: sha1 | sha256 | sha512.
+    pub algorithm: Option<S<String>>,
+    /// hmac: hex | base64.
+    pub encoding: Option<S<String>>,
+    /// hmac: text before the signature in the header, e.g. `sha256=`.
+    pub prefix: Option<S<String>>,
+    /// hmac: the signed bytes, e.g. `{timestamp}.{body}`.
+    pub payload: Option<S<String>>,
+    /// hmac: header holding the signed timestamp.
+    pub timestamp_header: Option<S<String>>,
+    /// hmac: header holding the message id for `{id}`.
+    pub id_header: Option<S<String>>,
+    /// hmac: raw | base64 | hex.
+    pub secret_encoding: Option<S<String>>,
+    /// hmac: prefix stripped from the secret before decoding, e.g. `whsec_`.
+    pub secret_prefix: Option<S<String>>,
     /// bearer: the accepted token(s).
     pub token: Option<S<OneOrMany<String>>>,
-    /// bearer: header carrying the token (default `Authorization: Bearer ...`).
+    /// bearer: header carrying the token (default `Authorization: Bearer ...`);
+    /// hmac: header carrying the signature.
     pub header: Option<S<String>>,
     /// basic: the accepted user name.
     pub username: Option<S<String>>,

@@ -64,7 +64,14 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
                         Err(e) => e.into_response(),
                     }
                 }
-                Method::GET | Method::HEAD => health(&route),
+                Method::GET | Method::HEAD => match route.verifier.handshake(&query) {
+                    Some(Ok(challenge)) => challenge.into_response(),
+                    Some(Err(reason)) => {
+                        tracing::debug!(route = %route.name, %reason, "Subscription handshake refused.");
+                        (axum::http::StatusCode::FORBIDDEN, "forbidden").into_response()
+                    }
+                    None => health(&route),
+                },
                 _ => IngestError::MethodNotAllowed { allow: "POST, GET, HEAD" }.into_response(),
             }
         }
@@ -97,13 +104,13 @@ async fn ingest(
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, route.body_limit, state.limits).await?;
 
-    let verified = route.verifier.verify(Unverified { headers: &parts.headers, body: &body }).map_err(|reason| {
+    let unverified = Unverified { headers: &parts.headers, body: &body, uri: &parts.uri };
+    let verified = route.verifier.verify(unverified).map_err(|reason| {
         tracing::debug!(route = %route.name, scheme = route.verifier.scheme(), %reason, "Request rejected by verifier.");
         IngestError::Unauthorized
     })?;
 
-    let payload: Value = serde_json::from_slice(verified.body())
-        .map_err(|e| IngestError::Invalid { error: "body is not valid JSON", problems: vec![e.to_string()] })?;
+    let payload = parse_body(verified.headers(), verified.body())?;
     let headers = header_pairs(verified.headers(), route.verifier.secret_header());
     let ctx = Context { body: &payload, params: &params, query: &query, headers: &headers };
 
@@ -117,7 +124,10 @@ async fn ingest(
     if !route.filter.admits(&kind) {
         return Ok(Accepted::Filtered { event: kind });
     }
-    let meta = event_meta(route, &ctx, kind)?;
+    let mut meta = event_meta(route, &ctx, kind)?;
+    if route.event.id.is_none() {
+        meta.id = verified.signed_id.clone();
+    }
 
     let deliveries: Vec<NewDelivery> = route
         .rules_for(&meta.kind)
@@ -199,6 +209,30 @@ fn event_meta(route: &Route, ctx: &Context, kind: String) -> Result<EventMeta, I
     } else {
         Err(IngestError::Invalid { error: "invalid event", problems })
     }
+}
+
+/// The body as JSON: JSON as is; a form body (Slack commands, Twilio) as an
+/// object of its fields (a repeated field becomes an array).
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, IngestError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return serde_json::from_slice(body)
+            .map_err(|e| IngestError::Invalid { error: "body is not valid JSON", problems: vec![e.to_string()] });
+    }
+    let mut fields = serde_json::Map::new();
+    for (k, v) in url::form_urlencoded::parse(body).into_owned() {
+        match fields.get_mut(&k) {
+            None => {
+                fields.insert(k, Value::String(v));
+            }
+            Some(Value::Array(list)) => list.push(Value::String(v)),
+            Some(first) => *first = Value::Array(vec![first.take(), Value::String(v)]),
+        }
+    }
+    Ok(Value::Object(fields))
 }
 
 fn parse_query(query: Option<&str>) -> Vec<(String, String)> {

@@ -3,21 +3,26 @@
 //! check. Failures carry a reason for the debug log; the client only ever
 //! sees a bare 401.
 
+pub mod hmac;
+pub mod presets;
 mod token;
 
 pub use token::{BasicAuth, BearerToken};
 
-use http::HeaderMap;
+use http::{HeaderMap, Uri};
 
 /// A request whose origin has not been checked yet.
 pub struct Unverified<'a> {
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
+    pub uri: &'a Uri,
 }
 
 /// A request that passed its route's verifier. Only `Verifier::verify` makes one.
 pub struct Verified<'a> {
     inner: Unverified<'a>,
+    /// The message id the provider signed (Standard Webhooks), a default dedup key.
+    pub signed_id: Option<String>,
 }
 
 impl<'a> Verified<'a> {
@@ -38,6 +43,8 @@ pub enum VerifyError {
     Malformed,
     #[error("credentials do not match")]
     Mismatch,
+    #[error("signed timestamp outside the tolerance")]
+    Expired,
 }
 
 /// A route's compiled `verify:` block.
@@ -47,24 +54,58 @@ pub enum Verifier {
     None,
     Bearer(BearerToken),
     Basic(BasicAuth),
+    /// A provider scheme or `hmac`: alternatives, the first whose header is present decides.
+    Signature(SignatureScheme),
+}
+
+/// A compiled signature scheme.
+#[derive(Debug, Clone)]
+pub struct SignatureScheme {
+    pub name: String,
+    pub alternatives: Vec<hmac::HmacVerifier>,
+    /// Meta's `hub.verify_token`, when the scheme answers the GET handshake.
+    pub verify_token: Option<Secret>,
 }
 
 impl Verifier {
-    pub fn scheme(&self) -> &'static str {
+    pub fn scheme(&self) -> &str {
         match self {
             Verifier::None => "none",
             Verifier::Bearer(_) => "bearer",
             Verifier::Basic(_) => "basic",
+            Verifier::Signature(s) => &s.name,
         }
     }
 
     pub fn verify<'a>(&self, req: Unverified<'a>) -> Result<Verified<'a>, VerifyError> {
-        match self {
-            Verifier::None => {}
-            Verifier::Bearer(b) => b.check(req.headers)?,
-            Verifier::Basic(b) => b.check(req.headers)?,
+        let signed_id = match self {
+            Verifier::None => None,
+            Verifier::Bearer(b) => b.check(req.headers).map(|()| None)?,
+            Verifier::Basic(b) => b.check(req.headers).map(|()| None)?,
+            Verifier::Signature(s) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let request = hmac::Request { headers: req.headers, body: req.body, uri: req.uri, now };
+                let chosen = s.alternatives.iter().find(|a| a.applies(&request)).ok_or(VerifyError::Missing)?;
+                chosen.verify(&request)?.id
+            }
+        };
+        Ok(Verified { inner: req, signed_id })
+    }
+
+    /// Meta's subscription handshake: `Some(challenge)` to echo when the GET's
+    /// `hub.mode=subscribe` and `hub.verify_token` matches, `Some(Err)` when it
+    /// does not, `None` when this is no handshake.
+    pub fn handshake(&self, query: &[(String, String)]) -> Option<Result<String, VerifyError>> {
+        let Verifier::Signature(SignatureScheme { verify_token: Some(token), .. }) = self else { return None };
+        let get = |k: &str| query.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str());
+        if get("hub.mode")? != "subscribe" {
+            return Some(Err(VerifyError::Malformed));
         }
-        Ok(Verified { inner: req })
+        let given = get("hub.verify_token").unwrap_or("");
+        let ok: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.expose().as_bytes()).into();
+        Some(if ok { Ok(get("hub.challenge").unwrap_or("").to_string()) } else { Err(VerifyError::Mismatch) })
     }
 
     /// Headers that carry a credential for this scheme: never stored or shown.

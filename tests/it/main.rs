@@ -4,4 +4,5 @@
 mod cli;
 mod crash;
 mod ingest;
+mod signatures;
 mod util;
