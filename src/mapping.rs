@@ -56,6 +56,19 @@ impl JsonPath {
         &self.text
     }
 
+    /// The field names of a path made only of names (`$.data.id`), to write
+    /// a value at that place (`router send` building a sample).
+    pub fn field_names(&self) -> Option<Vec<&str>> {
+        self.query
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Selector(Selector::Name(n)) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The selected value (singular path), or an array of every match.
     pub fn select(&self, doc: &Value) -> Option<Value> {
         let found = jsonpath_rust::query::js_path_process(&self.query, doc).ok()?;

@@ -5,6 +5,8 @@
 mod check;
 mod events;
 mod reader;
+mod secret;
+mod send;
 mod serve;
 mod store;
 
@@ -37,6 +39,11 @@ pub enum Command {
     /// Read what store sinks wrote.
     #[command(subcommand)]
     Store(store::Command),
+    /// Sign a sample event as the route's provider would and post it.
+    Send(send::Args),
+    /// Make secrets in a scheme's format.
+    #[command(subcommand)]
+    Secret(secret::Command),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -45,6 +52,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(args),
         Command::Events(cmd) => events::run(cmd).await,
         Command::Store(cmd) => store::run(cmd).await,
+        Command::Send(args) => send::run(args).await,
+        Command::Secret(cmd) => secret::run(cmd),
     }
 }
 

@@ -306,15 +306,14 @@ impl<'a> Cx<'a> {
             }
             return None;
         }
-        if !self.only_fields(raw, name) {
-            return None;
-        }
+        // Misplaced keys are reported, and the scheme is still checked for its own problems.
+        let fields_ok = self.only_fields(raw, name);
         let needs = |cx: &mut Self, what: &str, example: &str| {
             cx.error(Pos::of(scheme), format!("scheme `{name}` needs `{what}`")).with_hint(example.to_string());
             None
         };
         let none = Defaults::default();
-        match name {
+        let compiled = match name {
             "none" => {
                 self.warning(Pos::of(scheme), "verify scheme `none`: anyone who knows the URL can post events")
                     .with_hint("use the provider's signature scheme, or bearer/basic for internal senders");
@@ -400,7 +399,8 @@ impl<'a> Cx<'a> {
                     defaults,
                 ))
             }
-        }
+        };
+        compiled.filter(|_| fields_ok)
     }
 
     /// Reports every `verify:` key the scheme does not read.
@@ -702,6 +702,7 @@ impl<'a> Cx<'a> {
             require,
             rules,
             body_limit,
+            examples: raw.examples.iter().flat_map(|m| m.0.iter()).map(|(k, v)| (k.value.clone(), v.clone())).collect(),
         })
     }
 

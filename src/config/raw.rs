@@ -29,11 +29,13 @@ pub struct RawFile {
     pub body_limit: Option<S<ByteSize>>,
     pub sinks: Option<OrderedMap<S<RawSink>>>,
     pub views: Option<Vec<S<RawView>>>,
+    /// Sample payloads per event type, for `router send`.
+    pub examples: Option<OrderedMap<serde_json::Value>>,
 }
 
 /// The keys a route file may hold at top level (for "did you mean" hints).
 pub const FILE_KEYS: &[&str] =
-    &["route", "path", "verify", "event", "events", "require", "rules", "body_limit", "sinks", "views"];
+    &["route", "path", "verify", "event", "events", "require", "rules", "body_limit", "sinks", "views", "examples"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -29,6 +29,8 @@ pub struct Route {
     pub require: Vec<Requirement>,
     pub rules: Vec<Rule>,
     pub body_limit: usize,
+    /// `examples:`: sample payloads per event type (`router send`).
+    pub examples: Vec<(String, Value)>,
 }
 
 /// Where an event's type, id and time are read from.

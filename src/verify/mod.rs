@@ -94,6 +94,17 @@ impl Verifier {
         Ok(Verified { inner: req, signed_id })
     }
 
+    /// The headers that authenticate `body` for this verifier, as its provider
+    /// (or internal sender) would send them, with the first configured secret.
+    pub fn sign(&self, body: &[u8], uri: &Uri, now: i64, id: &str) -> Vec<(String, String)> {
+        match self {
+            Verifier::None => vec![],
+            Verifier::Bearer(b) => b.credentials(),
+            Verifier::Basic(b) => b.credentials(),
+            Verifier::Signature(s) => s.alternatives[0].sign(body, uri, now, id),
+        }
+    }
+
     /// Meta's subscription handshake: `Some(challenge)` to echo when the GET's
     /// `hub.mode=subscribe` and `hub.verify_token` matches, `Some(Err)` when it
     /// does not, `None` when this is no handshake.

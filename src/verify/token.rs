@@ -43,6 +43,13 @@ impl BearerToken {
         &self.header
     }
 
+    /// The header an internal sender would send (first token).
+    pub(super) fn credentials(&self) -> Vec<(String, String)> {
+        let token = self.tokens[0].expose();
+        let value = if self.header == "authorization" { format!("Bearer {token}") } else { token.to_string() };
+        vec![(self.header.clone(), value)]
+    }
+
     pub(super) fn check(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
         let value = single_header(headers, &self.header)?;
         let token = if self.header == "authorization" {
@@ -72,6 +79,12 @@ pub struct BasicAuth {
 impl BasicAuth {
     pub fn new(username: String, passwords: Vec<Secret>) -> Self {
         Self { username, passwords }
+    }
+
+    /// The header an internal sender would send (first password).
+    pub(super) fn credentials(&self) -> Vec<(String, String)> {
+        let pair = format!("{}:{}", self.username, self.passwords[0].expose());
+        vec![("authorization".into(), format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))]
     }
 
     pub(super) fn check(&self, headers: &HeaderMap) -> Result<(), VerifyError> {

@@ -2,7 +2,7 @@
 //! expected output file), and the data-reading commands both against a
 //! running router (through its admin API) and offline.
 
-use crate::util::{post, repo, router_bin, TempRoutes, TestRouter};
+use crate::util::{repo, router_bin, TempRoutes, TestRouter};
 use serde_json::{json, Value};
 use std::process::Command;
 
@@ -10,7 +10,7 @@ fn router(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(router_bin())
         .args(args)
         .current_dir(repo())
-        .env_remove("WHOP_ROUTER_TOKEN")
+        .env_remove("WHOP_WEBHOOK_SECRET")
         .env("CHECK_FIXTURE_SET", "set")
         .output()
         .unwrap();
@@ -61,12 +61,18 @@ fn shipped_routes_pass_and_warnings_fail_only_when_strict() {
 async fn events_and_store_commands_read_a_running_router_and_offline() {
     let data = tempfile::tempdir().unwrap();
     let r = TestRouter::start(&repo().join("routes.d"), data.path()).await;
-    let body = json!({"action": "membership.went_valid", "data": {"id": "mem_1", "user_id": "user_1", "email": "a@b.c", "created_at": "2025-10-21T10:00:00Z"}});
-    let headers = [("webhook-id", "msg_1"), ("webhook-timestamp", "1761040800")];
-    let (s, _) = post(&r.url("/api/webhooks/whop"), "dev-token-change-me", &body.to_string(), &headers).await;
-    assert_eq!(s, 200);
+    // `router send` signs seed 001's example as Whop would, with the route's secret.
+    let base = format!("http://{}", r.addr);
+    let (code, out, err) =
+        tokio::task::block_in_place(|| router(&["send", "whop-members", "membership.went_valid", "--url", &base]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("webhook-signature: v1,") && out.contains("-> 200 OK"), "{out}");
     let records = r.rt.data.records.clone();
-    r.eventually("member record", || records.get("members", "user_1").unwrap()).await;
+    r.eventually("member record", || records.get("members", "user_xxx").unwrap()).await;
+    let (code, out, _) =
+        tokio::task::block_in_place(|| router(&["send", "whop-members", "payment.succeeded", "--url", &base]));
+    assert_eq!(code, 0);
+    assert!(out.contains(r#""filtered":true"#), "{out}");
 
     let d = data.path().to_str().unwrap().to_string();
     let admin = r.admin.to_string();
@@ -75,19 +81,17 @@ async fn events_and_store_commands_read_a_running_router_and_offline() {
         all.extend(["--data", &d, "--admin", &admin, "--json"]);
         router(&all)
     };
-    let (code, out, err) = tokio::task::block_in_place(|| online(&["store", "get", "members", "user_1"]));
+    let (code, out, err) = tokio::task::block_in_place(|| online(&["store", "get", "members", "user_xxx"]));
     assert_eq!(code, 0, "{err}");
     let rec: Value = serde_json::from_str(&out).unwrap();
     assert_eq!((&rec["status"], &rec["engagement_score"]), (&json!("active"), &json!(100)));
     let (_, list, _) = tokio::task::block_in_place(|| online(&["events", "list", "--status", "delivered"]));
     let list: Value = serde_json::from_str(&list).unwrap();
-    assert_eq!(list[0]["event_id"], "msg_1");
+    assert!(list[0]["event_id"].as_str().unwrap().starts_with("msg_"), "{list}");
     let (_, show, _) = tokio::task::block_in_place(|| online(&["events", "show", "1"]));
     let show: Value = serde_json::from_str(&show).unwrap();
-    assert_eq!(show["payload"]["data"]["user_id"], "user_1");
-    let auth = show["headers"].as_array().unwrap().iter().find(|h| h[0] == "authorization").unwrap();
-    assert_eq!(auth[1], "[redacted]");
-    assert!(!show.to_string().contains("dev-token-change-me"));
+    assert_eq!(show["payload"]["data"]["user_id"], "user_xxx");
+    assert!(!show.to_string().contains("ws_local_trial_secret"), "the secret must never be shown");
     let (code, _, err) = tokio::task::block_in_place(|| online(&["store", "get", "members", "nobody"]));
     assert_eq!(code, 1, "{err}");
     drop(records); // a sled handle: it would keep the directory locked
@@ -97,8 +101,8 @@ async fn events_and_store_commands_read_a_running_router_and_offline() {
     let (code, out, err) = router(&["store", "list", "members", "--where", "status=active", "--data", &d, "--json"]);
     assert_eq!(code, 0, "{err}");
     let offline: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(offline[0]["key"], "user_1");
-    assert_eq!(offline[0]["value"]["email"], "a@b.c");
+    assert_eq!(offline[0]["key"], "user_xxx");
+    assert_eq!(offline[0]["value"]["email"], "member@example.com");
     let (code, out, _) = router(&["events", "show", "1", "--data", &d, "--json"]);
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["delivery_records"][0]["status"], "delivered");
@@ -106,7 +110,6 @@ async fn events_and_store_commands_read_a_running_router_and_offline() {
 
 #[test]
 fn sigterm_stops_gracefully_and_keeps_the_data() {
-    use std::io::{Read, Write};
     let data = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(router_bin())
@@ -116,22 +119,16 @@ fn sigterm_stops_gracefully_and_keeps_the_data() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let body = r#"{"action":"membership.went_valid","data":{"id":"m","user_id":"u9"}}"#;
-    let request = format!(
-        "POST /api/webhooks/whop HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer dev-token-change-me\r\n\
-         webhook-id: msg_term\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut answer = String::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut sent = (-1, String::new(), String::new());
     for _ in 0..300 {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            s.write_all(request.as_bytes()).unwrap();
-            s.read_to_string(&mut answer).unwrap();
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            sent = router(&["send", "whop-members", "membership.went_valid", "--url", &base]);
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(sent.0, 0, "{}{}", sent.1, sent.2);
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
@@ -139,7 +136,21 @@ fn sigterm_stops_gracefully_and_keeps_the_data() {
     assert_eq!(out.status.code(), Some(0), "{log}");
     assert!(log.contains("Shutting down") && log.contains("Stopped."), "{log}");
     let d = data.path().to_str().unwrap();
-    let (code, out, err) = router(&["store", "get", "members", "u9", "--data", d, "--json"]);
+    let (code, out, err) = router(&["store", "get", "members", "user_xxx", "--data", d, "--json"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["status"], "active");
+}
+
+#[test]
+fn secret_new_prints_the_schemes_format() {
+    use base64::Engine;
+    let (code, out, _) = router(&["secret", "new", "--scheme", "standard-webhooks"]);
+    assert_eq!(code, 0);
+    let key = out.trim().strip_prefix("whsec_").expect("whsec_ prefix");
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(key).unwrap().len(), 32);
+    let (_, whop, _) = router(&["secret", "new", "--scheme", "whop"]);
+    assert!(whop.trim().starts_with("ws_") && whop.trim().len() == 3 + 64, "{whop}");
+    let (_, other, _) = router(&["secret", "new", "--scheme", "github"]);
+    assert_ne!(other, router(&["secret", "new", "--scheme", "github"]).1, "secrets are random");
+    assert_eq!(router(&["secret", "new", "--scheme", "nope"]).0, 2);
 }
