@@ -702,6 +702,7 @@ impl<'a> Cx<'a> {
             require,
             rules,
             body_limit,
+            dedup: raw.dedup.as_ref().is_none_or(|d| d.value),
             examples: raw.examples.iter().flat_map(|m| m.0.iter()).map(|(k, v)| (k.value.clone(), v.clone())).collect(),
         })
     }

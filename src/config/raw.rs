@@ -25,6 +25,8 @@ pub struct RawFile {
     pub events: Option<S<OneOrMany<S<String>>>>,
     pub require: Option<OrderedMap<S<String>>>,
     pub rules: Option<Vec<S<RawRule>>>,
+    /// `false` accepts repeats of an event id (the id is still recorded).
+    pub dedup: Option<S<bool>>,
     /// Largest accepted body, e.g. `1MiB`, `256KiB`, `65536`.
     pub body_limit: Option<S<ByteSize>>,
     pub sinks: Option<OrderedMap<S<RawSink>>>,
@@ -34,8 +36,20 @@ pub struct RawFile {
 }
 
 /// The keys a route file may hold at top level (for "did you mean" hints).
-pub const FILE_KEYS: &[&str] =
-    &["route", "path", "verify", "event", "events", "require", "rules", "body_limit", "sinks", "views", "examples"];
+pub const FILE_KEYS: &[&str] = &[
+    "route",
+    "path",
+    "verify",
+    "event",
+    "events",
+    "require",
+    "rules",
+    "body_limit",
+    "dedup",
+    "sinks",
+    "views",
+    "examples",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -55,6 +55,8 @@ pub struct NewEvent {
     pub route: String,
     pub event_type: String,
     pub event_id: Option<String>,
+    /// Whether a repeat of `(route, event_id)` is a duplicate.
+    pub dedup: bool,
     pub event_time: Option<String>,
     pub params: Vec<(String, String)>,
     pub query: Vec<(String, String)>,
@@ -374,7 +376,7 @@ fn apply_group(
     let mut next = *last;
     let now = now_ms();
     for (event, deliveries) in group {
-        let dedup = event.event_id.as_deref().map(|id| dedup_key(&event.route, id));
+        let dedup = event.event_id.as_deref().filter(|_| event.dedup).map(|id| dedup_key(&event.route, id));
         if let Some(k) = &dedup {
             if let Some(id) = in_group.get(k) {
                 answers.push(Appended::Duplicate(*id));

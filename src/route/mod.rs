@@ -29,6 +29,8 @@ pub struct Route {
     pub require: Vec<Requirement>,
     pub rules: Vec<Rule>,
     pub body_limit: usize,
+    /// Whether a repeated `(route, event.id)` is answered `duplicate`.
+    pub dedup: bool,
     /// `examples:`: sample payloads per event type (`router send`).
     pub examples: Vec<(String, Value)>,
 }

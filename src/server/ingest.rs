@@ -145,6 +145,7 @@ async fn ingest(
         route: route.name.clone(),
         event_type: meta.kind.clone(),
         event_id: meta.id,
+        dedup: route.dedup,
         event_time: meta.time,
         params,
         query,

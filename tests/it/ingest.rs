@@ -200,6 +200,7 @@ async fn restart_finds_every_event_and_resumes_pending_deliveries() {
                 route: "shop".into(),
                 event_type: "order.paid".into(),
                 event_id: Some(format!("evt_{i}")),
+                dedup: true,
                 event_time: None,
                 params: vec![("tenant".into(), "t".into())],
                 query: vec![],
@@ -299,5 +300,20 @@ async fn views_read_what_store_sinks_wrote() {
     let post_view = client().post(r.url("/api/whatsapp/session/list-realtime")).send().await.unwrap();
     assert_eq!(post_view.status(), 405);
     drop(records);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn dedup_false_accepts_repeats_and_keeps_the_id() {
+    let route = "route: repeat\npath: /repeat\nverify: { scheme: bearer, token: t }\nevent: { type: $.type, id: $.id }\ndedup: false\n";
+    let routes = TempRoutes::new(&[("repeat.yaml", route)]);
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(routes.path(), data.path()).await;
+    let body = json!({"id": "evt_same", "type": "x"}).to_string();
+    let (_, a) = post(&r.url("/repeat"), "t", &body, &[]).await;
+    let (_, b) = post(&r.url("/repeat"), "t", &body, &[]).await;
+    assert!(a.get("duplicate").is_none() && b.get("duplicate").is_none(), "{a} {b}");
+    assert_ne!(a["id"], b["id"]);
+    assert_eq!(r.rt.data.log.event(2).unwrap().event_id.as_deref(), Some("evt_same"));
     r.stop().await;
 }

@@ -36,6 +36,14 @@ fn route_files() -> Vec<(String, String)> {
             "query:kind",
         ),
         route("paddle", "  scheme: paddle\n  secret: [pdl_ntfset_old, pdl_ntfset_new]".into(), "$.type"),
+        route(
+            "custom",
+            "  scheme: hmac\n  secret: [old-custom, new-custom]\n  header: X-Custom-Signature\n  algorithm: sha512\n  \
+             encoding: base64\n  prefix: \"sha512=\"\n  payload: \"{timestamp}.{header:X-Tenant}.{body}\"\n  \
+             timestamp_header: X-Custom-Timestamp\n  tolerance: 2m"
+                .into(),
+            "$.type",
+        ),
     ]
 }
 
@@ -243,6 +251,11 @@ async fn twilio_sdk_json_body_hash() {
 #[tokio::test]
 async fn paddle_independent_hmac() {
     check(case("paddle", "paddle", "pdl_ntfset_old", "pdl_ntfset_new", "pdl_ntfset_other")).await;
+}
+
+#[tokio::test]
+async fn generic_hmac_independent_computation() {
+    check(case("custom", "custom-hmac", "old-custom", "new-custom", "other-custom")).await;
 }
 
 #[tokio::test]

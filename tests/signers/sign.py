@@ -71,6 +71,12 @@ def sign(r):
             "close-sig-hash": hmac.new(bytes.fromhex(secret), data, hashlib.sha256).hexdigest(),
             "close-sig-timestamp": str(ts),
         }
+    if scheme == "custom-hmac":
+        # The generic `scheme: hmac` route of the tests: SHA-512, base64, a
+        # prefix, and a template that signs a header too.
+        data = f"{ts}.acme.{body}".encode()
+        sig = base64.b64encode(hmac.new(secret.encode(), data, hashlib.sha512).digest()).decode()
+        return {"X-Custom-Signature": "sha512=" + sig, "X-Custom-Timestamp": str(ts), "X-Tenant": "acme"}
     if scheme == "github-sha1":
         # GitHub's legacy header; @octokit/webhooks-methods 6 signs only SHA-256.
         return {"X-Hub-Signature": "sha1=" + hmac.new(secret.encode(), body.encode(), hashlib.sha1).hexdigest()}
