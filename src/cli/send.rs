@@ -64,7 +64,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let uri: http::Uri = format!("{path}{query}").parse().context("route path is not a valid URI")?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-        let mut headers = route.verifier.sign(&body, &uri, now, &id);
+        let mut headers =
+            route.verifier.sign(&body, &uri, now, &id).map_err(|e| anyhow!("route `{}`: {e}", route.name))?;
         headers.extend(extra);
         let url = format!("{}{path}{query}", args.url.trim_end_matches('/'));
         println!("POST {url}");

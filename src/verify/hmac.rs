@@ -368,7 +368,7 @@ impl HmacVerifier {
 
     /// Signs `body` as the provider would, with the first secret: the headers
     /// to send (for `router send`).
-    pub fn sign(&self, body: &[u8], uri: &Uri, now: i64, id: &str) -> Vec<(String, String)> {
+    pub fn sign(&self, body: &[u8], uri: &Uri, now: i64, id: &str) -> Result<Vec<(String, String)>, String> {
         let ts = now.to_string();
         let mut headers = Vec::new();
         if let Some(h) = &self.spec.timestamp_header {
@@ -379,7 +379,10 @@ impl HmacVerifier {
         }
         let none = HeaderMap::new();
         let req = Request { headers: &none, body, uri, now };
-        let payload = self.payload(&req, Some(&ts), Some(id)).unwrap_or_default();
+        let payload = self.payload(&req, Some(&ts), Some(id)).map_err(|_| {
+            "this scheme signs request headers ({header:...}); send the request with a client that sets them"
+                .to_string()
+        })?;
         let sig = self.spec.encoding.encode(&self.spec.algorithm.mac(&self.keys[0], &payload));
         let value = match &self.spec.format {
             SigFormat::Bare { prefix } => format!("{prefix}{sig}"),
@@ -390,7 +393,7 @@ impl HmacVerifier {
             SigFormat::Versioned { version } => format!("{version},{sig}"),
         };
         headers.push((self.spec.header.clone(), value));
-        headers
+        Ok(headers)
     }
 }
 

@@ -96,11 +96,11 @@ impl Verifier {
 
     /// The headers that authenticate `body` for this verifier, as its provider
     /// (or internal sender) would send them, with the first configured secret.
-    pub fn sign(&self, body: &[u8], uri: &Uri, now: i64, id: &str) -> Vec<(String, String)> {
+    pub fn sign(&self, body: &[u8], uri: &Uri, now: i64, id: &str) -> Result<Vec<(String, String)>, String> {
         match self {
-            Verifier::None => vec![],
-            Verifier::Bearer(b) => b.credentials(),
-            Verifier::Basic(b) => b.credentials(),
+            Verifier::None => Ok(vec![]),
+            Verifier::Bearer(b) => Ok(b.credentials()),
+            Verifier::Basic(b) => Ok(b.credentials()),
             Verifier::Signature(s) => s.alternatives[0].sign(body, uri, now, id),
         }
     }
