@@ -1,41 +1,96 @@
 //! Background delivery: claims due deliveries from the log, builds each
 //! rule's document, hands it to the sink and records the outcome.
 //!
-//! Deliveries are taken in batches and run on one blocking thread: store
-//! writes take microseconds, so one thread hop, one parse per event and one
-//! log batch per round beat a task per delivery. The due queue lives in the
-//! log, so nothing here is lost on a crash: a delivery run but not recorded
-//! is due again after a restart (store writes are idempotent per event).
+//! Store deliveries are taken in batches and run on one blocking thread:
+//! their writes take microseconds, so one thread hop, one parse per event and
+//! one log batch per round beat a task per delivery. HTTP deliveries run as
+//! async tasks, at most `concurrency` per sink: a slow or dead sink only
+//! holds its own deliveries (they stay due in the log), never ingest or
+//! other sinks. The due queue lives in the log, so nothing here is lost on a
+//! crash: a delivery run but not recorded is due again after a restart
+//! (store writes are idempotent per event; HTTP receivers get a stable
+//! `x-router-event-id` to dedup on).
 
 use crate::log::{DeliveryKey, DeliveryStatus, DeliveryV1, EventV1};
 use crate::mapping::Context;
 use crate::runtime::Runtime;
+use crate::sink::http::Envelope;
 use crate::sink::store::SyncMetadata;
-use crate::sink::{Outcome, RetryPolicy, SinkKind};
+use crate::sink::{Outcome, RetryPolicy, Sink, SinkKind};
 use crate::telemetry::Stats;
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
-/// Deliveries taken per round.
-const BATCH: usize = 256;
+/// Due deliveries looked at per round.
+const SCAN: usize = 1024;
 /// Longest sleep between queue scans when nothing is due (new work wakes us sooner).
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for HTTP deliveries in flight (unfinished ones stay due).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs until `stop` turns true; a round in progress finishes first.
+/// Runs until `stop` turns true; work in progress finishes first.
 pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
+    let client = crate::sink::http::client();
+    let in_flight: Arc<Mutex<HashSet<DeliveryKey>>> = Arc::default();
+    let mut per_sink: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let mut tasks = JoinSet::new();
     while !*stop.borrow() {
+        while tasks.try_join_next().is_some() {}
         let now = crate::event::now_ms();
-        let due = match rt.data.log.due(now, BATCH) {
+        let due = match rt.data.log.due(now, SCAN) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "Cannot read the due queue.");
                 Vec::new()
             }
         };
-        if due.is_empty() {
+        let config = rt.config();
+        let mut stored = Vec::new();
+        let mut started = 0;
+        for key in due {
+            if in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+                continue;
+            }
+            let d = match rt.data.log.delivery(key) {
+                Ok(d) if d.status.is_open() => d,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::error!(event = key.event, delivery = key.index, error = %e, "Cannot read a due delivery.");
+                    continue;
+                }
+            };
+            match config.sinks.get(&d.sink).map(|s| &s.kind) {
+                Some(SinkKind::Http(h)) => {
+                    let limit =
+                        per_sink.entry(d.sink.clone()).or_insert_with(|| Arc::new(Semaphore::new(h.concurrency)));
+                    // A saturated sink's deliveries wait in the log; the others go on.
+                    let Ok(permit) = limit.clone().try_acquire_owned() else { continue };
+                    in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+                    started += 1;
+                    let (rt, client, in_flight) = (rt.clone(), client.clone(), in_flight.clone());
+                    tasks.spawn(async move {
+                        deliver_http(&rt, &client, d).await;
+                        in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                        drop(permit);
+                        rt.work.notify_one();
+                    });
+                }
+                // Store sinks, and sinks gone from the config (they fail with a clear error).
+                _ => stored.push(d),
+            }
+        }
+        if !stored.is_empty() {
+            started += stored.len();
+            let rt2 = rt.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || deliver_batch(&rt2, stored)).await {
+                tracing::error!(error = %e, "Delivery round panicked; its deliveries stay due.");
+            }
+        }
+        if started == 0 {
             let wait = match rt.data.log.next_due_ms() {
                 Ok(Some(at)) => Duration::from_millis((at - now).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
                 _ => IDLE_POLL,
@@ -45,29 +100,45 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
-            continue;
         }
-        let rt2 = rt.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || deliver_batch(&rt2, due)).await {
-            tracing::error!(error = %e, "Delivery round panicked; its deliveries stay due.");
-        }
+    }
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("HTTP deliveries still running at shutdown; they stay due and run after restart.");
     }
 }
 
-/// One attempt of each delivery, then every outcome recorded at once.
-fn deliver_batch(rt: &Runtime, keys: Vec<DeliveryKey>) {
+/// One attempt of one HTTP delivery, recorded.
+async fn deliver_http(rt: &Runtime, client: &reqwest::Client, d: DeliveryV1) {
+    let loaded = load_event(rt, d.event);
+    let (outcome, policy) = match &loaded {
+        None => (Outcome::Retry { error: "cannot read the event".into(), after: None }, RetryPolicy::default()),
+        Some((event, payload)) => match prepare(rt, event, payload, &d) {
+            Err(failed) => failed,
+            Ok(p) => match &p.sink.kind {
+                SinkKind::Http(h) => {
+                    let event_id = event.event_id.clone().unwrap_or_else(|| format!("{}-{}", event.route, event.id));
+                    let envelope = Envelope { event_type: &event.event_type, event_id: &event_id };
+                    let last_try = d.attempts + 1 >= p.sink.retry.attempts;
+                    (h.deliver(client, &p.doc, &envelope, last_try).await, p.sink.retry)
+                }
+                SinkKind::Store(_) => (Outcome::Retry { error: "sink changed type".into(), after: None }, p.sink.retry),
+            },
+        },
+    };
+    let route = loaded.as_ref().map_or("", |(e, _)| e.route.as_str());
+    match rt.data.log.record(vec![(d, outcome.clone(), policy)]) {
+        Ok(updated) => report(rt, route, &updated[0], &outcome),
+        Err(e) => tracing::error!(error = %e, "Cannot record a delivery outcome; it will run again."),
+    }
+}
+
+/// One attempt of each store delivery, then every outcome recorded at once.
+fn deliver_batch(rt: &Runtime, deliveries: Vec<DeliveryV1>) {
     let mut events: HashMap<u64, Option<(EventV1, Value)>> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(keys.len());
-    for key in keys {
-        let delivery = match rt.data.log.delivery(key) {
-            Ok(d) if d.status.is_open() => d,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::error!(event = key.event, delivery = key.index, error = %e, "Cannot read a due delivery.");
-                continue;
-            }
-        };
-        let loaded = events.entry(key.event).or_insert_with(|| load_event(rt, key.event));
+    let mut outcomes = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let loaded = events.entry(delivery.event).or_insert_with(|| load_event(rt, delivery.event));
         let (outcome, policy) = match loaded {
             Some((event, payload)) => attempt(rt, event, payload, &delivery),
             None => (Outcome::Retry { error: "cannot read the event".into(), after: None }, RetryPolicy::default()),
@@ -119,39 +190,62 @@ fn report(rt: &Runtime, route: &str, d: &DeliveryV1, outcome: &Outcome) {
     }
 }
 
-/// Resolves the delivery against the current config and runs its sink.
-fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (Outcome, RetryPolicy) {
+/// What a delivery resolves to in the current config.
+struct Prepared {
+    sink: Arc<Sink>,
+    doc: Value,
+    /// Store sinks: the record key.
+    key: Option<String>,
+}
+
+/// Resolves route → rule → target → sink in the current config and builds
+/// the document; a delivery whose route, rule or sink is gone fails with a
+/// clear error (retry it once the config has it again).
+fn prepare(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> Result<Prepared, (Outcome, RetryPolicy)> {
     let failed = |error: String| (Outcome::Failed { error }, RetryPolicy::default());
     let config = rt.config();
-    let Some(route) = config.route(&event.route) else {
-        return failed(format!("route `{}` is no longer in the config", event.route));
-    };
-    let Some(rule) = route.rules.get(d.rule as usize) else {
-        return failed(format!("rule {} of route `{}` is no longer in the config", d.rule_name, event.route));
-    };
-    let Some(target) = rule.targets.get(d.target as usize).filter(|t| t.sink == d.sink) else {
-        return failed(format!("rule {} no longer sends to sink `{}`", d.rule_name, d.sink));
-    };
-    let Some(sink) = config.sinks.get(&d.sink) else {
-        return failed(format!("sink `{}` is no longer in the config", d.sink));
-    };
+    let route = config
+        .route(&event.route)
+        .ok_or_else(|| failed(format!("route `{}` is no longer in the config", event.route)))?;
+    let rule = route
+        .rules
+        .get(d.rule as usize)
+        .ok_or_else(|| failed(format!("rule {} of route `{}` is no longer in the config", d.rule_name, event.route)))?;
+    let target = rule
+        .targets
+        .get(d.target as usize)
+        .filter(|t| t.sink == d.sink)
+        .ok_or_else(|| failed(format!("rule {} no longer sends to sink `{}`", d.rule_name, d.sink)))?;
+    let sink =
+        config.sinks.get(&d.sink).ok_or_else(|| failed(format!("sink `{}` is no longer in the config", d.sink)))?;
     let ctx = Context { body: payload, params: &event.params, query: &event.query, headers: &event.headers };
-    let doc = rule.document(&ctx);
-    let outcome = match &sink.kind {
-        SinkKind::Store(store) => match target.key.as_ref().or(store.key.as_ref()).and_then(|k| k.eval_string(&ctx)) {
-            None => Outcome::Failed { error: "the record key is missing from the event".into() },
-            Some(key) => {
-                let meta = SyncMetadata {
-                    log_id: event.id,
-                    event_id: event.event_id.clone(),
-                    event_type: event.event_type.clone(),
-                    route: event.route.clone(),
-                    received_at: event.received_at.clone(),
-                    event_time: event.event_time.clone(),
-                };
-                rt.data.records.apply(&store.tree, &key, store.mode, doc, &meta)
-            }
-        },
+    let key = match &sink.kind {
+        SinkKind::Store(store) => target.key.as_ref().or(store.key.as_ref()).and_then(|k| k.eval_string(&ctx)),
+        SinkKind::Http(_) => None,
     };
-    (outcome, sink.retry)
+    Ok(Prepared { sink: sink.clone(), doc: rule.document(&ctx), key })
+}
+
+/// One store delivery.
+fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (Outcome, RetryPolicy) {
+    let p = match prepare(rt, event, payload, d) {
+        Ok(p) => p,
+        Err(failed) => return failed,
+    };
+    let outcome = match (&p.sink.kind, p.key) {
+        (SinkKind::Store(store), Some(key)) => {
+            let meta = SyncMetadata {
+                log_id: event.id,
+                event_id: event.event_id.clone(),
+                event_type: event.event_type.clone(),
+                route: event.route.clone(),
+                received_at: event.received_at.clone(),
+                event_time: event.event_time.clone(),
+            };
+            rt.data.records.apply(&store.tree, &key, store.mode, p.doc, &meta)
+        }
+        (SinkKind::Store(_), None) => Outcome::Failed { error: "the record key is missing from the event".into() },
+        (SinkKind::Http(_), _) => Outcome::Retry { error: "sink changed type".into(), after: None },
+    };
+    (outcome, p.sink.retry)
 }

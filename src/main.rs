@@ -13,6 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    webhook_router::sink::http::install_tls_provider();
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {

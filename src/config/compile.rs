@@ -12,6 +12,7 @@ use crate::mapping::{Expr, ExprError, Mapping};
 use crate::route::filter::EventFilter;
 use crate::route::table::{template_params, Endpoint, RouteTable};
 use crate::route::{EventSpec, Requirement, Route, Rule, Target, ValueKind, DEFAULT_BODY_LIMIT};
+use crate::sink::http::{self as http_sink, HttpSink};
 use crate::sink::{RetryPolicy, Sink, SinkKind, StoreMode, StoreSink, SINK_TYPES};
 use crate::verify::presets::{self, SCHEMES};
 use crate::verify::{hmac, BasicAuth, BearerToken, Secret, SignatureScheme, Verifier};
@@ -249,7 +250,10 @@ impl<'a> Cx<'a> {
     fn sink(&mut self, name: &S<String>, s: &S<RawSink>) -> Option<Sink> {
         let raw = &s.value;
         let retry = raw.retry.as_ref().map_or(Some(RetryPolicy::default()), |r| self.retry(r));
-        let kind = match raw.kind.value.as_str() {
+        let type_name = raw.kind.value.as_str();
+        let keys_ok = !SINK_TYPES.contains(&type_name) || self.sink_keys(raw, type_name);
+        let kind = match type_name {
+            "http" | "make" => SinkKind::Http(Box::new(self.http_sink(raw, type_name == "make")?)),
             "store" => {
                 let tree = raw.tree.as_ref().map_or(Some(name.value.clone()), |t| self.interp(t));
                 let key = raw.key.as_ref().map(|k| self.expr(k, false));
@@ -272,7 +276,130 @@ impl<'a> Cx<'a> {
                 return None;
             }
         };
+        keys_ok.then_some(())?;
         Some(Sink { name: name.value.clone(), kind, retry: retry? })
+    }
+
+    /// Reports every sink key its type does not read.
+    fn sink_keys(&mut self, raw: &RawSink, type_name: &str) -> bool {
+        let set: [(&str, Option<Pos>); 10] = [
+            ("tree", raw.tree.as_ref().map(Pos::of)),
+            ("key", raw.key.as_ref().map(Pos::of)),
+            ("mode", raw.mode.as_ref().map(Pos::of)),
+            ("url", raw.url.as_ref().map(Pos::of)),
+            ("fallback_url", raw.fallback_url.as_ref().map(Pos::of)),
+            ("method", raw.method.as_ref().map(Pos::of)),
+            ("headers", raw.headers.as_ref().and_then(|h| h.0.first()).map(|(k, _)| Pos::of(k))),
+            ("timeout", raw.timeout.as_ref().map(Pos::of)),
+            ("concurrency", raw.concurrency.as_ref().map(Pos::of)),
+            ("sign", raw.sign.as_ref().map(Pos::of)),
+        ];
+        let allowed: &[&str] = match type_name {
+            "store" => &["tree", "key", "mode"],
+            _ => &["url", "fallback_url", "method", "headers", "timeout", "concurrency", "sign"],
+        };
+        let mut ok = true;
+        for (field, pos) in set {
+            if let (Some(pos), false) = (pos, allowed.contains(&field)) {
+                self.error(pos, format!("`{field}` is not used by sink type `{type_name}`"))
+                    .with_hint(format!("`{type_name}` sinks read: {}, retry", allowed.join(", ")));
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// An `http` sink, or a `make` one (envelope on).
+    fn http_sink(&mut self, raw: &RawSink, make: bool) -> Option<HttpSink> {
+        let Some(url_raw) = &raw.url else {
+            self.error(Pos::of(&raw.kind), format!("sink type `{}` needs `url`", raw.kind.value))
+                .with_hint("url: ${RECEIVER_URL}");
+            return None;
+        };
+        let url = self.url(url_raw)?;
+        let url = match url {
+            Some(u) => u,
+            None => {
+                self.error(Pos::of(url_raw), "url is empty").with_hint("set the environment variable it names");
+                return None;
+            }
+        };
+        let fallback_url = match &raw.fallback_url {
+            Some(f) => self.url(f)?,
+            None => None,
+        };
+        let method = match raw.method.as_ref().map(|m| m.value.to_ascii_uppercase()) {
+            None => reqwest::Method::POST,
+            Some(m) if ["POST", "PUT", "PATCH"].contains(&m.as_str()) => {
+                reqwest::Method::from_bytes(m.as_bytes()).ok()?
+            }
+            Some(m) => {
+                let at = Pos::of(raw.method.as_ref().expect("set"));
+                self.error(at, format!("method `{m}` cannot carry a document")).with_hint("write POST, PUT or PATCH");
+                return None;
+            }
+        };
+        let mut headers = Vec::new();
+        for (k, v) in raw.headers.iter().flat_map(|h| h.0.iter()) {
+            let value = self.interp(v)?;
+            if http::HeaderName::try_from(k.value.as_str()).is_err() || http::HeaderValue::from_str(&value).is_err() {
+                self.error(Pos::of(k), format!("`{}` is not a valid header", k.value));
+                return None;
+            }
+            headers.push((k.value.clone(), value));
+        }
+        let timeout = match &raw.timeout {
+            Some(t) => self.duration(t)?,
+            None => http_sink::DEFAULT_TIMEOUT,
+        };
+        let concurrency = raw.concurrency.as_ref().map_or(http_sink::DEFAULT_CONCURRENCY, |c| c.value);
+        if concurrency == 0 {
+            self.error(Pos::of(raw.concurrency.as_ref().expect("set")), "concurrency must be at least 1");
+            return None;
+        }
+        let signer = match &raw.sign {
+            None => None,
+            Some(sign) => {
+                let scheme = &sign.value.scheme;
+                let Some(preset) = (scheme.value == "standard-webhooks")
+                    .then(|| presets::preset_for("standard-webhooks", false))
+                    .flatten()
+                else {
+                    self.error(
+                        Pos::of(scheme),
+                        format!("outgoing signing supports `standard-webhooks`, not `{}`", scheme.value),
+                    );
+                    return None;
+                };
+                let secret = Secret::new(self.interp(&sign.value.secret)?);
+                let spec = preset.specs.into_iter().next().expect("standard-webhooks has a spec");
+                match hmac::HmacVerifier::new(spec, &[secret]) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        self.error(Pos::of(&sign.value.secret), format!("cannot sign with this secret: {e}"))
+                            .with_hint("use a whsec_<base64> secret: `router secret new --scheme standard-webhooks`");
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(HttpSink { url, fallback_url, method, headers, timeout, concurrency, envelope: make, signer })
+    }
+
+    /// An interpolated http(s) URL; `None` when it interpolates to nothing (`${VAR?}` unset).
+    fn url(&mut self, s: &S<String>) -> Option<Option<String>> {
+        let url = self.interp(s)?;
+        if url.is_empty() {
+            return Some(None);
+        }
+        match reqwest::Url::parse(&url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(Some(url)),
+            _ => {
+                // Never echo the URL: it may carry a token.
+                self.error(Pos::of(s), "not an http(s) URL").with_hint("write e.g. https://hook.eu1.make.com/abc123");
+                None
+            }
+        }
     }
 
     fn retry(&mut self, r: &S<raw::RawRetry>) -> Option<RetryPolicy> {
@@ -737,8 +864,8 @@ impl<'a> Cx<'a> {
             }
             match sinks.get(&sink_name.value) {
                 Some(sink) => {
-                    let SinkKind::Store(store) = &sink.kind;
-                    if key.is_none() && store.key.is_none() {
+                    let needs_key = matches!(&sink.kind, SinkKind::Store(store) if store.key.is_none());
+                    if key.is_none() && needs_key {
                         self.error(Pos::of(t), format!("store sink `{}` needs a record key", sink_name.value))
                             .with_hint("add `key: $.data.id` to this target, or a default `key:` on the sink");
                         ok = false;

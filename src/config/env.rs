@@ -4,7 +4,8 @@
 //! - `${VAR}`: required; unset is a config error naming the variable.
 //! - `${VAR?}`: optional; unset becomes the empty string (the field is then
 //!   treated as absent where that makes sense, e.g. an optional URL).
-//! - `${VAR:-default}`: `default` when unset or empty.
+//! - `${VAR:-default}`: `default` when unset or empty; the default may itself
+//!   use variables (`${COHORT_URL:-${PAYMENTS_URL}}`, seed 002's fallbacks).
 //! - `$${` writes a literal `${`.
 
 /// Where variables come from: the process environment in production, a map
@@ -65,7 +66,7 @@ pub fn interpolate(input: &str, env: &dyn EnvSource) -> Result<String, EnvError>
             out.push_str("${");
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
-            let end = after.find('}').ok_or(EnvError::Unterminated)?;
+            let end = closing_brace(after).ok_or(EnvError::Unterminated)?;
             out.push_str(&expand(&after[..end], env)?);
             rest = &after[end + 1..];
         } else {
@@ -75,6 +76,28 @@ pub fn interpolate(input: &str, env: &dyn EnvSource) -> Result<String, EnvError>
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The `}` closing a `${`, skipping nested `${...}` in a default.
+fn closing_brace(s: &str) -> Option<usize> {
+    let mut depth = 1;
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
+            depth += 1;
+            i += 2;
+            continue;
+        }
+        if bytes[i] == b'}' {
+            depth -= 1;
+            if depth == 0 {
+                return Some(i);
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 fn expand(expr: &str, env: &dyn EnvSource) -> Result<String, EnvError> {
@@ -91,9 +114,9 @@ fn expand(expr: &str, env: &dyn EnvSource) -> Result<String, EnvError> {
         return Err(EnvError::BadName(expr.to_string()));
     }
     match (env.var(name), fallback) {
-        (Some(v), Some(d)) if v.is_empty() => Ok(d.to_string()),
+        (Some(v), Some(d)) if v.is_empty() => interpolate(d, env),
         (Some(v), _) => Ok(v),
-        (None, Some(d)) => Ok(d.to_string()),
+        (None, Some(d)) => interpolate(d, env),
         (None, None) if optional => Ok(String::new()),
         (None, None) => Err(EnvError::Unset(name.to_string())),
     }
@@ -117,6 +140,9 @@ mod tests {
         assert_eq!(interpolate("${EMPTY:-dflt}", &e).unwrap(), "dflt");
         assert_eq!(interpolate("$.data.id", &e).unwrap(), "$.data.id");
         assert_eq!(interpolate("$${A}", &e).unwrap(), "${A}");
+        assert_eq!(interpolate("${B:-${A}}/x", &e).unwrap(), "alpha/x");
+        assert_eq!(interpolate("${A:-${B}}", &e).unwrap(), "alpha");
+        assert_eq!(interpolate("${B:-${C}}", &e), Err(EnvError::Unset("C".into())));
     }
 
     #[test]

@@ -131,6 +131,27 @@ pub struct RawSink {
     /// store: upsert | merge | delete.
     pub mode: Option<S<String>>,
     pub retry: Option<S<RawRetry>>,
+    /// http, make: where to POST.
+    pub url: Option<S<String>>,
+    /// make (and http): tried when the primary fails for good.
+    pub fallback_url: Option<S<String>>,
+    /// http: POST (default), PUT or PATCH.
+    pub method: Option<S<String>>,
+    /// http, make: extra request headers.
+    pub headers: Option<OrderedMap<S<String>>>,
+    /// http, make: time for a whole request, e.g. `10s`.
+    pub timeout: Option<S<String>>,
+    /// http, make: deliveries in flight at once.
+    pub concurrency: Option<S<usize>>,
+    /// http, make: sign outgoing requests: `{scheme: standard-webhooks, secret: whsec_...}`.
+    pub sign: Option<S<RawSign>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSign {
+    pub scheme: S<String>,
+    pub secret: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

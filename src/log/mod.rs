@@ -336,6 +336,12 @@ impl EventLog {
     }
 }
 
+/// A uniform draw in [0, 1) for retry jitter.
+fn jitter_draw() -> f64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_or(0.5, |()| (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64)
+}
+
 /// The state machine of one delivery: pending/retrying → delivered |
 /// skipped | retrying (with its next due time) | failed.
 fn apply_outcome(d: &mut DeliveryV1, outcome: Outcome, policy: &RetryPolicy, now: i64) {
@@ -344,7 +350,7 @@ fn apply_outcome(d: &mut DeliveryV1, outcome: Outcome, policy: &RetryPolicy, now
         Outcome::Delivered => (DeliveryStatus::Delivered, "delivered", None),
         Outcome::Skipped { reason } => (DeliveryStatus::Skipped, "skipped", Some(reason)),
         Outcome::Failed { error } => (DeliveryStatus::Failed, "failed", Some(error)),
-        Outcome::Retry { error, after } => match retry::next_delay(policy, d.attempts, after) {
+        Outcome::Retry { error, after } => match retry::next_delay(policy, d.attempts, after, jitter_draw()) {
             Some(delay) => {
                 d.next_attempt_ms = Some(now + delay.as_millis() as i64);
                 (DeliveryStatus::Retrying, "retry", Some(error))

@@ -2,6 +2,7 @@
 //! dispatcher records it in the log and, for `Retry`, schedules the next
 //! attempt with `retry::next_delay`.
 
+pub mod http;
 pub mod retry;
 pub mod store;
 
@@ -21,18 +22,22 @@ pub struct Sink {
 #[derive(Debug)]
 pub enum SinkKind {
     Store(StoreSink),
+    /// `http` and `make` (boxed: far larger than a store sink).
+    Http(Box<http::HttpSink>),
 }
 
 impl SinkKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkKind::Store(_) => "store",
+            SinkKind::Http(h) if h.envelope => "make",
+            SinkKind::Http(_) => "http",
         }
     }
 }
 
-/// The sink types `type:` accepts today.
-pub const SINK_TYPES: &[&str] = &["store"];
+/// The sink types `type:` accepts.
+pub const SINK_TYPES: &[&str] = &["store", "http", "make"];
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod delivery;
 mod ingest;
 mod signatures;
 mod util;

@@ -97,6 +97,7 @@ impl TestRouter {
 }
 
 pub fn client() -> reqwest::Client {
+    webhook_router::sink::http::install_tls_provider();
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
@@ -126,4 +127,112 @@ pub fn router_bin() -> PathBuf {
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What a test receiver does with one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Status(u16),
+    /// A status with extra headers (e.g. `Retry-After`).
+    With(u16, &'static str),
+    /// Never answers within the sink's timeout.
+    Hang,
+    /// Drops the connection without answering.
+    Close,
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: std::time::Instant,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// A real HTTP receiver on loopback: answers each request by the next
+/// `Reply` of its script (200 once the script is spent) and records it.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub async fn start(script: Vec<Reply>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, script)
+    }
+
+    /// Serves on an existing listener (to come up on a known port later).
+    pub fn serve(listener: tokio::net::TcpListener, script: Vec<Reply>) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = listener.local_addr().unwrap();
+        let got: std::sync::Arc<std::sync::Mutex<Vec<Received>>> = Default::default();
+        let script = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(script)));
+        let log = got.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let (log, script) = (log.clone(), script.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let mut lines = head.split("\r\n");
+                    let path = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("").to_string();
+                    let headers: Vec<(String, String)> = lines
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                        .collect();
+                    let len: usize = headers
+                        .iter()
+                        .find(|(k, _)| k == "content-length")
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
+                    log.lock().unwrap().push(Received { at: std::time::Instant::now(), path, headers, body });
+                    let reply = script.lock().unwrap().pop_front().unwrap_or(Reply::Status(200));
+                    let (code, extra) = match reply {
+                        Reply::Close => return,
+                        Reply::Hang => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            return;
+                        }
+                        Reply::Status(c) => (c, String::new()),
+                        Reply::With(c, h) => (c, format!("{h}\r\n")),
+                    };
+                    let resp = format!("HTTP/1.1 {code} X\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        Self { addr, got }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn count(&self) -> usize {
+        self.got.lock().unwrap().len()
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
 }

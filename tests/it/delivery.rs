@@ -1,0 +1,233 @@
+//! HTTP and Make sinks against real receivers on loopback: retries and their
+//! spacing, Retry-After, timeouts, dropped connections, permanent failures,
+//! the Make envelope and fallback URL, isolation of a dead sink, and
+//! retries that survive a restart.
+
+use crate::util::{post, Received, Receiver, Reply, TempRoutes, TestRouter};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use webhook_router::log::{DeliveryStatus, DeliveryV1};
+
+/// A route sending every event to `sinks` (their YAML), with `env` for URLs.
+fn routes(sinks: &str, targets: &[&str]) -> TempRoutes {
+    let to: Vec<String> = targets.iter().map(|t| format!("{{ sink: {t} }}")).collect();
+    let route = format!(
+        "route: app\npath: /events\nverify: {{ scheme: bearer, token: t }}\nevent: {{ type: $.type, id: $.id }}\n\
+         rules:\n  - on: \"*\"\n    map: {{ order: $.order, amount: $.amount }}\n    to: [{}]\nsinks:\n{sinks}",
+        to.join(", ")
+    );
+    TempRoutes::new(&[("app.yaml", &route)])
+}
+
+async fn start(routes: &TempRoutes, data: &tempfile::TempDir, env: &[(&str, String)]) -> TestRouter {
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    TestRouter::start_with(routes.path(), data.path(), env).await
+}
+
+async fn send(r: &TestRouter, id: &str) -> u64 {
+    let body = json!({"id": id, "type": "order.paid", "order": "o-1", "amount": 42}).to_string();
+    let (status, answer) = post(&r.url("/events"), "t", &body, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// Waits until every delivery of event `id` is settled (delivered, skipped or failed).
+async fn settled(r: &TestRouter, id: u64) -> Vec<DeliveryV1> {
+    let log = &r.rt.data.log;
+    for _ in 0..1000 {
+        let ds = log.deliveries(id).unwrap();
+        if ds.iter().all(|d| !d.status.is_open()) {
+            return ds;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("deliveries of event {id} never settled: {:?}", log.deliveries(id).unwrap());
+}
+
+fn gaps(got: &[Received]) -> Vec<Duration> {
+    got.windows(2).map(|w| w[1].at - w[0].at).collect()
+}
+
+#[tokio::test]
+async fn server_errors_retry_with_backoff_then_deliver() {
+    let rx = Receiver::start(vec![Reply::Status(500), Reply::Status(503), Reply::Status(200)]).await;
+    let routes = routes(
+        "  target:\n    type: http\n    url: ${TARGET}\n    headers: { Authorization: \"Bearer ${TOKEN}\" }\n    \
+         retry: { attempts: 5, backoff: 100ms, max_delay: 1s }\n",
+        &["target"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("TARGET", rx.url("/hook")), ("TOKEN", "rcv-token".into())]).await;
+    let id = send(&r, "evt_1").await;
+    let d = &settled(&r, id).await[0];
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Delivered, 3), "{d:?}");
+    let got = rx.requests();
+    assert_eq!(got.len(), 3);
+    let g = gaps(&got);
+    // Backoff 100 ms then 200 ms, each spread by at most ±20%.
+    assert!(g[0] >= Duration::from_millis(75) && g[1] >= Duration::from_millis(155), "{g:?}");
+    let first = &got[0];
+    assert_eq!(serde_json::from_str::<Value>(&first.body).unwrap(), json!({"order": "o-1", "amount": 42}));
+    let header = |name: &str| first.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(header("authorization").as_deref(), Some("Bearer rcv-token"));
+    assert_eq!(header("x-router-event-id").as_deref(), Some("evt_1"));
+    assert_eq!(d.attempts_log.iter().map(|a| a.outcome.as_str()).collect::<Vec<_>>(), ["retry", "retry", "delivered"]);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let rx = Receiver::start(vec![Reply::With(429, "Retry-After: 1")]).await;
+    let routes = routes(
+        "  target:\n    type: http\n    url: ${TARGET}\n    retry: { attempts: 3, backoff: 10ms }\n",
+        &["target"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
+    let id = send(&r, "evt_ra").await;
+    assert_eq!(settled(&r, id).await[0].status, DeliveryStatus::Delivered);
+    let g = gaps(&rx.requests());
+    assert!(g[0] >= Duration::from_millis(950), "Retry-After: 1 was not waited for: {g:?}");
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn timeouts_and_dropped_connections_retry() {
+    let rx = Receiver::start(vec![Reply::Hang, Reply::Close, Reply::Status(204)]).await;
+    let routes = routes(
+        "  target:\n    type: http\n    url: ${TARGET}\n    timeout: 200ms\n    retry: { attempts: 4, backoff: 20ms }\n",
+        &["target"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
+    let id = send(&r, "evt_to").await;
+    let d = &settled(&r, id).await[0];
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Delivered, 3), "{d:?}");
+    let errors: Vec<_> = d.attempts_log.iter().filter_map(|a| a.error.clone()).collect();
+    assert!(errors[0].contains("timed out"), "{errors:?}");
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn client_errors_fail_at_once_and_spent_retries_fail_with_history() {
+    let rx = Receiver::start(vec![Reply::Status(404)]).await;
+    let down = Receiver::start(vec![Reply::Status(500); 10]).await;
+    let routes = routes(
+        "  gone:\n    type: http\n    url: ${GONE}\n    retry: { attempts: 5, backoff: 10ms }\n  \
+         broken:\n    type: http\n    url: ${BROKEN}\n    retry: { attempts: 3, backoff: 10ms }\n",
+        &["gone", "broken"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("GONE", rx.url("/")), ("BROKEN", down.url("/"))]).await;
+    let id = send(&r, "evt_fail").await;
+    let ds = settled(&r, id).await;
+    let gone = ds.iter().find(|d| d.sink == "gone").unwrap();
+    assert_eq!((gone.status, gone.attempts), (DeliveryStatus::Failed, 1));
+    assert!(gone.last_error.as_deref().unwrap().contains("404"), "{gone:?}");
+    let broken = ds.iter().find(|d| d.sink == "broken").unwrap();
+    assert_eq!((broken.status, broken.attempts, broken.attempts_log.len()), (DeliveryStatus::Failed, 3, 3));
+    assert!(broken.last_error.as_deref().unwrap().contains("after 3 attempts"), "{broken:?}");
+    assert_eq!(down.count(), 3);
+    let failed =
+        r.rt.data
+            .log
+            .list(&webhook_router::log::ListQuery {
+                status: Some(webhook_router::log::EventStatus::Failed),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+    assert_eq!(failed[0].id, id);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn make_envelope_and_fallback_url() {
+    let primary = Receiver::start(vec![Reply::Status(410)]).await;
+    let admin = Receiver::start(vec![]).await;
+    let ok = Receiver::start(vec![]).await;
+    let routes = routes(
+        "  make-payments:\n    type: make\n    url: ${MAKE_OK}\n  \
+         make-cohorts:\n    type: make\n    url: ${MAKE_WEBHOOK_COHORT_ENROLLMENTS_URL:-${MAKE_WEBHOOK_PAYMENTS_URL}}\n  \
+         make-gone:\n    type: make\n    url: ${MAKE_GONE}\n    fallback_url: ${MAKE_WEBHOOK_ADMIN_URL?}\n",
+        &["make-payments", "make-cohorts", "make-gone"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("MAKE_OK", ok.url("/payments")),
+        ("MAKE_WEBHOOK_PAYMENTS_URL", ok.url("/payments-fallback-for-cohorts")),
+        ("MAKE_GONE", primary.url("/gone")),
+        ("MAKE_WEBHOOK_ADMIN_URL", admin.url("/admin")),
+    ];
+    let r = start(&routes, &data, &env).await;
+    let id = send(&r, "evt_make").await;
+    let ds = settled(&r, id).await;
+    assert!(ds.iter().all(|d| d.status == DeliveryStatus::Delivered), "{ds:?}");
+    let got = ok.requests();
+    let paths: Vec<&str> = got.iter().map(|g| g.path.as_str()).collect();
+    assert!(paths.contains(&"/payments") && paths.contains(&"/payments-fallback-for-cohorts"), "{paths:?}");
+    let envelope: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(envelope["type"], "order.paid");
+    assert_eq!(envelope["event_id"], "evt_make");
+    assert_eq!(envelope["payload"], json!({"order": "o-1", "amount": 42}));
+    assert!(envelope["sent_at"].as_str().unwrap().ends_with('Z'));
+    // 410 from the primary is final, so the admin scenario got the same envelope.
+    assert_eq!((primary.count(), admin.count()), (1, 1));
+    let fallback: Value = serde_json::from_str(&admin.requests()[0].body).unwrap();
+    assert_eq!(fallback["event_id"], "evt_make");
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_sink_does_not_hold_up_other_sinks_or_ingest() {
+    let dead = Receiver::start(vec![Reply::Hang; 50]).await;
+    let fast = Receiver::start(vec![]).await;
+    let routes = routes(
+        "  dead:\n    type: http\n    url: ${DEAD}\n    timeout: 5s\n    concurrency: 2\n  \
+         fast:\n    type: http\n    url: ${FAST}\n",
+        &["dead", "fast"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("DEAD", dead.url("/")), ("FAST", fast.url("/"))]).await;
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        send(&r, &format!("evt_{i}")).await;
+    }
+    let fast_rx = &fast;
+    r.eventually("fast sink got every event", || (fast_rx.count() == 20).then_some(())).await;
+    assert!(started.elapsed() < Duration::from_secs(4), "fast sink waited for the dead one: {:?}", started.elapsed());
+    // The dead sink has at most its concurrency in flight.
+    assert_eq!(dead.count(), 2);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn retries_pending_at_shutdown_are_delivered_after_restart() {
+    // A port with nothing listening yet: connection refused, retried.
+    let parked = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = parked.local_addr().unwrap();
+    drop(parked);
+    let routes = routes(
+        "  later:\n    type: http\n    url: ${LATER}\n    retry: { attempts: 20, backoff: 50ms, max_delay: 200ms }\n",
+        &["later"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let env = [("LATER", format!("http://{addr}/"))];
+    let r = start(&routes, &data, &env).await;
+    let ids = [send(&r, "evt_a").await, send(&r, "evt_b").await];
+    let log = &r.rt.data.log;
+    r.eventually("a retry scheduled", || (log.deliveries(ids[1]).unwrap()[0].attempts >= 1).then_some(())).await;
+    r.stop().await;
+
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let rx = Receiver::serve(listener, vec![]);
+    let r = start(&routes, &data, &env).await;
+    for id in ids {
+        let d = &settled(&r, id).await[0];
+        assert_eq!(d.status, DeliveryStatus::Delivered, "{d:?}");
+        assert!(d.attempts >= 2);
+    }
+    assert_eq!(rx.count(), 2);
+    r.stop().await;
+}
