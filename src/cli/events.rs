@@ -27,10 +27,64 @@ pub enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Requeue failed deliveries: of one event, or `--all-failed` (of `--route`).
+    Retry {
+        id: Option<u64>,
+        #[arg(long, conflicts_with = "id")]
+        all_failed: bool,
+        #[arg(long, requires = "all_failed")]
+        route: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Run a route's stored events through the current rules again.
+    Replay {
+        #[arg(long)]
+        route: String,
+        /// RFC 3339 time, Unix seconds, or a duration ago (`2h`).
+        #[arg(long)]
+        since: String,
+        #[arg(long)]
+        until: Option<String>,
+        /// Also send again what was already delivered.
+        #[arg(long)]
+        force: bool,
+        /// Route files to take the rules from when no router runs.
+        #[arg(long, default_value = "routes.d")]
+        routes: std::path::PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+/// Milliseconds since the epoch from RFC 3339, Unix seconds, or a duration ago.
+fn parse_when(text: &str) -> anyhow::Result<i64> {
+    if let Some(nanos) = crate::event::parse_time(&serde_json::Value::String(text.to_string())) {
+        return Ok((nanos / 1_000_000) as i64);
+    }
+    match humantime::parse_duration(text) {
+        Ok(ago) => Ok(crate::event::now_ms() - ago.as_millis() as i64),
+        Err(_) => bail!("`{text}` is not a time: write 2026-11-23T10:00:00Z, Unix seconds, or a duration ago like 2h"),
+    }
 }
 
 pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
+        Command::Retry { id, all_failed, route, data } => {
+            if id.is_none() && !all_failed {
+                bail!("give an event id, or --all-failed");
+            }
+            let n = Reader::open(&data)?.retry(id, route).await?;
+            println!("{n} failed deliveries requeued");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { route, since, until, force, routes, data } => {
+            let since = parse_when(&since)?;
+            let until = until.as_deref().map(parse_when).transpose()?.unwrap_or(i64::MAX);
+            let n = Reader::open(&data)?.replay(&route, since, until, force, &routes).await?;
+            println!("{n} deliveries added");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List { route, status, limit, data } => {
             let status = match status.as_deref() {
                 None => None,

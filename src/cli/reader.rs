@@ -71,6 +71,69 @@ impl Reader {
         }
     }
 
+    async fn remote_post(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let Reader::Remote { base, client } = self else { unreachable!("remote calls only") };
+        let resp = client.post(format!("{base}{path}")).query(query).send().await.with_context(|| {
+            format!("the data directory is in use, and the router's admin API at {base} does not answer")
+        })?;
+        let status = resp.status();
+        let body: Value = resp.json().await.context("admin API answered something that is not JSON")?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(anyhow!("admin API: {} ({status})", body["error"].as_str().unwrap_or("error")))
+        }
+    }
+
+    /// Requeues failed deliveries: of one event, or all (of a route).
+    pub async fn retry(&self, event: Option<u64>, route: Option<String>) -> anyhow::Result<usize> {
+        let n = match self {
+            Reader::Local(d) => {
+                let n = d.log.retry_failed(event, route.as_deref())?;
+                d.log.flush_blocking()?;
+                return Ok(n);
+            }
+            Reader::Remote { .. } => match event {
+                Some(id) => self.remote_post(&format!("/events/{id}/retry"), &[]).await?,
+                None => {
+                    self.remote_post("/events/retry", &route.map(|r| vec![("route", r)]).unwrap_or_default()).await?
+                }
+            },
+        };
+        Ok(n["requeued"].as_u64().unwrap_or(0) as usize)
+    }
+
+    /// Replays a route's events of a time range through the current rules
+    /// (offline: the rules of `routes`).
+    pub async fn replay(
+        &self,
+        route: &str,
+        since_ms: i64,
+        until_ms: i64,
+        force: bool,
+        routes: &std::path::Path,
+    ) -> anyhow::Result<usize> {
+        match self {
+            Reader::Local(d) => {
+                let loaded = crate::config::load(&[routes.to_path_buf()], &crate::config::env::ProcessEnv)
+                    .map_err(|diags| anyhow!("route files have errors:\n{diags}"))?;
+                let r =
+                    loaded.config.route(route).ok_or_else(|| anyhow!("no route `{route}` in {}", routes.display()))?;
+                let n = d.log.replay(route, since_ms, until_ms, force, &|t| r.plan(t))?;
+                d.log.flush_blocking()?;
+                Ok(n)
+            }
+            Reader::Remote { .. } => {
+                let mut q =
+                    vec![("route", route.to_string()), ("since", since_ms.to_string()), ("force", force.to_string())];
+                if until_ms != i64::MAX {
+                    q.push(("until", until_ms.to_string()));
+                }
+                Ok(self.remote_post("/events/replay", &q).await?["added"].as_u64().unwrap_or(0) as usize)
+            }
+        }
+    }
+
     pub async fn record(&self, tree: &str, key: &str) -> anyhow::Result<Value> {
         match self {
             Reader::Local(d) => d.records.get(tree, key)?.ok_or_else(|| NotFound(format!("no record `{key}`")).into()),

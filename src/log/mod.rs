@@ -291,6 +291,104 @@ impl EventLog {
         Ok(updated)
     }
 
+    /// Puts failed deliveries back in the due queue, now, with a fresh retry
+    /// budget (their attempt history is kept). `route`: only that route's.
+    /// Returns how many were requeued.
+    pub fn retry_failed(&self, event: Option<u64>, route: Option<&str>) -> Result<usize, LogError> {
+        let now = now_ms();
+        let mut batch = sled::Batch::default();
+        let mut count = 0;
+        let prefix = match event {
+            Some(id) => [&b"d"[..], &be(id)].concat(),
+            None => b"d".to_vec(),
+        };
+        for kv in self.tree.scan_prefix(prefix) {
+            let (k, v) = kv?;
+            let Record::DeliveryV1(mut d) = decode(&k, &v)? else { continue };
+            if d.status != DeliveryStatus::Failed {
+                continue;
+            }
+            if let Some(r) = route {
+                if self.event(d.event)?.route != r {
+                    continue;
+                }
+            }
+            d.status = DeliveryStatus::Pending;
+            d.attempts = 0;
+            d.next_attempt_ms = Some(now);
+            d.attempts_log.push(Attempt { at: format_ms(now), outcome: "requeued".into(), error: None });
+            let key = DeliveryKey { event: d.event, index: d.index };
+            batch.insert(queue_key(now, key), &[][..]);
+            batch.insert(delivery_key(key), encode(&Record::DeliveryV1(d)));
+            count += 1;
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(count)
+    }
+
+    /// Runs stored events of `route` received in `[since_ms, until_ms)` through
+    /// the current rules: every (rule, target) the event now matches gets a new
+    /// pending delivery, unless one for the same rule, target and sink is
+    /// already delivered or open (`force` sends those again too). `plan` gives
+    /// the (rule, target, rule name, sink) list for an event type. Returns the
+    /// number of deliveries added.
+    pub fn replay(
+        &self,
+        route: &str,
+        since_ms: i64,
+        until_ms: i64,
+        force: bool,
+        plan: &dyn Fn(&str) -> Vec<NewDelivery>,
+    ) -> Result<usize, LogError> {
+        let now = now_ms();
+        let mut added = 0;
+        for kv in self.tree.scan_prefix(b"e") {
+            let (k, v) = kv?;
+            let Record::EventV1(mut e) = decode(&k, &v)? else { continue };
+            if e.route != route || e.received_ms < since_ms || e.received_ms >= until_ms {
+                continue;
+            }
+            let existing = self.deliveries(e.id)?;
+            let mut batch = sled::Batch::default();
+            let mut next_index = existing.iter().map(|d| d.index + 1).max().unwrap_or(0);
+            for nd in plan(&e.event_type) {
+                let done = existing.iter().any(|d| {
+                    d.rule == nd.rule
+                        && d.target == nd.target
+                        && d.sink == nd.sink
+                        && d.status != DeliveryStatus::Failed
+                });
+                if done && !force {
+                    continue;
+                }
+                let key = DeliveryKey { event: e.id, index: next_index };
+                next_index += 1;
+                let d = DeliveryV1 {
+                    event: e.id,
+                    index: key.index,
+                    rule: nd.rule,
+                    target: nd.target,
+                    rule_name: nd.rule_name,
+                    sink: nd.sink,
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    next_attempt_ms: Some(now),
+                    last_error: None,
+                    attempts_log: vec![Attempt { at: format_ms(now), outcome: "replayed".into(), error: None }],
+                };
+                batch.insert(delivery_key(key), encode(&Record::DeliveryV1(d)));
+                batch.insert(queue_key(now, key), &[][..]);
+                added += 1;
+            }
+            if next_index as usize > existing.len() {
+                e.deliveries = next_index;
+                batch.insert(event_key(e.id), encode(&Record::EventV1(e)));
+                self.tree.apply_batch(batch)?;
+            }
+        }
+        Ok(added)
+    }
+
     pub fn detail(&self, id: u64) -> Result<EventDetail, LogError> {
         let event = self.event(id)?;
         let deliveries = self.deliveries(id)?;

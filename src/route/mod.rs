@@ -132,6 +132,20 @@ impl Route {
             .collect()
     }
 
+    /// The deliveries an event of this type gets: one per (matching rule, target).
+    pub fn plan(&self, event_type: &str) -> Vec<crate::log::NewDelivery> {
+        self.rules_for(event_type)
+            .flat_map(|(ri, rule)| {
+                rule.targets.iter().enumerate().map(move |(ti, t)| crate::log::NewDelivery {
+                    rule: ri as u32,
+                    target: ti as u32,
+                    rule_name: rule.name.clone(),
+                    sink: t.sink.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// The rules whose `on:` admits this type, with their index.
     pub fn rules_for<'a>(&'a self, event_type: &'a str) -> impl Iterator<Item = (usize, &'a Rule)> + 'a {
         self.rules.iter().enumerate().filter(move |(_, r)| r.on.admits(event_type))

@@ -7,7 +7,7 @@ use crate::runtime::Runtime;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -22,6 +22,9 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/routes", get(routes))
         .route("/events", get(list_events))
         .route("/events/{id}", get(show_event))
+        .route("/events/{id}/retry", post(retry_event))
+        .route("/events/retry", post(retry_all))
+        .route("/events/replay", post(replay))
         .route("/store/{tree}", get(store_list))
         .route("/store/{tree}/{key}", get(store_get))
         .with_state(rt)
@@ -89,6 +92,58 @@ async fn show_event(State(rt): State<Arc<Runtime>>, Path(id): Path<u64>) -> Resp
     match blocking(move || rt.data.log.detail(id)).await {
         Ok(Ok(detail)) => Json(detail).into_response(),
         Ok(Err(crate::log::LogError::NotFound(what))) => error(StatusCode::NOT_FOUND, format!("no such {what}")),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(r) => r,
+    }
+}
+
+async fn retry_event(State(rt): State<Arc<Runtime>>, Path(id): Path<u64>) -> Response {
+    requeue(rt, Some(id), None).await
+}
+
+#[derive(Deserialize)]
+pub struct RetryQuery {
+    route: Option<String>,
+}
+
+async fn retry_all(State(rt): State<Arc<Runtime>>, Query(q): Query<RetryQuery>) -> Response {
+    requeue(rt, None, q.route).await
+}
+
+async fn requeue(rt: Arc<Runtime>, id: Option<u64>, route: Option<String>) -> Response {
+    let rt2 = rt.clone();
+    match blocking(move || rt2.data.log.retry_failed(id, route.as_deref())).await {
+        Ok(Ok(n)) => {
+            rt.work.notify_one();
+            Json(json!({"requeued": n})).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReplayQuery {
+    route: String,
+    /// Milliseconds since the epoch.
+    since: i64,
+    until: Option<i64>,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn replay(State(rt): State<Arc<Runtime>>, Query(q): Query<ReplayQuery>) -> Response {
+    let config = rt.config();
+    let Some(route) = config.route(&q.route).cloned() else {
+        return error(StatusCode::NOT_FOUND, format!("no route `{}` in the current config", q.route));
+    };
+    let rt2 = rt.clone();
+    let until = q.until.unwrap_or(i64::MAX);
+    match blocking(move || rt2.data.log.replay(&q.route, q.since, until, q.force, &|t| route.plan(t))).await {
+        Ok(Ok(n)) => {
+            rt.work.notify_one();
+            Json(json!({"added": n})).into_response()
+        }
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(r) => r,
     }

@@ -11,7 +11,7 @@ use super::response::{Accepted, IngestError};
 use super::{views, Limits};
 use crate::config::Config;
 use crate::event::{format_nanos, parse_time, EventMeta};
-use crate::log::{Appended, NewDelivery, NewEvent};
+use crate::log::{Appended, NewEvent};
 use crate::mapping::Context;
 use crate::route::table::Endpoint;
 use crate::route::{Route, DEFAULT_EVENT_TYPE};
@@ -129,17 +129,7 @@ async fn ingest(
         meta.id = verified.signed_id.clone();
     }
 
-    let deliveries: Vec<NewDelivery> = route
-        .rules_for(&meta.kind)
-        .flat_map(|(ri, rule)| {
-            rule.targets.iter().enumerate().map(move |(ti, t)| NewDelivery {
-                rule: ri as u32,
-                target: ti as u32,
-                rule_name: rule.name.clone(),
-                sink: t.sink.clone(),
-            })
-        })
-        .collect();
+    let deliveries = route.plan(&meta.kind);
     let has_work = !deliveries.is_empty();
     let event = NewEvent {
         route: route.name.clone(),

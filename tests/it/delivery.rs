@@ -3,7 +3,7 @@
 //! the Make envelope and fallback URL, isolation of a dead sink, and
 //! retries that survive a restart.
 
-use crate::util::{post, Received, Receiver, Reply, TempRoutes, TestRouter};
+use crate::util::{post, run_router, Received, Receiver, Reply, TempRoutes, TestRouter};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -229,5 +229,43 @@ async fn retries_pending_at_shutdown_are_delivered_after_restart() {
         assert!(d.attempts >= 2);
     }
     assert_eq!(rx.count(), 2);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deliveries_can_be_retried_and_events_replayed() {
+    let rx = Receiver::start(vec![Reply::Status(500), Reply::Status(500)]).await;
+    let routes = routes(
+        "  target:\n    type: http\n    url: ${TARGET}\n    retry: { attempts: 2, backoff: 10ms }\n",
+        &["target"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
+    let id = send(&r, "evt_dead").await;
+    assert_eq!(settled(&r, id).await[0].status, DeliveryStatus::Failed);
+
+    let d = data.path().to_str().unwrap().to_string();
+    let admin = r.admin.to_string();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data", &d, "--admin", &admin]);
+        tokio::task::block_in_place(|| run_router(&all))
+    };
+    let (code, out, err) = cli(&["events", "retry", "--all-failed", "--route", "app"]);
+    assert_eq!((code, out.trim()), (0, "1 failed deliveries requeued"), "{err}");
+    let d1 = &settled(&r, id).await[0];
+    assert_eq!(d1.status, DeliveryStatus::Delivered, "{d1:?}");
+    assert_eq!(d1.attempts_log.iter().filter(|a| a.outcome == "requeued").count(), 1);
+    assert_eq!(rx.count(), 3);
+
+    // Replay adds nothing for what was delivered, unless forced.
+    let (_, out, err) = cli(&["events", "replay", "--route", "app", "--since", "1h"]);
+    assert_eq!(out.trim(), "0 deliveries added", "{err}");
+    let (_, out, _) = cli(&["events", "replay", "--route", "app", "--since", "1h", "--force"]);
+    assert_eq!(out.trim(), "1 deliveries added");
+    let all = settled(&r, id).await;
+    assert_eq!((all.len(), all[1].status), (2, DeliveryStatus::Delivered));
+    assert_eq!(rx.count(), 4);
+    assert_eq!(serde_json::from_str::<Value>(&rx.requests()[3].body).unwrap()["order"], "o-1");
     r.stop().await;
 }

@@ -236,3 +236,13 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 }
+
+/// Runs the `router` binary from the repository root; returns exit code, stdout, stderr.
+pub fn run_router(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(router_bin()).args(args).current_dir(repo()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
