@@ -63,6 +63,10 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
                     continue;
                 }
             };
+            // `ordered_by`: a later delivery of the same key waits for the earlier one.
+            if !rt.data.log.is_next_in_order(&d).unwrap_or(false) {
+                continue;
+            }
             match config.sinks.get(&d.sink).map(|s| &s.kind) {
                 Some(SinkKind::Http(h)) => {
                     let limit =
@@ -91,7 +95,9 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
             }
         }
         if started == 0 {
-            let wait = match rt.data.log.next_due_ms() {
+            // Nothing could start: what is due now waits for a delivery in
+            // flight (ordering, sink limits), which notifies when it ends.
+            let wait = match rt.data.log.next_due_after(now) {
                 Ok(Some(at)) => Duration::from_millis((at - now).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
                 _ => IDLE_POLL,
             };

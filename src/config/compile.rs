@@ -882,7 +882,15 @@ impl<'a> Cx<'a> {
                     ok = false;
                 }
             }
-            targets.push(Target { sink: sink_name.value.clone(), key: key.flatten() });
+            let ordered_by = t.value.ordered_by.as_ref().map(|o| self.checked_expr(o, false, params));
+            if matches!(ordered_by, Some(None)) {
+                ok = false;
+            }
+            targets.push(Target {
+                sink: sink_name.value.clone(),
+                key: key.flatten(),
+                ordered_by: ordered_by.flatten(),
+            });
         }
         let name = raw.name.as_ref().map_or_else(|| format!("{route}#{index}"), |n| n.value.clone());
         match (on, map, ok) {

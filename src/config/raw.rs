@@ -117,6 +117,8 @@ pub struct RawTarget {
     pub sink: S<String>,
     /// Store sinks: the record key (an expression or template).
     pub key: Option<S<String>>,
+    /// Deliveries with the same value go strictly in arrival order.
+    pub ordered_by: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

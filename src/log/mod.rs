@@ -13,6 +13,7 @@
 //! | `d` id index                      | `Record::DeliveryV1`     |
 //! | `k` route `\0` event_id           | id (dedup index)         |
 //! | `q` due_ms id index               | empty (due queue)        |
+//! | `o` sink `\0` order_key `\0` id index | empty: open ordered deliveries; only the first of a key may run |
 //!
 //! Integers are big-endian so keys sort by value.
 
@@ -70,6 +71,7 @@ pub struct NewDelivery {
     pub target: u32,
     pub rule_name: String,
     pub sink: String,
+    pub order_key: Option<String>,
 }
 
 /// The result of `append`, once durable.
@@ -144,6 +146,15 @@ fn delivery_key(k: DeliveryKey) -> Vec<u8> {
 fn dedup_key(route: &str, event_id: &str) -> Vec<u8> {
     [&b"k"[..], route.as_bytes(), &[0], event_id.as_bytes()].concat()
 }
+fn order_prefix(sink: &str, key: &str) -> Vec<u8> {
+    [&b"o"[..], sink.as_bytes(), &[0], key.as_bytes(), &[0]].concat()
+}
+/// The ordering index entry of an open delivery that has an order key.
+fn order_key(d: &DeliveryV1) -> Option<Vec<u8>> {
+    let key = d.order_key.as_deref()?;
+    Some([order_prefix(&d.sink, key), be(d.event).to_vec(), d.index.to_be_bytes().to_vec()].concat())
+}
+
 /// Due times sort correctly as unsigned after flipping the sign bit.
 fn queue_key(due_ms: i64, k: DeliveryKey) -> Vec<u8> {
     let due = (due_ms as u64) ^ (1 << 63);
@@ -219,9 +230,22 @@ impl EventLog {
         Ok(out)
     }
 
-    /// When the earliest queued delivery is due, if any.
-    pub fn next_due_ms(&self) -> Result<Option<i64>, LogError> {
-        match self.tree.scan_prefix(b"q").next() {
+    /// Whether `d` may run now: it has no order key, or it is the oldest open
+    /// delivery of its (sink, key).
+    pub fn is_next_in_order(&self, d: &DeliveryV1) -> Result<bool, LogError> {
+        let Some(mine) = order_key(d) else { return Ok(true) };
+        let prefix = order_prefix(&d.sink, d.order_key.as_deref().unwrap_or(""));
+        Ok(match self.tree.scan_prefix(prefix).next() {
+            Some(kv) => kv?.0.as_ref() == mine.as_slice(),
+            None => true,
+        })
+    }
+
+    /// When the earliest delivery due after `after_ms` is due, if any.
+    pub fn next_due_after(&self, after_ms: i64) -> Result<Option<i64>, LogError> {
+        let start = queue_key(after_ms.saturating_add(1), DeliveryKey { event: 0, index: 0 });
+        let end = queue_key(i64::MAX, DeliveryKey { event: u64::MAX, index: u32::MAX });
+        match self.tree.range(start..end).next() {
             Some(kv) => Ok(parse_queue_key(&kv?.0).map(|(due, _)| due)),
             None => Ok(None),
         }
@@ -284,6 +308,9 @@ impl EventLog {
             if let (true, Some(due)) = (d.status.is_open(), d.next_attempt_ms) {
                 batch.insert(queue_key(due, key), &[][..]);
             }
+            if let (false, Some(o)) = (d.status.is_open(), order_key(&d)) {
+                batch.remove(o);
+            }
             batch.insert(delivery_key(key), encode(&Record::DeliveryV1(d.clone())));
             updated.push(d);
         }
@@ -319,6 +346,9 @@ impl EventLog {
             d.attempts_log.push(Attempt { at: format_ms(now), outcome: "requeued".into(), error: None });
             let key = DeliveryKey { event: d.event, index: d.index };
             batch.insert(queue_key(now, key), &[][..]);
+            if let Some(o) = order_key(&d) {
+                batch.insert(o, &[][..]);
+            }
             batch.insert(delivery_key(key), encode(&Record::DeliveryV1(d)));
             count += 1;
         }
@@ -338,7 +368,7 @@ impl EventLog {
         since_ms: i64,
         until_ms: i64,
         force: bool,
-        plan: &dyn Fn(&str) -> Vec<NewDelivery>,
+        plan: &dyn Fn(&EventV1, &[u8]) -> Vec<NewDelivery>,
     ) -> Result<usize, LogError> {
         let now = now_ms();
         let mut added = 0;
@@ -351,7 +381,7 @@ impl EventLog {
             let existing = self.deliveries(e.id)?;
             let mut batch = sled::Batch::default();
             let mut next_index = existing.iter().map(|d| d.index + 1).max().unwrap_or(0);
-            for nd in plan(&e.event_type) {
+            for nd in plan(&e, &self.body(e.id)?) {
                 let done = existing.iter().any(|d| {
                     d.rule == nd.rule
                         && d.target == nd.target
@@ -363,21 +393,8 @@ impl EventLog {
                 }
                 let key = DeliveryKey { event: e.id, index: next_index };
                 next_index += 1;
-                let d = DeliveryV1 {
-                    event: e.id,
-                    index: key.index,
-                    rule: nd.rule,
-                    target: nd.target,
-                    rule_name: nd.rule_name,
-                    sink: nd.sink,
-                    status: DeliveryStatus::Pending,
-                    attempts: 0,
-                    next_attempt_ms: Some(now),
-                    last_error: None,
-                    attempts_log: vec![Attempt { at: format_ms(now), outcome: "replayed".into(), error: None }],
-                };
-                batch.insert(delivery_key(key), encode(&Record::DeliveryV1(d)));
-                batch.insert(queue_key(now, key), &[][..]);
+                let replayed = Attempt { at: format_ms(now), outcome: "replayed".into(), error: None };
+                insert_pending(&mut batch, nd, key, now, vec![replayed]);
                 added += 1;
             }
             if next_index as usize > existing.len() {
@@ -466,6 +483,30 @@ fn apply_outcome(d: &mut DeliveryV1, outcome: Outcome, policy: &RetryPolicy, now
     d.attempts_log.push(Attempt { at: format_ms(now), outcome: label.into(), error });
 }
 
+/// Adds a new pending delivery to `batch`: its record, its due-queue entry
+/// and, when it is ordered, its ordering-index entry.
+fn insert_pending(batch: &mut sled::Batch, nd: NewDelivery, key: DeliveryKey, now: i64, history: Vec<Attempt>) {
+    let d = DeliveryV1 {
+        event: key.event,
+        index: key.index,
+        rule: nd.rule,
+        target: nd.target,
+        rule_name: nd.rule_name,
+        sink: nd.sink,
+        order_key: nd.order_key,
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_ms: Some(now),
+        last_error: None,
+        attempts_log: history,
+    };
+    if let Some(o) = order_key(&d) {
+        batch.insert(o, &[][..]);
+    }
+    batch.insert(queue_key(now, key), &[][..]);
+    batch.insert(delivery_key(key), encode(&Record::DeliveryV1(d)));
+}
+
 /// Builds one batch for a group of appends (the writer thread's only
 /// write): dedup against the log and within the group, ids in order, every
 /// record of every event. `last` advances only if the batch is applied.
@@ -509,22 +550,7 @@ fn apply_group(
         batch.insert(event_key(id), encode(&Record::EventV1(record)));
         batch.insert(body_key(id), event.body);
         for (i, d) in deliveries.into_iter().enumerate() {
-            let key = DeliveryKey { event: id, index: i as u32 };
-            let delivery = DeliveryV1 {
-                event: id,
-                index: key.index,
-                rule: d.rule,
-                target: d.target,
-                rule_name: d.rule_name,
-                sink: d.sink,
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_attempt_ms: Some(now),
-                last_error: None,
-                attempts_log: vec![],
-            };
-            batch.insert(delivery_key(key), encode(&Record::DeliveryV1(delivery)));
-            batch.insert(queue_key(now, key), &[][..]);
+            insert_pending(&mut batch, d, DeliveryKey { event: id, index: i as u32 }, now, vec![]);
         }
         if let Some(k) = dedup {
             batch.insert(k.clone(), &be(id)[..]);

@@ -63,6 +63,9 @@ pub struct DeliveryV1 {
     pub target: u32,
     pub rule_name: String,
     pub sink: String,
+    /// `ordered_by` value: deliveries with the same sink and key go in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<String>,
     pub status: DeliveryStatus,
     pub attempts: u32,
     /// When the next attempt is due (ms since epoch); set while open.
@@ -133,6 +136,7 @@ mod tests {
             target: 0,
             rule_name: "r#0".into(),
             sink: "members".into(),
+            order_key: None,
             status: DeliveryStatus::Pending,
             attempts: 0,
             next_attempt_ms: Some(5),

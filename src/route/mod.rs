@@ -132,8 +132,9 @@ impl Route {
             .collect()
     }
 
-    /// The deliveries an event of this type gets: one per (matching rule, target).
-    pub fn plan(&self, event_type: &str) -> Vec<crate::log::NewDelivery> {
+    /// The deliveries an event of this type gets: one per (matching rule,
+    /// target), with its ordering key read from the event.
+    pub fn plan(&self, event_type: &str, ctx: &Context) -> Vec<crate::log::NewDelivery> {
         self.rules_for(event_type)
             .flat_map(|(ri, rule)| {
                 rule.targets.iter().enumerate().map(move |(ti, t)| crate::log::NewDelivery {
@@ -141,6 +142,8 @@ impl Route {
                     target: ti as u32,
                     rule_name: rule.name.clone(),
                     sink: t.sink.clone(),
+                    // An event without the field is ordered with the others lacking it.
+                    order_key: t.ordered_by.as_ref().map(|e| e.eval_string(ctx).unwrap_or_default()),
                 })
             })
             .collect()
@@ -177,4 +180,6 @@ pub struct Target {
     pub sink: String,
     /// Store sinks: the record key, overriding the sink's default.
     pub key: Option<Expr>,
+    /// Deliveries to this target with the same value go strictly in order.
+    pub ordered_by: Option<Expr>,
 }

@@ -139,7 +139,11 @@ async fn replay(State(rt): State<Arc<Runtime>>, Query(q): Query<ReplayQuery>) ->
     };
     let rt2 = rt.clone();
     let until = q.until.unwrap_or(i64::MAX);
-    match blocking(move || rt2.data.log.replay(&q.route, q.since, until, q.force, &|t| route.plan(t))).await {
+    match blocking(move || {
+        rt2.data.log.replay(&q.route, q.since, until, q.force, &|e, body| plan_stored(&route, e, body))
+    })
+    .await
+    {
         Ok(Ok(n)) => {
             rt.work.notify_one();
             Json(json!({"added": n})).into_response()
@@ -147,6 +151,13 @@ async fn replay(State(rt): State<Arc<Runtime>>, Query(q): Query<ReplayQuery>) ->
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(r) => r,
     }
+}
+
+/// The deliveries a stored event gets under `route`'s current rules.
+pub fn plan_stored(route: &crate::route::Route, e: &crate::log::EventV1, body: &[u8]) -> Vec<crate::log::NewDelivery> {
+    let payload: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    let ctx = crate::mapping::Context { body: &payload, params: &e.params, query: &e.query, headers: &e.headers };
+    route.plan(&e.event_type, &ctx)
 }
 
 #[derive(Deserialize)]

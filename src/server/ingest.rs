@@ -129,7 +129,7 @@ async fn ingest(
         meta.id = verified.signed_id.clone();
     }
 
-    let deliveries = route.plan(&meta.kind);
+    let deliveries = route.plan(&meta.kind, &ctx);
     let has_work = !deliveries.is_empty();
     let event = NewEvent {
         route: route.name.clone(),

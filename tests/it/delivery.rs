@@ -269,3 +269,45 @@ async fn failed_deliveries_can_be_retried_and_events_replayed() {
     assert_eq!(serde_json::from_str::<Value>(&rx.requests()[3].body).unwrap()["order"], "o-1");
     r.stop().await;
 }
+
+#[tokio::test]
+async fn ordered_by_keeps_one_keys_order_while_other_keys_proceed() {
+    // The first request fails; its retry comes 1.5 s later.
+    let rx = Receiver::start(vec![Reply::Status(500)]).await;
+    let route = "route: app\npath: /events\nverify: { scheme: bearer, token: t }\nevent: { type: $.type, id: $.id }\n\
+        rules:\n  - on: \"*\"\n    map: { order: $.order, seq: $.id }\n    to: [{ sink: target, ordered_by: $.order }]\n\
+        sinks:\n  target:\n    type: http\n    url: ${TARGET}\n    retry: { attempts: 5, backoff: 1500ms }\n";
+    let routes = TempRoutes::new(&[("app.yaml", route)]);
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
+    let post_order = |id: &'static str, order: &'static str| {
+        let url = r.url("/events");
+        async move {
+            let body = json!({"id": id, "type": "t", "order": order}).to_string();
+            assert_eq!(post(&url, "t", &body, &[]).await.0, 200);
+        }
+    };
+    post_order("a1", "A").await;
+    let rx_ref = &rx;
+    r.eventually("a1's first attempt", || (rx_ref.count() == 1).then_some(())).await;
+    post_order("a2", "A").await;
+    post_order("b1", "B").await;
+    // B is not held up by A's retry; a2 waits behind a1.
+    r.eventually("b1 delivered", || (rx_ref.count() == 2).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = |rx: &Receiver| -> Vec<String> {
+        rx.requests()
+            .iter()
+            .map(|q| serde_json::from_str::<Value>(&q.body).unwrap()["seq"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(seen(&rx), ["a1", "b1"], "a2 must wait while a1 is retrying");
+    for _ in 0..400 {
+        if rx.count() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen(&rx), ["a1", "b1", "a1", "a2"]);
+    r.stop().await;
+}

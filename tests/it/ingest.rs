@@ -207,7 +207,8 @@ async fn restart_finds_every_event_and_resumes_pending_deliveries() {
                 headers: vec![],
                 body: event(&format!("evt_{i}"), "order.paid", "o", i).into_bytes(),
             };
-            let d = NewDelivery { rule: 1, target: 0, rule_name: "orders".into(), sink: "orders".into() };
+            let d =
+                NewDelivery { rule: 1, target: 0, rule_name: "orders".into(), sink: "orders".into(), order_key: None };
             dir.log.append(event, vec![d]).await.unwrap();
         }
     }
