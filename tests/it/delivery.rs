@@ -311,3 +311,49 @@ async fn ordered_by_keeps_one_keys_order_while_other_keys_proceed() {
     assert_eq!(seen(&rx), ["a1", "b1", "a1", "a2"]);
     r.stop().await;
 }
+
+#[tokio::test]
+async fn outgoing_requests_are_signed_so_receivers_can_verify_us() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let rx = Receiver::start(vec![]).await;
+    let routes = routes(
+        &format!("  target:\n    type: http\n    url: ${{TARGET}}\n    sign: {{ scheme: standard-webhooks, secret: {secret} }}\n"),
+        &["target"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
+    let id = send(&r, "evt_signed").await;
+    settled(&r, id).await;
+    let got = &rx.requests()[0];
+    let headers: serde_json::Map<String, Value> = got
+        .headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("webhook-"))
+        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+        .collect();
+    assert_eq!(headers.len(), 3, "{headers:?}");
+    let tampered = got.body.replace("42", "43");
+    let verdicts = sdk_verify(&[
+        json!({"secret": secret, "body": got.body, "headers": headers}),
+        json!({"secret": secret, "body": tampered, "headers": headers}),
+    ]);
+    assert_eq!(verdicts[0], "ok");
+    assert_ne!(verdicts[1], "ok");
+    r.stop().await;
+}
+
+/// Verifies with the official `standardwebhooks` Python SDK (tests/signers/verify.py).
+fn sdk_verify(requests: &[Value]) -> Vec<String> {
+    use std::io::Write;
+    let root = crate::util::repo();
+    assert!(std::process::Command::new(root.join("scripts/setup-signers.sh")).status().unwrap().success());
+    let mut child = std::process::Command::new(root.join("target/signers/venv/bin/python"))
+        .arg(root.join("tests/signers/verify.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(serde_json::to_string(requests).unwrap().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
