@@ -50,7 +50,10 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
         };
         let config = rt.config();
         let mut stored = Vec::new();
+        let mut batched: HashMap<String, Vec<DeliveryV1>> = HashMap::new();
         let mut started = 0;
+        // When a batch that is not full yet must go anyway (its oldest waited max_wait).
+        let mut batch_due: Option<i64> = None;
         for key in due {
             if in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
                 continue;
@@ -68,6 +71,7 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
                 continue;
             }
             match config.sinks.get(&d.sink).map(|s| &s.kind) {
+                Some(SinkKind::Http(h)) if h.batch.is_some() => batched.entry(d.sink.clone()).or_default().push(d),
                 Some(SinkKind::Http(h)) => {
                     let limit =
                         per_sink.entry(d.sink.clone()).or_insert_with(|| Arc::new(Semaphore::new(h.concurrency)));
@@ -87,6 +91,36 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
                 _ => stored.push(d),
             }
         }
+        for (sink, mut ds) in batched {
+            let Some(SinkKind::Http(h)) = config.sinks.get(&sink).map(|s| &s.kind) else { continue };
+            let batch = h.batch.expect("only batching sinks are collected");
+            let oldest = ds.iter().filter_map(|d| d.next_attempt_ms).min().unwrap_or(now);
+            let send_by = oldest + batch.max_wait.as_millis() as i64;
+            if ds.len() < batch.max_events && send_by > now {
+                batch_due = Some(batch_due.map_or(send_by, |b| b.min(send_by)));
+                continue;
+            }
+            let limit = per_sink.entry(sink.clone()).or_insert_with(|| Arc::new(Semaphore::new(h.concurrency)));
+            while !ds.is_empty() {
+                let Ok(permit) = limit.clone().try_acquire_owned() else { break };
+                let chunk: Vec<DeliveryV1> = ds.drain(..ds.len().min(batch.max_events)).collect();
+                let keys: Vec<DeliveryKey> =
+                    chunk.iter().map(|d| DeliveryKey { event: d.event, index: d.index }).collect();
+                in_flight.lock().unwrap_or_else(|p| p.into_inner()).extend(keys.iter().copied());
+                started += chunk.len();
+                let (rt, client, in_flight) = (rt.clone(), client.clone(), in_flight.clone());
+                tasks.spawn(async move {
+                    deliver_http_batch(&rt, &client, chunk).await;
+                    let mut busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                    keys.iter().for_each(|k| {
+                        busy.remove(k);
+                    });
+                    drop(busy);
+                    drop(permit);
+                    rt.work.notify_one();
+                });
+            }
+        }
         if !stored.is_empty() {
             started += stored.len();
             let rt2 = rt.clone();
@@ -97,9 +131,10 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
         if started == 0 {
             // Nothing could start: what is due now waits for a delivery in
             // flight (ordering, sink limits), which notifies when it ends.
-            let wait = match rt.data.log.next_due_after(now) {
-                Ok(Some(at)) => Duration::from_millis((at - now).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
-                _ => IDLE_POLL,
+            let next = rt.data.log.next_due_after(now).ok().flatten();
+            let wait = match next.into_iter().chain(batch_due).min() {
+                Some(at) => Duration::from_millis((at - now).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
+                None => IDLE_POLL,
             };
             tokio::select! {
                 _ = rt.work.notified() => {}
@@ -123,10 +158,10 @@ async fn deliver_http(rt: &Runtime, client: &reqwest::Client, d: DeliveryV1) {
             Err(failed) => failed,
             Ok(p) => match &p.sink.kind {
                 SinkKind::Http(h) => {
-                    let event_id = event.event_id.clone().unwrap_or_else(|| format!("{}-{}", event.route, event.id));
+                    let event_id = delivery_event_id(event);
                     let envelope = Envelope { event_type: &event.event_type, event_id: &event_id };
                     let last_try = d.attempts + 1 >= p.sink.retry.attempts;
-                    (h.deliver(client, &p.doc, &envelope, last_try).await, p.sink.retry)
+                    (h.deliver(client, &h.item(p.doc, &envelope), &envelope, last_try).await, p.sink.retry)
                 }
                 SinkKind::Store(_) => (Outcome::Retry { error: "sink changed type".into(), after: None }, p.sink.retry),
             },
@@ -193,6 +228,64 @@ fn report(rt: &Runtime, route: &str, d: &DeliveryV1, outcome: &Outcome) {
             route, event = d.event, sink = %d.sink, attempts = d.attempts,
             error = d.last_error.as_deref().unwrap_or(""), "Delivery failed; will retry."
         ),
+    }
+}
+
+/// The event id receivers see: the provider's, else `<route>-<log id>`;
+/// the same on every retry, so they can dedup on it.
+fn delivery_event_id(event: &EventV1) -> String {
+    event.event_id.clone().unwrap_or_else(|| format!("{}-{}", event.route, event.id))
+}
+
+/// One attempt of a batch: one request with a JSON array, the outcome
+/// recorded for each of its deliveries (retried as a unit).
+async fn deliver_http_batch(rt: &Runtime, client: &reqwest::Client, ds: Vec<DeliveryV1>) {
+    let mut events: HashMap<u64, Option<(EventV1, Value)>> = HashMap::new();
+    let mut items = Vec::new();
+    let mut members = Vec::new();
+    let mut settled = Vec::new();
+    let mut sink = None;
+    for d in ds {
+        let loaded = events.entry(d.event).or_insert_with(|| load_event(rt, d.event));
+        let Some((event, payload)) = loaded.as_ref() else {
+            settled.push((
+                d,
+                Outcome::Retry { error: "cannot read the event".into(), after: None },
+                RetryPolicy::default(),
+            ));
+            continue;
+        };
+        match prepare(rt, event, payload, &d) {
+            Err((outcome, policy)) => settled.push((d, outcome, policy)),
+            Ok(p) => {
+                if let SinkKind::Http(h) = &p.sink.kind {
+                    let id = delivery_event_id(event);
+                    items.push(h.item(p.doc, &Envelope { event_type: &event.event_type, event_id: &id }));
+                }
+                sink = Some(p.sink);
+                members.push(d);
+            }
+        }
+    }
+    if let (Some(sink), false) = (sink, members.is_empty()) {
+        if let SinkKind::Http(h) = &sink.kind {
+            let first = &members[0];
+            let id = format!("batch-{}-{}", first.event, first.index);
+            let envelope = Envelope { event_type: "batch", event_id: &id };
+            let last_try = members.iter().any(|d| d.attempts + 1 >= sink.retry.attempts);
+            let outcome = h.deliver(client, &Value::Array(items), &envelope, last_try).await;
+            settled.extend(members.into_iter().map(|d| (d, outcome.clone(), sink.retry)));
+        }
+    }
+    let outcomes: Vec<Outcome> = settled.iter().map(|(_, o, _)| o.clone()).collect();
+    match rt.data.log.record(settled) {
+        Ok(updated) => {
+            for (d, outcome) in updated.iter().zip(outcomes) {
+                let route = events.get(&d.event).and_then(|e| e.as_ref()).map_or("", |(e, _)| e.route.as_str());
+                report(rt, route, d, &outcome);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "Cannot record delivery outcomes; they will run again."),
     }
 }
 

@@ -282,7 +282,8 @@ impl<'a> Cx<'a> {
 
     /// Reports every sink key its type does not read.
     fn sink_keys(&mut self, raw: &RawSink, type_name: &str) -> bool {
-        let set: [(&str, Option<Pos>); 10] = [
+        let set: [(&str, Option<Pos>); 11] = [
+            ("batch", raw.batch.as_ref().map(Pos::of)),
             ("tree", raw.tree.as_ref().map(Pos::of)),
             ("key", raw.key.as_ref().map(Pos::of)),
             ("mode", raw.mode.as_ref().map(Pos::of)),
@@ -296,7 +297,7 @@ impl<'a> Cx<'a> {
         ];
         let allowed: &[&str] = match type_name {
             "store" => &["tree", "key", "mode"],
-            _ => &["url", "fallback_url", "method", "headers", "timeout", "concurrency", "sign"],
+            _ => &["url", "fallback_url", "method", "headers", "timeout", "concurrency", "sign", "batch"],
         };
         let mut ok = true;
         for (field, pos) in set {
@@ -383,7 +384,20 @@ impl<'a> Cx<'a> {
                 }
             }
         };
-        Some(HttpSink { url, fallback_url, method, headers, timeout, concurrency, envelope: make, signer })
+        let batch = match &raw.batch {
+            None => None,
+            Some(b) => {
+                if b.value.max_events.value == 0 {
+                    self.error(Pos::of(&b.value.max_events), "max_events must be at least 1");
+                    return None;
+                }
+                Some(http_sink::Batch {
+                    max_events: b.value.max_events.value,
+                    max_wait: self.duration(&b.value.max_wait)?,
+                })
+            }
+        };
+        Some(HttpSink { url, fallback_url, method, headers, timeout, concurrency, envelope: make, signer, batch })
     }
 
     /// An interpolated http(s) URL; `None` when it interpolates to nothing (`${VAR?}` unset).

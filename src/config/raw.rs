@@ -147,6 +147,15 @@ pub struct RawSink {
     pub concurrency: Option<S<usize>>,
     /// http, make: sign outgoing requests: `{scheme: standard-webhooks, secret: whsec_...}`.
     pub sign: Option<S<RawSign>>,
+    /// http, make: send events as JSON arrays: `{max_events: 100, max_wait: 2s}`.
+    pub batch: Option<S<RawBatch>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    pub max_events: S<usize>,
+    pub max_wait: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,6 +28,16 @@ pub struct HttpSink {
     pub envelope: bool,
     /// Sign outgoing requests (Standard Webhooks), so receivers can verify us.
     pub signer: Option<HmacVerifier>,
+    /// Send events as JSON arrays.
+    pub batch: Option<Batch>,
+}
+
+/// A sink's `batch:` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    pub max_events: usize,
+    /// How long the oldest due event may wait for others to join it.
+    pub max_wait: Duration,
 }
 
 /// Requests to a sink at once unless `concurrency` says otherwise.
@@ -63,10 +73,10 @@ pub struct Envelope<'a> {
 }
 
 impl HttpSink {
-    /// One attempt. `last_try`: the retry policy is spent after this one, so a
-    /// retryable failure is final and the fallback URL gets its turn.
-    pub async fn deliver(&self, client: &reqwest::Client, doc: &Value, env: &Envelope<'_>, last_try: bool) -> Outcome {
-        let body = if self.envelope {
+    /// What one event contributes to a request body: its document, or
+    /// Make's envelope around it.
+    pub fn item(&self, doc: Value, env: &Envelope<'_>) -> Value {
+        if self.envelope {
             json!({
                 "type": env.event_type,
                 "payload": doc,
@@ -74,9 +84,16 @@ impl HttpSink {
                 "sent_at": crate::event::format_ms(crate::event::now_ms()),
             })
         } else {
-            doc.clone()
-        };
-        let body = serde_json::to_vec(&body).expect("JSON values serialise");
+            doc
+        }
+    }
+
+    /// One attempt with `body` (one item, or a batch's array). `env` names
+    /// the request for the receiver. `last_try`: the retry policy is spent
+    /// after this one, so a retryable failure is final and the fallback URL
+    /// gets its turn.
+    pub async fn deliver(&self, client: &reqwest::Client, body: &Value, env: &Envelope<'_>, last_try: bool) -> Outcome {
+        let body = serde_json::to_vec(body).expect("JSON values serialise");
         let outcome = self.send(client, &self.url, &body, env).await;
         let final_failure = match &outcome {
             Outcome::Failed { .. } => true,

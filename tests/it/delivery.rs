@@ -357,3 +357,42 @@ fn sdk_verify(requests: &[Value]) -> Vec<String> {
     let out = child.wait_with_output().unwrap();
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+#[tokio::test]
+async fn batches_group_events_and_retry_as_a_unit() {
+    let rx = Receiver::start(vec![Reply::Status(500)]).await;
+    let routes = routes(
+        "  target:\n    type: make\n    url: ${TARGET}\n    batch: { max_events: 3, max_wait: 300ms }\n    \
+         retry: { attempts: 3, backoff: 50ms }\n",
+        &["target"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
+    // A lone event waits up to max_wait for company.
+    let t0 = std::time::Instant::now();
+    let lone = send(&r, "evt_lone").await;
+    let ds = settled(&r, lone).await;
+    assert!(t0.elapsed() >= Duration::from_millis(280), "sent before max_wait: {:?}", t0.elapsed());
+    // Its first batch got the 500: retried as a unit, then delivered.
+    assert_eq!((ds[0].status, ds[0].attempts), (DeliveryStatus::Delivered, 2));
+
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(send(&r, &format!("evt_{i}")).await);
+    }
+    for id in &ids {
+        assert_eq!(settled(&r, *id).await[0].status, DeliveryStatus::Delivered);
+    }
+    let bodies: Vec<Value> = rx.requests()[2..].iter().map(|q| serde_json::from_str(&q.body).unwrap()).collect();
+    let sizes: Vec<usize> = bodies.iter().map(|b| b.as_array().unwrap().len()).collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 7, "{sizes:?}");
+    assert!(sizes.iter().all(|n| *n <= 3) && sizes.contains(&3), "{sizes:?}");
+    // Each item is the Make envelope of its own event.
+    let mut seen: Vec<String> = bodies
+        .iter()
+        .flat_map(|b| b.as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_string()))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, (0..7).map(|i| format!("evt_{i}")).collect::<Vec<_>>());
+    r.stop().await;
+}
