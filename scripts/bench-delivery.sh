@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Delivery figures (issue "Delivery"): ingest req/s and delivery rate with an
 # HTTP sink whose receiver answers 200 at once (the shared harness's bare
-# hyper `limit` server), and ingest req/s while that sink is down (a closed
-# port). wrk: 2 threads, 64 connections, 1 KB body; fsync on. Loopback only.
+# hyper `limit` server), without and with batching (100 per request), and
+# ingest req/s while that sink is down (a closed port). wrk: 2 threads, 64 connections, 1 KB body; fsync on. Loopback only.
 #
 #   scripts/bench-delivery.sh
 set -euo pipefail
@@ -22,17 +22,17 @@ receiver_port=18085 router_port=18086 admin_port=19086
 receiver=$!
 trap 'kill $receiver 2>/dev/null || true' EXIT
 
-run() {  # run LABEL RECEIVER_URL
-  local label=$1 url=$2 data
+run() {  # run LABEL RECEIVER_URL [ROUTES_DIR]
+  local label=$1 url=$2 routes=${3:-$root/scripts/bench-delivery} data
   data=$(mktemp -d)
-  TARGET_URL=$url "$root/target/release/router" serve --routes "$root/scripts/bench-delivery" --data "$data" \
+  TARGET_URL=$url "$root/target/release/router" serve --routes "$routes" --data "$data" \
     --listen "127.0.0.1:$router_port" --admin-listen "127.0.0.1:$admin_port" --log-format json 2>/dev/null &
   local router=$!
   for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$router_port/webhooks/stripe" && break; sleep 0.1; done
   local start end rps pending=1
   start=$(date +%s.%N)
   rps=$(wrk -t2 -c64 -d"${dur}s" -s "$shared/load/bench.lua" "http://127.0.0.1:$router_port/webhooks/stripe" | sed -nE 's/.* rps=([0-9.]+).*/\1/p')
-  if [[ $label == sink-up ]]; then
+  if [[ $label == sink-up* ]]; then
     for _ in $(seq 600); do
       pending=$(curl -s "127.0.0.1:$admin_port/events?status=pending&limit=1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["events"]))')
       [[ $pending == 0 ]] && break
@@ -50,4 +50,5 @@ run() {  # run LABEL RECEIVER_URL
 }
 
 run sink-up "http://127.0.0.1:$receiver_port/hook"
+run sink-up-batched "http://127.0.0.1:$receiver_port/hook" "$root/scripts/bench-delivery-batched"
 run sink-down "http://127.0.0.1:1/hook"

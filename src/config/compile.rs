@@ -428,6 +428,9 @@ impl<'a> Cx<'a> {
         if let Some(b) = &r.value.backoff {
             p.backoff = self.duration(b)?;
         }
+        if let Some(d) = &r.value.deadline {
+            p.deadline = Some(self.duration(d)?);
+        }
         if let Some(m) = &r.value.max_delay {
             p.max_delay = self.duration(m)?;
         }

@@ -171,6 +171,8 @@ pub struct RawRetry {
     pub attempts: Option<S<u32>>,
     pub backoff: Option<S<String>>,
     pub max_delay: Option<S<String>>,
+    /// Give up once this long has passed since the first attempt, e.g. `24h`.
+    pub deadline: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

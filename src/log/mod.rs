@@ -451,6 +451,18 @@ impl EventLog {
     }
 }
 
+/// Time since the first attempt of the delivery's current run (after its
+/// last manual requeue or replay), zero before it has one.
+fn since_first(d: &DeliveryV1, now: i64) -> std::time::Duration {
+    let run_start =
+        d.attempts_log.iter().rposition(|a| a.outcome == "requeued" || a.outcome == "replayed").map_or(0, |i| i + 1);
+    let first = d.attempts_log[run_start..].first();
+    let first_ms = first
+        .and_then(|a| crate::event::parse_time(&serde_json::Value::String(a.at.clone())))
+        .map_or(now, |nanos| (nanos / 1_000_000) as i64);
+    std::time::Duration::from_millis(now.saturating_sub(first_ms).max(0) as u64)
+}
+
 /// A uniform draw in [0, 1) for retry jitter.
 fn jitter_draw() -> f64 {
     let mut b = [0u8; 8];
@@ -465,13 +477,15 @@ fn apply_outcome(d: &mut DeliveryV1, outcome: Outcome, policy: &RetryPolicy, now
         Outcome::Delivered => (DeliveryStatus::Delivered, "delivered", None),
         Outcome::Skipped { reason } => (DeliveryStatus::Skipped, "skipped", Some(reason)),
         Outcome::Failed { error } => (DeliveryStatus::Failed, "failed", Some(error)),
-        Outcome::Retry { error, after } => match retry::next_delay(policy, d.attempts, after, jitter_draw()) {
-            Some(delay) => {
-                d.next_attempt_ms = Some(now + delay.as_millis() as i64);
-                (DeliveryStatus::Retrying, "retry", Some(error))
+        Outcome::Retry { error, after } => {
+            match retry::next_delay(policy, d.attempts, after, jitter_draw(), since_first(d, now)) {
+                Some(delay) => {
+                    d.next_attempt_ms = Some(now + delay.as_millis() as i64);
+                    (DeliveryStatus::Retrying, "retry", Some(error))
+                }
+                None => (DeliveryStatus::Failed, "failed", Some(format!("{error} (after {} attempts)", d.attempts))),
             }
-            None => (DeliveryStatus::Failed, "failed", Some(format!("{error} (after {} attempts)", d.attempts))),
-        },
+        }
     };
     d.status = status;
     if !status.is_open() {

@@ -13,11 +13,13 @@ pub struct RetryPolicy {
     /// Delay after the first failure; doubles each time.
     pub backoff: Duration,
     pub max_delay: Duration,
+    /// Give up once this long has passed since the first attempt.
+    pub deadline: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { attempts: 5, backoff: Duration::from_secs(1), max_delay: Duration::from_secs(300) }
+        Self { attempts: 5, backoff: Duration::from_secs(1), max_delay: Duration::from_secs(300), deadline: None }
     }
 }
 
@@ -28,8 +30,15 @@ const JITTER: f64 = 0.2;
 /// The delay before attempt `attempt + 1`, after `attempt` failures (1-based),
 /// or `None` when the policy is spent. `retry_after` (a receiver's request) is
 /// honoured as is, clamped to `max_delay`; otherwise the exponential delay is
-/// spread by `jitter` (a draw in [0, 1): 0.5 means no spread).
-pub fn next_delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Option<Duration> {
+/// spread by `jitter` (a draw in [0, 1): 0.5 means no spread). `elapsed`:
+/// time since the first attempt; no retry would start past the deadline.
+pub fn next_delay(
+    policy: &RetryPolicy,
+    attempt: u32,
+    retry_after: Option<Duration>,
+    jitter: f64,
+    elapsed: Duration,
+) -> Option<Duration> {
     if attempt >= policy.attempts {
         return None;
     }
@@ -40,7 +49,11 @@ pub fn next_delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Durati
             exp.min(policy.max_delay).mul_f64(1.0 + JITTER * (2.0 * jitter.clamp(0.0, 1.0) - 1.0))
         }
     };
-    Some(delay.min(policy.max_delay))
+    let delay = delay.min(policy.max_delay);
+    match policy.deadline {
+        Some(deadline) if elapsed + delay > deadline => None,
+        _ => Some(delay),
+    }
 }
 
 /// A `Retry-After` value: delay-seconds or an HTTP date.
@@ -59,30 +72,51 @@ mod tests {
 
     #[test]
     fn exponential_clamped_and_spent() {
-        let p = RetryPolicy { attempts: 4, backoff: Duration::from_secs(1), max_delay: Duration::from_secs(3) };
-        assert_eq!(next_delay(&p, 1, None, 0.5), Some(Duration::from_secs(1)));
-        assert_eq!(next_delay(&p, 2, None, 0.5), Some(Duration::from_secs(2)));
-        assert_eq!(next_delay(&p, 3, None, 0.5), Some(Duration::from_secs(3)));
-        assert_eq!(next_delay(&p, 4, None, 0.5), None);
+        let p = RetryPolicy {
+            attempts: 4,
+            backoff: Duration::from_secs(1),
+            max_delay: Duration::from_secs(3),
+            deadline: None,
+        };
+        let z = Duration::ZERO;
+        assert_eq!(next_delay(&p, 1, None, 0.5, z), Some(Duration::from_secs(1)));
+        assert_eq!(next_delay(&p, 2, None, 0.5, z), Some(Duration::from_secs(2)));
+        assert_eq!(next_delay(&p, 3, None, 0.5, z), Some(Duration::from_secs(3)));
+        assert_eq!(next_delay(&p, 4, None, 0.5, z), None);
         let long = RetryPolicy { attempts: 100, ..p };
-        assert_eq!(next_delay(&long, 90, None, 0.5), Some(Duration::from_secs(3)));
+        assert_eq!(next_delay(&long, 90, None, 0.5, z), Some(Duration::from_secs(3)));
+        let bounded = RetryPolicy { attempts: 100, deadline: Some(Duration::from_secs(10)), ..p };
+        assert_eq!(next_delay(&bounded, 5, None, 0.5, Duration::from_secs(7)), Some(Duration::from_secs(3)));
+        assert_eq!(next_delay(&bounded, 5, None, 0.5, Duration::from_secs(8)), None);
     }
 
     #[test]
     fn jitter_spreads_by_at_most_a_fifth() {
-        let p = RetryPolicy { attempts: 9, backoff: Duration::from_secs(10), max_delay: Duration::from_secs(600) };
-        assert_eq!(next_delay(&p, 1, None, 0.0), Some(Duration::from_secs(8)));
-        assert_eq!(next_delay(&p, 1, None, 1.0), Some(Duration::from_secs(12)));
+        let p = RetryPolicy {
+            attempts: 9,
+            backoff: Duration::from_secs(10),
+            max_delay: Duration::from_secs(600),
+            deadline: None,
+        };
+        let z = Duration::ZERO;
+        assert_eq!(next_delay(&p, 1, None, 0.0, z), Some(Duration::from_secs(8)));
+        assert_eq!(next_delay(&p, 1, None, 1.0, z), Some(Duration::from_secs(12)));
         // Never past max_delay, even spread upwards.
         let capped = RetryPolicy { max_delay: Duration::from_secs(10), ..p };
-        assert_eq!(next_delay(&capped, 3, None, 1.0), Some(Duration::from_secs(10)));
+        assert_eq!(next_delay(&capped, 3, None, 1.0, z), Some(Duration::from_secs(10)));
     }
 
     #[test]
     fn retry_after_is_honoured_and_clamped() {
-        let p = RetryPolicy { attempts: 5, backoff: Duration::from_secs(1), max_delay: Duration::from_secs(60) };
-        assert_eq!(next_delay(&p, 1, Some(Duration::from_secs(30)), 0.0), Some(Duration::from_secs(30)));
-        assert_eq!(next_delay(&p, 1, Some(Duration::from_secs(3600)), 0.0), Some(Duration::from_secs(60)));
+        let p = RetryPolicy {
+            attempts: 5,
+            backoff: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            deadline: None,
+        };
+        let z = Duration::ZERO;
+        assert_eq!(next_delay(&p, 1, Some(Duration::from_secs(30)), 0.0, z), Some(Duration::from_secs(30)));
+        assert_eq!(next_delay(&p, 1, Some(Duration::from_secs(3600)), 0.0, z), Some(Duration::from_secs(60)));
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(90));

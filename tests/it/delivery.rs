@@ -396,3 +396,20 @@ async fn batches_group_events_and_retry_as_a_unit() {
     assert_eq!(seen, (0..7).map(|i| format!("evt_{i}")).collect::<Vec<_>>());
     r.stop().await;
 }
+
+#[tokio::test]
+async fn retries_stop_at_the_policy_deadline() {
+    let rx = Receiver::start(vec![Reply::Status(500); 100]).await;
+    let routes = routes(
+        "  target:\n    type: http\n    url: ${TARGET}\n    retry: { attempts: 100, backoff: 100ms, max_delay: 100ms, deadline: 450ms }\n",
+        &["target"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
+    let id = send(&r, "evt_deadline").await;
+    let d = &settled(&r, id).await[0];
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    // Attempts at ~0, 100, 200, 300, 400 ms (±20%); none would start past 450 ms.
+    assert!((3..=6).contains(&d.attempts), "{d:?}");
+    r.stop().await;
+}
