@@ -413,3 +413,41 @@ async fn retries_stop_at_the_policy_deadline() {
     assert!((3..=6).contains(&d.attempts), "{d:?}");
     r.stop().await;
 }
+
+#[tokio::test]
+async fn seed_002_example_fans_out_to_make_scenarios() {
+    let make = Receiver::start(vec![]).await;
+    let data = tempfile::tempdir().unwrap();
+    // Cohort enrollments are left unset: they go to the payments scenario, as in the seed.
+    let env = [
+        ("APP_EVENTS_TOKEN", "app-secret".to_string()),
+        ("MAKE_WEBHOOK_PAYMENTS_URL", make.url("/payments")),
+        ("MAKE_WEBHOOK_SUPPORT_TICKETS_URL", make.url("/tickets")),
+    ];
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let routes = crate::util::repo().join("examples/seed-002-make/routes.d");
+    let r = TestRouter::start_with(&routes, data.path(), env).await;
+    let mut ids = Vec::new();
+    for name in ["payment.success", "cohort.enrollment.created", "ticket.created"] {
+        let body = std::fs::read_to_string(routes.join(format!("../payloads/{name}.json"))).unwrap();
+        let (status, answer) = post(&r.url("/api/events"), "app-secret", &body, &[]).await;
+        assert_eq!(status, 200, "{answer}");
+        ids.push(answer["id"].as_str().unwrap().parse::<u64>().unwrap());
+    }
+    for id in ids {
+        assert_eq!(settled(&r, id).await[0].status, DeliveryStatus::Delivered);
+    }
+    let mut got: Vec<(String, Value)> =
+        make.requests().into_iter().map(|q| (q.path, serde_json::from_str(&q.body).unwrap())).collect();
+    got.sort_by_key(|(_, b)| b["event_id"].as_str().unwrap().to_string());
+    let summary: Vec<(&str, &str)> = got.iter().map(|(p, b)| (p.as_str(), b["type"].as_str().unwrap())).collect();
+    assert_eq!(
+        summary,
+        [("/payments", "cohort.enrollment.created"), ("/payments", "payment.success"), ("/tickets", "ticket.created")]
+    );
+    let payment = &got[1].1;
+    assert_eq!((&payment["event_id"], &payment["payload"]["amount"]), (&json!("evt_pay_1"), &json!(4900)));
+    let (status, _) = post(&r.url("/api/events"), "wrong", "{}", &[]).await;
+    assert_eq!(status, 401);
+    r.stop().await;
+}
