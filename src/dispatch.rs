@@ -167,11 +167,8 @@ async fn deliver_http(rt: &Runtime, client: &reqwest::Client, d: DeliveryV1) {
             },
         },
     };
-    let route = loaded.as_ref().map_or("", |(e, _)| e.route.as_str());
-    match rt.data.log.record(vec![(d, outcome.clone(), policy)]) {
-        Ok(updated) => report(rt, route, &updated[0], &outcome),
-        Err(e) => tracing::error!(error = %e, "Cannot record a delivery outcome; it will run again."),
-    }
+    let event = d.event;
+    record_all(rt, &HashMap::from([(event, loaded)]), vec![(d, outcome, policy)]);
 }
 
 /// One attempt of each store delivery, then every outcome recorded at once.
@@ -186,16 +183,7 @@ fn deliver_batch(rt: &Runtime, deliveries: Vec<DeliveryV1>) {
         };
         outcomes.push((delivery, outcome, policy));
     }
-    let labels: Vec<Outcome> = outcomes.iter().map(|(_, o, _)| o.clone()).collect();
-    match rt.data.log.record(outcomes) {
-        Ok(updated) => {
-            for (d, outcome) in updated.iter().zip(labels) {
-                let route = events.get(&d.event).and_then(|e| e.as_ref()).map_or("", |(e, _)| e.route.as_str());
-                report(rt, route, d, &outcome);
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "Cannot record delivery outcomes; they will run again."),
-    }
+    record_all(rt, &events, outcomes);
 }
 
 fn load_event(rt: &Runtime, id: u64) -> Option<(EventV1, Value)> {
@@ -277,6 +265,15 @@ async fn deliver_http_batch(rt: &Runtime, client: &reqwest::Client, ds: Vec<Deli
             settled.extend(members.into_iter().map(|d| (d, outcome.clone(), sink.retry)));
         }
     }
+    record_all(rt, &events, settled);
+}
+
+/// Records attempts' outcomes in one log batch, then logs and counts each.
+fn record_all(
+    rt: &Runtime,
+    events: &HashMap<u64, Option<(EventV1, Value)>>,
+    settled: Vec<(DeliveryV1, Outcome, RetryPolicy)>,
+) {
     let outcomes: Vec<Outcome> = settled.iter().map(|(_, o, _)| o.clone()).collect();
     match rt.data.log.record(settled) {
         Ok(updated) => {

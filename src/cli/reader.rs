@@ -31,14 +31,25 @@ impl Reader {
     }
 
     async fn remote(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        let Reader::Remote { base, client } = self else { unreachable!("remote reads only") };
-        let resp = client.get(format!("{base}{path}")).query(query).send().await.with_context(|| {
+        self.call(reqwest::Method::GET, path, query).await
+    }
+
+    async fn remote_post(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, query).await
+    }
+
+    /// One admin API call; a 404 becomes `NotFound` (exit 1, not a crash).
+    async fn call(&self, method: reqwest::Method, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let Reader::Remote { base, client } = self else {
+            unreachable!("admin calls only when a router holds the data")
+        };
+        let resp = client.request(method, format!("{base}{path}")).query(query).send().await.with_context(|| {
             format!("the data directory is in use, and the router's admin API at {base} does not answer")
         })?;
         let status = resp.status();
         let body: Value = resp.json().await.context("admin API answered something that is not JSON")?;
         match status.as_u16() {
-            200 => Ok(body),
+            200..=299 => Ok(body),
             404 => Err(NotFound(body["error"].as_str().unwrap_or("not found").to_string()).into()),
             _ => Err(anyhow!("admin API: {} ({status})", body["error"].as_str().unwrap_or("error"))),
         }
@@ -68,20 +79,6 @@ impl Reader {
                 Err(e) => Err(e.into()),
             },
             Reader::Remote { .. } => self.remote(&format!("/events/{id}"), &[]).await,
-        }
-    }
-
-    async fn remote_post(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        let Reader::Remote { base, client } = self else { unreachable!("remote calls only") };
-        let resp = client.post(format!("{base}{path}")).query(query).send().await.with_context(|| {
-            format!("the data directory is in use, and the router's admin API at {base} does not answer")
-        })?;
-        let status = resp.status();
-        let body: Value = resp.json().await.context("admin API answered something that is not JSON")?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(anyhow!("admin API: {} ({status})", body["error"].as_str().unwrap_or("error")))
         }
     }
 

@@ -299,105 +299,114 @@ impl<'a> Cx<'a> {
             "store" => &["tree", "key", "mode"],
             _ => &["url", "fallback_url", "method", "headers", "timeout", "concurrency", "sign", "batch"],
         };
-        let mut ok = true;
-        for (field, pos) in set {
-            if let (Some(pos), false) = (pos, allowed.contains(&field)) {
-                self.error(pos, format!("`{field}` is not used by sink type `{type_name}`"))
-                    .with_hint(format!("`{type_name}` sinks read: {}, retry", allowed.join(", ")));
-                ok = false;
-            }
-        }
-        ok
+        let hint = format!("`{type_name}` sinks read: {}, retry", allowed.join(", "));
+        self.unread_keys(&set, allowed, &format!("sink type `{type_name}`"), &hint)
     }
 
-    /// An `http` sink, or a `make` one (envelope on).
+    /// An `http` sink, or a `make` one (envelope on). Every field is checked,
+    /// so all of a sink's problems are reported at once.
     fn http_sink(&mut self, raw: &RawSink, make: bool) -> Option<HttpSink> {
+        let url = self.target_url(raw);
+        let fallback_url = raw.fallback_url.as_ref().map_or(Some(None), |f| self.url(f));
+        let method = self.http_method(raw);
+        let headers = self.http_headers(raw);
+        let timeout = raw.timeout.as_ref().map_or(Some(http_sink::DEFAULT_TIMEOUT), |t| self.duration(t));
+        let concurrency = match &raw.concurrency {
+            None => Some(http_sink::DEFAULT_CONCURRENCY),
+            Some(c) if c.value == 0 => {
+                self.error(Pos::of(c), "concurrency must be at least 1");
+                None
+            }
+            Some(c) => Some(c.value),
+        };
+        let signer = raw.sign.as_ref().map_or(Some(None), |s| self.outgoing_signer(s).map(Some));
+        let batch = raw.batch.as_ref().map_or(Some(None), |b| self.batch(b).map(Some));
+        Some(HttpSink {
+            url: url?,
+            fallback_url: fallback_url?,
+            method: method?,
+            headers: headers?,
+            timeout: timeout?,
+            concurrency: concurrency?,
+            envelope: make,
+            signer: signer?,
+            batch: batch?,
+        })
+    }
+
+    fn target_url(&mut self, raw: &RawSink) -> Option<String> {
         let Some(url_raw) = &raw.url else {
             self.error(Pos::of(&raw.kind), format!("sink type `{}` needs `url`", raw.kind.value))
                 .with_hint("url: ${RECEIVER_URL}");
             return None;
         };
-        let url = self.url(url_raw)?;
-        let url = match url {
-            Some(u) => u,
+        match self.url(url_raw)? {
+            Some(u) => Some(u),
             None => {
                 self.error(Pos::of(url_raw), "url is empty").with_hint("set the environment variable it names");
-                return None;
+                None
             }
-        };
-        let fallback_url = match &raw.fallback_url {
-            Some(f) => self.url(f)?,
-            None => None,
-        };
-        let method = match raw.method.as_ref().map(|m| m.value.to_ascii_uppercase()) {
-            None => reqwest::Method::POST,
-            Some(m) if ["POST", "PUT", "PATCH"].contains(&m.as_str()) => {
-                reqwest::Method::from_bytes(m.as_bytes()).ok()?
-            }
-            Some(m) => {
-                let at = Pos::of(raw.method.as_ref().expect("set"));
-                self.error(at, format!("method `{m}` cannot carry a document")).with_hint("write POST, PUT or PATCH");
-                return None;
-            }
-        };
+        }
+    }
+
+    fn http_method(&mut self, raw: &RawSink) -> Option<reqwest::Method> {
+        let Some(m) = &raw.method else { return Some(reqwest::Method::POST) };
+        let upper = m.value.to_ascii_uppercase();
+        if ["POST", "PUT", "PATCH"].contains(&upper.as_str()) {
+            return reqwest::Method::from_bytes(upper.as_bytes()).ok();
+        }
+        self.error(Pos::of(m), format!("method `{upper}` cannot carry a document"))
+            .with_hint("write POST, PUT or PATCH");
+        None
+    }
+
+    fn http_headers(&mut self, raw: &RawSink) -> Option<Vec<(String, String)>> {
         let mut headers = Vec::new();
+        let mut ok = true;
         for (k, v) in raw.headers.iter().flat_map(|h| h.0.iter()) {
-            let value = self.interp(v)?;
+            let Some(value) = self.interp(v) else {
+                ok = false;
+                continue;
+            };
             if http::HeaderName::try_from(k.value.as_str()).is_err() || http::HeaderValue::from_str(&value).is_err() {
                 self.error(Pos::of(k), format!("`{}` is not a valid header", k.value));
-                return None;
+                ok = false;
+                continue;
             }
             headers.push((k.value.clone(), value));
         }
-        let timeout = match &raw.timeout {
-            Some(t) => self.duration(t)?,
-            None => http_sink::DEFAULT_TIMEOUT,
+        ok.then_some(headers)
+    }
+
+    /// `sign:` on a sink: Standard Webhooks, so receivers can verify us.
+    fn outgoing_signer(&mut self, sign: &S<raw::RawSign>) -> Option<hmac::HmacVerifier> {
+        let scheme = &sign.value.scheme;
+        let Some(preset) =
+            (scheme.value == "standard-webhooks").then(|| presets::preset_for("standard-webhooks", false)).flatten()
+        else {
+            self.error(
+                Pos::of(scheme),
+                format!("outgoing signing supports `standard-webhooks`, not `{}`", scheme.value),
+            );
+            return None;
         };
-        let concurrency = raw.concurrency.as_ref().map_or(http_sink::DEFAULT_CONCURRENCY, |c| c.value);
-        if concurrency == 0 {
-            self.error(Pos::of(raw.concurrency.as_ref().expect("set")), "concurrency must be at least 1");
+        let secret = Secret::new(self.interp(&sign.value.secret)?);
+        let spec = preset.specs.into_iter().next().expect("standard-webhooks has a spec");
+        hmac::HmacVerifier::new(spec, &[secret])
+            .map_err(|e| {
+                self.error(Pos::of(&sign.value.secret), format!("cannot sign with this secret: {e}"))
+                    .with_hint("use a whsec_<base64> secret: `router secret new --scheme standard-webhooks`");
+            })
+            .ok()
+    }
+
+    fn batch(&mut self, b: &S<raw::RawBatch>) -> Option<http_sink::Batch> {
+        let max_wait = self.duration(&b.value.max_wait);
+        if b.value.max_events.value == 0 {
+            self.error(Pos::of(&b.value.max_events), "max_events must be at least 1");
             return None;
         }
-        let signer = match &raw.sign {
-            None => None,
-            Some(sign) => {
-                let scheme = &sign.value.scheme;
-                let Some(preset) = (scheme.value == "standard-webhooks")
-                    .then(|| presets::preset_for("standard-webhooks", false))
-                    .flatten()
-                else {
-                    self.error(
-                        Pos::of(scheme),
-                        format!("outgoing signing supports `standard-webhooks`, not `{}`", scheme.value),
-                    );
-                    return None;
-                };
-                let secret = Secret::new(self.interp(&sign.value.secret)?);
-                let spec = preset.specs.into_iter().next().expect("standard-webhooks has a spec");
-                match hmac::HmacVerifier::new(spec, &[secret]) {
-                    Ok(v) => Some(v),
-                    Err(e) => {
-                        self.error(Pos::of(&sign.value.secret), format!("cannot sign with this secret: {e}"))
-                            .with_hint("use a whsec_<base64> secret: `router secret new --scheme standard-webhooks`");
-                        return None;
-                    }
-                }
-            }
-        };
-        let batch = match &raw.batch {
-            None => None,
-            Some(b) => {
-                if b.value.max_events.value == 0 {
-                    self.error(Pos::of(&b.value.max_events), "max_events must be at least 1");
-                    return None;
-                }
-                Some(http_sink::Batch {
-                    max_events: b.value.max_events.value,
-                    max_wait: self.duration(&b.value.max_wait)?,
-                })
-            }
-        };
-        Some(HttpSink { url, fallback_url, method, headers, timeout, concurrency, envelope: make, signer, batch })
+        Some(http_sink::Batch { max_events: b.value.max_events.value, max_wait: max_wait? })
     }
 
     /// An interpolated http(s) URL; `None` when it interpolates to nothing (`${VAR?}` unset).
@@ -591,15 +600,17 @@ impl<'a> Cx<'a> {
             ],
             _ => &["secret", "tolerance"],
         };
+        let reads = if allowed.is_empty() { "no other keys".to_string() } else { allowed.join(", ") };
+        self.unread_keys(&set, allowed, &format!("scheme `{scheme}`"), &format!("`{scheme}` reads: {reads}"))
+    }
+
+    /// Reports each key that is set but not read by `owner` (a scheme, a sink type).
+    fn unread_keys(&mut self, set: &[(&str, Option<Pos>)], allowed: &[&str], owner: &str, hint: &str) -> bool {
         let mut ok = true;
         for (field, pos) in set {
-            if let Some(pos) = pos {
-                if !allowed.contains(&field) {
-                    let reads = if allowed.is_empty() { "no other keys".to_string() } else { allowed.join(", ") };
-                    self.error(pos, format!("`{field}` is not used by scheme `{scheme}`"))
-                        .with_hint(format!("`{scheme}` reads: {reads}"));
-                    ok = false;
-                }
+            if let (Some(pos), false) = (pos, allowed.contains(field)) {
+                self.error(*pos, format!("`{field}` is not used by {owner}")).with_hint(hint.to_string());
+                ok = false;
             }
         }
         ok
