@@ -318,3 +318,29 @@ async fn dedup_false_accepts_repeats_and_keeps_the_id() {
     assert_eq!(r.rt.data.log.event(2).unwrap().event_id.as_deref(), Some("evt_same"));
     r.stop().await;
 }
+
+#[tokio::test]
+async fn open_connections_are_bounded() {
+    let routes = TempRoutes::new(&[("shop.yaml", SHOP)]);
+    let data = tempfile::tempdir().unwrap();
+    let limits = webhook_router::server::Limits {
+        max_connections: 2,
+        header_timeout: Duration::from_secs(30),
+        ..crate::util::test_limits()
+    };
+    let r = TestRouter::start_full(routes.path(), data.path(), Default::default(), limits).await;
+    // Two clients hold both slots without sending anything.
+    let idle =
+        [tokio::net::TcpStream::connect(r.addr).await.unwrap(), tokio::net::TcpStream::connect(r.addr).await.unwrap()];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    third.write_all(b"GET /hooks/acme HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(400), third.read(&mut buf)).await;
+    assert!(early.is_err(), "a third connection was served while two held the only slots");
+    drop(idle);
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut out)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out));
+    r.stop().await;
+}

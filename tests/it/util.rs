@@ -50,6 +50,10 @@ impl TestRouter {
     }
 
     pub async fn start_with(routes: &Path, data: &Path, env: HashMap<String, String>) -> Self {
+        Self::start_full(routes, data, env, test_limits()).await
+    }
+
+    pub async fn start_full(routes: &Path, data: &Path, env: HashMap<String, String>, limits: Limits) -> Self {
         let loaded = config::load(&[routes.to_path_buf()], &env).unwrap_or_else(|d| panic!("config errors:\n{d}"));
         let dir = DataDir::open(data).expect("open data dir");
         let rt = Runtime::new(loaded.config, dir);
@@ -57,7 +61,7 @@ impl TestRouter {
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(listener, Some(admin), rt.clone(), test_limits(), async {
+        let task = tokio::spawn(server::serve(listener, Some(admin), rt.clone(), limits, async {
             let _ = rx.await;
         }));
         Self { addr, admin: admin_addr, rt, shutdown: Some(tx), task: Some(task) }
