@@ -496,7 +496,7 @@ impl<'a> Cx<'a> {
                     return needs(self, "secret", "secret: ${PROVIDER_WEBHOOK_SECRET} (a list allows rotation)");
                 };
                 let secrets = self.non_empty_secrets(secret)?;
-                let (mut specs, defaults, handshake) =
+                let (mut specs, defaults, handshake, challenge_type) =
                     match presets::preset_for(name, raw.legacy.as_ref().is_some_and(|l| l.value)) {
                         Some(p) => {
                             if p.needs_public_url && raw.public_url.is_none() {
@@ -506,9 +506,9 @@ impl<'a> Cx<'a> {
                                 "public_url: https://hooks.example.com (the URL the provider calls, up to the path)",
                             );
                             }
-                            (p.specs, Defaults { kind: p.event_type, id: p.event_id }, p.handshake)
+                            (p.specs, Defaults { kind: p.event_type, id: p.event_id }, p.handshake, p.challenge_type)
                         }
-                        None => (vec![self.hmac_spec(raw)?], none, false),
+                        None => (vec![self.hmac_spec(raw)?], none, false, None),
                     };
                 if let Some(t) = &raw.tolerance {
                     let tolerance = self.duration(t)?;
@@ -548,7 +548,12 @@ impl<'a> Cx<'a> {
                     _ => None,
                 };
                 Some((
-                    Verifier::Signature(SignatureScheme { name: name.to_string(), alternatives, verify_token }),
+                    Verifier::Signature(SignatureScheme {
+                        name: name.to_string(),
+                        alternatives,
+                        verify_token,
+                        challenge_type,
+                    }),
                     defaults,
                 ))
             }

@@ -55,7 +55,7 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
                     let counted = match &result {
                         Ok(Accepted::New { .. }) => Counted::Accepted,
                         Ok(Accepted::Duplicate { .. }) => Counted::Duplicate,
-                        Ok(Accepted::Filtered { .. }) => Counted::Filtered,
+                        Ok(Accepted::Filtered { .. } | Accepted::Challenge(_)) => Counted::Filtered,
                         Err(_) => Counted::Rejected,
                     };
                     state.rt.stats.count(&route.name, counted);
@@ -111,6 +111,9 @@ async fn ingest(
     })?;
 
     let payload = parse_body(verified.headers(), verified.body())?;
+    if let Some(challenge) = route.verifier.challenge(&payload) {
+        return Ok(Accepted::Challenge(challenge.to_string()));
+    }
     let headers = header_pairs(verified.headers(), route.verifier.secret_header());
     let ctx = Context { body: &payload, params: &params, query: &query, headers: &headers };
 

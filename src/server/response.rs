@@ -56,9 +56,19 @@ impl IntoResponse for IngestError {
 
 /// The 2xx answers.
 pub enum Accepted {
-    New { id: u64, event: String },
-    Duplicate { id: u64, event: String },
-    Filtered { event: String },
+    New {
+        id: u64,
+        event: String,
+    },
+    Duplicate {
+        id: u64,
+        event: String,
+    },
+    Filtered {
+        event: String,
+    },
+    /// A provider's URL check (Slack `url_verification`), answered, not logged.
+    Challenge(String),
 }
 
 impl IntoResponse for Accepted {
@@ -69,6 +79,7 @@ impl IntoResponse for Accepted {
                 json!({"received": true, "duplicate": true, "id": id.to_string(), "event": event})
             }
             Accepted::Filtered { event } => json!({"received": true, "filtered": true, "event": event}),
+            Accepted::Challenge(challenge) => json!({"challenge": challenge}),
         };
         (StatusCode::OK, Json(body)).into_response()
     }

@@ -65,6 +65,9 @@ pub struct SignatureScheme {
     pub alternatives: Vec<hmac::HmacVerifier>,
     /// Meta's `hub.verify_token`, when the scheme answers the GET handshake.
     pub verify_token: Option<Secret>,
+    /// Slack's `url_verification`: a verified body of this `type` is answered
+    /// with its `challenge` and not logged.
+    pub challenge_type: Option<&'static str>,
 }
 
 impl Verifier {
@@ -103,6 +106,13 @@ impl Verifier {
             Verifier::Basic(b) => Ok(b.credentials()),
             Verifier::Signature(s) => s.alternatives[0].sign(body, uri, now, id),
         }
+    }
+
+    /// A verified POST that is the provider's URL check, not an event:
+    /// the challenge to echo (Slack's `url_verification`).
+    pub fn challenge<'a>(&self, payload: &'a serde_json::Value) -> Option<&'a str> {
+        let Verifier::Signature(SignatureScheme { challenge_type: Some(kind), .. }) = self else { return None };
+        (payload.get("type")?.as_str()? == *kind).then(|| payload.get("challenge")?.as_str()).flatten()
     }
 
     /// Meta's subscription handshake: `Some(challenge)` to echo when the GET's

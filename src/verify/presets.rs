@@ -15,6 +15,9 @@ pub struct Preset {
     pub event_id: Option<&'static str>,
     /// Answers Meta's GET `hub.challenge` handshake (needs `verify_token`).
     pub handshake: bool,
+    /// Answers a signed POST whose `type` is this with `{"challenge": ...}`
+    /// (Slack's `url_verification`), instead of logging it as an event.
+    pub challenge_type: Option<&'static str>,
     /// Needs `public_url` (signs the URL it called).
     pub needs_public_url: bool,
     /// What `router secret new` prints: a prefix and the encoding of 32 random bytes.
@@ -101,6 +104,7 @@ fn preset(specs: Vec<HmacSpec>) -> Preset {
         event_type: None,
         event_id: None,
         handshake: false,
+        challenge_type: None,
         needs_public_url: false,
         secret_style: ("", Encoding::Hex),
     }
@@ -144,11 +148,14 @@ pub fn preset_for(scheme: &str, legacy: bool) -> Option<Preset> {
             event_id: Some("header:X-Shopify-Webhook-Id"),
             ..preset(vec![base("x-shopify-hmac-sha256", bare(""), Encoding::Base64, "{body}")])
         },
-        "slack" => preset(vec![HmacSpec {
-            timestamp_header: Some("x-slack-request-timestamp".into()),
-            tolerance: Some(FIVE_MINUTES),
-            ..base("x-slack-signature", bare("v0="), Encoding::Hex, "v0:{timestamp}:{body}")
-        }]),
+        "slack" => Preset {
+            challenge_type: Some("url_verification"),
+            ..preset(vec![HmacSpec {
+                timestamp_header: Some("x-slack-request-timestamp".into()),
+                tolerance: Some(FIVE_MINUTES),
+                ..base("x-slack-signature", bare("v0="), Encoding::Hex, "v0:{timestamp}:{body}")
+            }])
+        },
         "close" => preset(vec![HmacSpec {
             timestamp_header: Some("close-sig-timestamp".into()),
             tolerance: Some(FIVE_MINUTES),

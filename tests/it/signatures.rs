@@ -300,3 +300,34 @@ async fn meta_handshake_and_hostile_headers() {
     assert_eq!(send(vec![("x-hub-signature-256", b"sha256=zz".to_vec())]).await, 401);
     r.stop().await;
 }
+
+#[tokio::test]
+async fn slack_url_verification_is_answered_when_signed() {
+    let files = route_files();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let routes = TempRoutes::new(&refs);
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(routes.path(), data.path()).await;
+    // Slack's documented example body.
+    let body = r#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let signed =
+        sdk_sign(false, &[json!({"scheme": "slack", "secret": "newslacksecret", "body": body, "timestamp": now()})]);
+    let mut req = client().post(r.url("/hooks/slack")).header("content-type", "application/json").body(body);
+    for (k, v) in &signed[0] {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer, json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}));
+    assert!(r.rt.data.log.list(&Default::default()).unwrap().is_empty(), "a URL check is not an event");
+    let unsigned = client()
+        .post(r.url("/hooks/slack"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    r.stop().await;
+}
