@@ -17,6 +17,15 @@ const TREE_PREFIX: &str = "store:";
 /// The field every stored record carries.
 pub const SYNC_METADATA: &str = "_sync_metadata";
 
+/// Marks a deleted record. The tombstone keeps its `_sync_metadata`, so an
+/// older event arriving after the delete is still recognised as stale
+/// instead of bringing the record back; reads treat it as absent.
+const DELETED: &str = "_deleted";
+
+fn is_tombstone(v: &Value) -> bool {
+    v.get(DELETED).and_then(Value::as_bool) == Some(true)
+}
+
 /// A `type: store` sink.
 #[derive(Debug)]
 pub struct StoreSink {
@@ -91,10 +100,11 @@ impl Records {
                 return Outcome::Skipped { reason };
             }
             let next = match mode {
-                StoreMode::Delete => None,
+                StoreMode::Delete => Some(with_metadata(serde_json::json!({ DELETED: true }), meta)),
                 StoreMode::Upsert => Some(with_metadata(doc.clone(), meta)),
                 StoreMode::Merge => {
-                    let mut base = existing.clone().unwrap_or_else(|| Value::Object(Map::new()));
+                    let live = existing.clone().filter(|r| !is_tombstone(r));
+                    let mut base = live.unwrap_or_else(|| Value::Object(Map::new()));
                     merge_patch(&mut base, &doc);
                     Some(with_metadata(base, meta))
                 }
@@ -109,7 +119,8 @@ impl Records {
     }
 
     pub fn get(&self, tree: &str, key: &str) -> sled::Result<Option<Value>> {
-        Ok(self.tree(tree)?.get(key)?.and_then(|b| serde_json::from_slice(&b).ok()))
+        let record: Option<Value> = self.tree(tree)?.get(key)?.and_then(|b| serde_json::from_slice(&b).ok());
+        Ok(record.filter(|r| !is_tombstone(r)))
     }
 
     /// Records in key order after `after`, keeping those whose fields equal
@@ -127,6 +138,9 @@ impl Records {
         for kv in tree.range(start..) {
             let (k, v) = kv?;
             let Ok(record) = serde_json::from_slice::<Value>(&v) else { continue };
+            if is_tombstone(&record) {
+                continue;
+            }
             let keep = filter.iter().all(|(field, want)| {
                 record.get(field).and_then(crate::mapping::value_to_string).is_some_and(|have| have == *want)
             });
@@ -233,7 +247,21 @@ mod tests {
         assert_eq!(records.apply("t", "k", StoreMode::Merge, json!({"w": 1}), &later), Outcome::Delivered);
         let rec = records.get("t", "k").unwrap().unwrap();
         assert_eq!((rec["v"].clone(), rec["w"].clone()), (json!(2), json!(1)));
-        assert_eq!(records.apply("t", "k", StoreMode::Delete, json!(null), &meta(4, None)), Outcome::Delivered);
+        let deleted = meta(4, Some("2025-01-04T00:00:00Z"));
+        assert_eq!(records.apply("t", "k", StoreMode::Delete, json!(null), &deleted), Outcome::Delivered);
         assert!(records.get("t", "k").unwrap().is_none());
+        assert!(records.list("t", &[], None, 10).unwrap().is_empty());
+        // An update older than the delete does not bring the record back...
+        let stale = meta(5, Some("2025-01-03T12:00:00Z"));
+        assert!(matches!(records.apply("t", "k", StoreMode::Merge, json!({"v": 9}), &stale), Outcome::Skipped { .. }));
+        assert!(records.get("t", "k").unwrap().is_none());
+        // ...a newer one does, without the deleted fields.
+        let fresh = meta(6, Some("2025-01-05T00:00:00Z"));
+        assert_eq!(records.apply("t", "k", StoreMode::Merge, json!({"v": 10}), &fresh), Outcome::Delivered);
+        let back = records.get("t", "k").unwrap().unwrap();
+        assert_eq!(
+            (back["v"].clone(), back.get("w").is_none(), back.get("_deleted").is_none()),
+            (json!(10), true, true)
+        );
     }
 }
