@@ -26,16 +26,6 @@ pub enum SinkKind {
     Http(Box<http::HttpSink>),
 }
 
-impl SinkKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SinkKind::Store(_) => "store",
-            SinkKind::Http(h) if h.envelope => "make",
-            SinkKind::Http(_) => "http",
-        }
-    }
-}
-
 /// The sink types `type:` accepts.
 pub const SINK_TYPES: &[&str] = &["store", "http", "make"];
 

@@ -153,15 +153,6 @@ impl Records {
         }
         Ok(out)
     }
-
-    /// Names of the trees that hold records.
-    pub fn trees(&self) -> Vec<String> {
-        self.db
-            .tree_names()
-            .into_iter()
-            .filter_map(|n| String::from_utf8(n.to_vec()).ok()?.strip_prefix(TREE_PREFIX).map(str::to_string))
-            .collect()
-    }
 }
 
 /// Why `meta`'s event must not touch `record`, if it must not.

@@ -103,12 +103,18 @@ async fn post(r: &TestRouter, path: &str, body: &str, headers: &[(String, String
     req.send().await.unwrap().status().as_u16()
 }
 
-async fn check(case: Case) {
+/// The router with one route per scheme; the temp dirs live as long as the returned guards.
+async fn start_catalog() -> (TempRoutes, tempfile::TempDir, TestRouter) {
     let files = route_files();
     let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
     let routes = TempRoutes::new(&refs);
     let data = tempfile::tempdir().unwrap();
     let r = TestRouter::start(routes.path(), data.path()).await;
+    (routes, data, r)
+}
+
+async fn check(case: Case) {
+    let (_routes, _data, r) = start_catalog().await;
     let t = now();
     let body = |n: u32| {
         if case.form {
@@ -260,11 +266,7 @@ async fn generic_hmac_independent_computation() {
 
 #[tokio::test]
 async fn meta_handshake_and_hostile_headers() {
-    let files = route_files();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-    let routes = TempRoutes::new(&refs);
-    let data = tempfile::tempdir().unwrap();
-    let r = TestRouter::start(routes.path(), data.path()).await;
+    let (_routes, _data, r) = start_catalog().await;
     let hs = "/hooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=";
     let ok = client().get(r.url(&format!("{hs}meatyhamhock"))).send().await.unwrap();
     assert_eq!(ok.status(), 200);
@@ -303,11 +305,7 @@ async fn meta_handshake_and_hostile_headers() {
 
 #[tokio::test]
 async fn slack_url_verification_is_answered_when_signed() {
-    let files = route_files();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-    let routes = TempRoutes::new(&refs);
-    let data = tempfile::tempdir().unwrap();
-    let r = TestRouter::start(routes.path(), data.path()).await;
+    let (_routes, _data, r) = start_catalog().await;
     // Slack's documented example body.
     let body = r#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
     let signed =
