@@ -13,7 +13,9 @@
 
 use crate::log::{DeliveryKey, DeliveryStatus, DeliveryV1, EventV1};
 use crate::mapping::Context;
+use crate::route::{Route, Rule, Target};
 use crate::runtime::Runtime;
+use crate::script;
 use crate::sink::http::Envelope;
 use crate::sink::store::SyncMetadata;
 use crate::sink::{Outcome, RetryPolicy, Sink, SinkKind};
@@ -149,22 +151,38 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One attempt of one HTTP delivery, recorded.
-async fn deliver_http(rt: &Runtime, client: &reqwest::Client, d: DeliveryV1) {
+/// One attempt of one HTTP delivery, recorded. A rule with `when:` or
+/// `script:` builds its document on the blocking pool, so a slow script
+/// holds a blocking thread, never an async worker.
+async fn deliver_http(rt: &Arc<Runtime>, client: &reqwest::Client, d: DeliveryV1) {
     let loaded = load_event(rt, d.event);
     let (outcome, policy) = match &loaded {
         None => (Outcome::Retry { error: "cannot read the event".into(), after: None }, RetryPolicy::default()),
         Some((event, payload)) => match prepare(rt, event, payload, &d) {
             Err(failed) => failed,
-            Ok(p) => match &p.sink.kind {
-                SinkKind::Http(h) => {
-                    let event_id = delivery_event_id(event);
-                    let envelope = Envelope { event_type: &event.event_type, event_id: &event_id };
-                    let last_try = d.attempts + 1 >= p.sink.retry.attempts;
-                    (h.deliver(client, &h.item(p.doc, &envelope), &envelope, last_try).await, p.sink.retry)
+            Ok(p) => {
+                let policy = p.sink.retry;
+                let built = if p.rule().has_scripts() {
+                    let (rt, event, payload, p) = (rt.clone(), event.clone(), payload.clone(), p.clone());
+                    tokio::task::spawn_blocking(move || http_document(&rt, &p, &event, &payload))
+                        .await
+                        .unwrap_or_else(|e| Err(Outcome::Failed { error: format!("the script panicked: {e}") }))
+                } else {
+                    Ok(p.doc.clone())
+                };
+                match (built, &p.sink.kind) {
+                    (Err(outcome), _) => (outcome, policy),
+                    (Ok(doc), SinkKind::Http(h)) => {
+                        let event_id = delivery_event_id(event);
+                        let envelope = Envelope { event_type: &event.event_type, event_id: &event_id };
+                        let last_try = d.attempts + 1 >= p.sink.retry.attempts;
+                        (h.deliver(client, &h.item(doc, &envelope), &envelope, last_try).await, policy)
+                    }
+                    (Ok(_), SinkKind::Store(_)) => {
+                        (Outcome::Retry { error: "sink changed type".into(), after: None }, policy)
+                    }
                 }
-                SinkKind::Store(_) => (Outcome::Retry { error: "sink changed type".into(), after: None }, p.sink.retry),
-            },
+            }
         },
     };
     let event = d.event;
@@ -205,6 +223,10 @@ fn report(rt: &Runtime, route: &str, d: &DeliveryV1, outcome: &Outcome) {
             Stats::bump(&rt.stats.delivered);
             tracing::info!(route, event = d.event, sink = %d.sink, reason = %reason, "Delivery skipped.");
         }
+        (Outcome::Dropped { reason }, _) => {
+            Stats::bump(&rt.stats.delivered);
+            tracing::info!(route, event = d.event, sink = %d.sink, reason = %reason, "Dropped by the script.");
+        }
         (_, DeliveryStatus::Failed) => {
             Stats::bump(&rt.stats.failed);
             tracing::error!(
@@ -226,35 +248,15 @@ fn delivery_event_id(event: &EventV1) -> String {
 }
 
 /// One attempt of a batch: one request with a JSON array, the outcome
-/// recorded for each of its deliveries (retried as a unit).
-async fn deliver_http_batch(rt: &Runtime, client: &reqwest::Client, ds: Vec<DeliveryV1>) {
-    let mut events: HashMap<u64, Option<(EventV1, Value)>> = HashMap::new();
-    let mut items = Vec::new();
-    let mut members = Vec::new();
-    let mut settled = Vec::new();
-    let mut sink = None;
-    for d in ds {
-        let loaded = events.entry(d.event).or_insert_with(|| load_event(rt, d.event));
-        let Some((event, payload)) = loaded.as_ref() else {
-            settled.push((
-                d,
-                Outcome::Retry { error: "cannot read the event".into(), after: None },
-                RetryPolicy::default(),
-            ));
-            continue;
-        };
-        match prepare(rt, event, payload, &d) {
-            Err((outcome, policy)) => settled.push((d, outcome, policy)),
-            Ok(p) => {
-                if let SinkKind::Http(h) = &p.sink.kind {
-                    let id = delivery_event_id(event);
-                    items.push(h.item(p.doc, &Envelope { event_type: &event.event_type, event_id: &id }));
-                }
-                sink = Some(p.sink);
-                members.push(d);
-            }
-        }
-    }
+/// recorded for each of its deliveries (retried as a unit). The documents
+/// are built on the blocking pool (their rules may run scripts).
+async fn deliver_http_batch(rt: &Arc<Runtime>, client: &reqwest::Client, ds: Vec<DeliveryV1>) {
+    let rt2 = rt.clone();
+    let Ok(built) = tokio::task::spawn_blocking(move || batch_items(&rt2, ds)).await else {
+        tracing::error!("Building a batch panicked; its deliveries stay due.");
+        return;
+    };
+    let BatchItems { events, items, members, mut settled, sink } = built;
     if let (Some(sink), false) = (sink, members.is_empty()) {
         if let SinkKind::Http(h) = &sink.kind {
             let first = &members[0];
@@ -266,6 +268,49 @@ async fn deliver_http_batch(rt: &Runtime, client: &reqwest::Client, ds: Vec<Deli
         }
     }
     record_all(rt, &events, settled);
+}
+
+/// A batch ready to send: the items, the deliveries they stand for, and
+/// those already settled (gone from the config, dropped by a script...).
+struct BatchItems {
+    events: HashMap<u64, Option<(EventV1, Value)>>,
+    items: Vec<Value>,
+    members: Vec<DeliveryV1>,
+    settled: Vec<(DeliveryV1, Outcome, RetryPolicy)>,
+    sink: Option<Arc<Sink>>,
+}
+
+fn batch_items(rt: &Runtime, ds: Vec<DeliveryV1>) -> BatchItems {
+    let mut b =
+        BatchItems { events: HashMap::new(), items: Vec::new(), members: Vec::new(), settled: Vec::new(), sink: None };
+    for d in ds {
+        let loaded = b.events.entry(d.event).or_insert_with(|| load_event(rt, d.event));
+        let Some((event, payload)) = loaded.as_ref() else {
+            let unreadable = Outcome::Retry { error: "cannot read the event".into(), after: None };
+            b.settled.push((d, unreadable, RetryPolicy::default()));
+            continue;
+        };
+        let p = match prepare(rt, event, payload, &d) {
+            Ok(p) => p,
+            Err((outcome, policy)) => {
+                b.settled.push((d, outcome, policy));
+                continue;
+            }
+        };
+        match (http_document(rt, &p, event, payload), &p.sink.kind) {
+            (Err(outcome), _) => b.settled.push((d, outcome, p.sink.retry)),
+            (Ok(doc), SinkKind::Http(h)) => {
+                let id = delivery_event_id(event);
+                b.items.push(h.item(doc, &Envelope { event_type: &event.event_type, event_id: &id }));
+                b.sink = Some(p.sink.clone());
+                b.members.push(d);
+            }
+            (Ok(_), SinkKind::Store(_)) => {
+                b.settled.push((d, Outcome::Retry { error: "sink changed type".into(), after: None }, p.sink.retry))
+            }
+        }
+    }
+    b
 }
 
 /// Records attempts' outcomes in one log batch, then logs and counts each.
@@ -287,14 +332,27 @@ fn record_all(
 }
 
 /// What a delivery resolves to in the current config.
+#[derive(Clone)]
 struct Prepared {
     sink: Arc<Sink>,
+    route: Arc<Route>,
+    rule: usize,
+    /// The mapped document, before `when:`/`script:`.
     doc: Value,
     /// Store sinks: the record key.
     key: Option<String>,
+    /// The record a script sees as `current`: (tree, key) of this target
+    /// when it is a store, else of the rule's first store target.
+    current_at: Option<(String, String)>,
 }
 
-/// Resolves route → rule → target → sink in the current config and builds
+impl Prepared {
+    fn rule(&self) -> &Rule {
+        &self.route.rules[self.rule]
+    }
+}
+
+/// Resolves route → rule → target → sink in the current config and maps
 /// the document; a delivery whose route, rule or sink is gone fails with a
 /// clear error (retry it once the config has it again).
 fn prepare(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> Result<Prepared, (Outcome, RetryPolicy)> {
@@ -315,20 +373,62 @@ fn prepare(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> Re
     let sink =
         config.sinks.get(&d.sink).ok_or_else(|| failed(format!("sink `{}` is no longer in the config", d.sink)))?;
     let ctx = Context { body: payload, params: &event.params, query: &event.query, headers: &event.headers };
-    let key = match &sink.kind {
-        SinkKind::Store(store) => target.key.as_ref().or(store.key.as_ref()).and_then(|k| k.eval_string(&ctx)),
-        SinkKind::Http(_) => None,
+    let store_key = |t: &Target| match config.sinks.get(&t.sink).map(|s| &s.kind) {
+        Some(SinkKind::Store(store)) => {
+            t.key.as_ref().or(store.key.as_ref()).and_then(|k| k.eval_string(&ctx)).map(|k| (store.tree.clone(), k))
+        }
+        _ => None,
     };
-    Ok(Prepared { sink: sink.clone(), doc: rule.document(&ctx), key })
+    let own = store_key(target);
+    let current_at = match rule.has_scripts() {
+        true => own.clone().or_else(|| rule.targets.iter().find_map(store_key)),
+        false => None,
+    };
+    Ok(Prepared {
+        sink: sink.clone(),
+        route: route.clone(),
+        rule: d.rule as usize,
+        doc: rule.document(&ctx),
+        key: own.map(|(_, k)| k),
+        current_at,
+    })
 }
 
-/// One store delivery.
+/// The scripts' verdict as a delivery outcome. A script error is final
+/// (running the same script on the same event fails the same way): fix the
+/// script, then `router events retry`.
+fn script_outcome(o: script::Outcome) -> Outcome {
+    match o {
+        script::Outcome::NotApplicable(reason) => Outcome::Skipped { reason },
+        script::Outcome::Dropped(reason) => Outcome::Dropped { reason },
+        script::Outcome::Error(e) => Outcome::Failed { error: e.to_string() },
+    }
+}
+
+/// The document an HTTP delivery sends: mapped, then through `when:` and
+/// `script:` with the rule's store record as `current`.
+fn http_document(rt: &Runtime, p: &Prepared, event: &EventV1, payload: &Value) -> Result<Value, Outcome> {
+    let rule = p.rule();
+    if !rule.has_scripts() {
+        return Ok(p.doc.clone());
+    }
+    let current = match &p.current_at {
+        Some((tree, key)) => {
+            rt.data.records.get(tree, key).map_err(|e| Outcome::Retry { error: format!("store: {e}"), after: None })?
+        }
+        None => None,
+    };
+    rule.finish(p.doc.clone(), payload, event, current.as_ref()).map_err(script_outcome)
+}
+
+/// One store delivery: the scripts run inside the store's swap loop, on
+/// the record as it is at that moment.
 fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (Outcome, RetryPolicy) {
     let p = match prepare(rt, event, payload, d) {
         Ok(p) => p,
         Err(failed) => return failed,
     };
-    let outcome = match (&p.sink.kind, p.key) {
+    let outcome = match (&p.sink.kind, &p.key) {
         (SinkKind::Store(store), Some(key)) => {
             let meta = SyncMetadata {
                 log_id: event.id,
@@ -338,7 +438,10 @@ fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (O
                 received_at: event.received_at.clone(),
                 event_time: event.event_time.clone(),
             };
-            rt.data.records.apply(&store.tree, &key, store.mode, p.doc, &meta)
+            let rule = p.rule();
+            rt.data.records.apply(&store.tree, key, store.mode, &meta, |current| {
+                rule.finish(p.doc.clone(), payload, event, current).map_err(script_outcome)
+            })
         }
         (SinkKind::Store(_), None) => Outcome::Failed { error: "the record key is missing from the event".into() },
         (SinkKind::Http(_), _) => Outcome::Retry { error: "sink changed type".into(), after: None },

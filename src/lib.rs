@@ -13,7 +13,8 @@
 //! - [`log`] makes an accepted event and its deliveries durable before
 //!   the 2xx (group commit on sled).
 //! - [`dispatch`] works the log's due queue into [`sink`]s and records
-//!   every outcome.
+//!   every outcome, running rules' `when:` and `script:` ([`script`],
+//!   sandboxed Rhai) on the way.
 //! - [`runtime`] holds what they share: the config snapshot and the data dir.
 //! - [`cli`] is the command line; [`telemetry`] logging and counters.
 
@@ -25,6 +26,7 @@ pub mod log;
 pub mod mapping;
 pub mod route;
 pub mod runtime;
+pub mod script;
 pub mod server;
 pub mod sink;
 pub mod telemetry;

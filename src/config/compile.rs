@@ -12,6 +12,7 @@ use crate::mapping::{Expr, ExprError, Mapping};
 use crate::route::filter::EventFilter;
 use crate::route::table::{template_params, Endpoint, RouteTable};
 use crate::route::{EventSpec, Requirement, Route, Rule, Target, ValueKind, DEFAULT_BODY_LIMIT};
+use crate::script::{self, Engines, Limits};
 use crate::sink::http::{self as http_sink, HttpSink};
 use crate::sink::{RetryPolicy, Sink, SinkKind, StoreMode, StoreSink, SINK_TYPES};
 use crate::verify::presets::{self, SCHEMES};
@@ -42,11 +43,31 @@ pub(super) fn compile(
         }
     }
 
+    let mut engines = Engines::default();
+    // Directory-wide script limits: `script_limits:` in a file without a route.
+    let mut default_limits = Limits::default();
+    let mut limits_origin: Option<(PathBuf, Pos)> = None;
+    for (path, text, raw) in &files {
+        let (Some(l), None) = (&raw.script_limits, &raw.route) else { continue };
+        let mut cx = Cx { file: path, text, env, diags: &mut diags, engines: &mut engines, limits: Limits::default() };
+        if let Some((f, p)) = &limits_origin {
+            cx.error(Pos::of(l), "directory-wide `script_limits` are set twice").with_hint(format!(
+                "the first is at {}:{}:{}; keep one, or move this one into a route file to apply to that route only",
+                f.display(),
+                p.line,
+                p.column
+            ));
+        } else if let Some(limits) = cx.script_limits(l) {
+            default_limits = limits;
+            limits_origin = Some((path.to_path_buf(), Pos::of(l)));
+        }
+    }
+
     // Sinks first: routes in any file may name them.
     let mut sinks: BTreeMap<String, Arc<Sink>> = BTreeMap::new();
     let mut sink_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     for (path, text, raw) in &files {
-        let mut cx = Cx { file: path, text, env, diags: &mut diags };
+        let mut cx = Cx { file: path, text, env, diags: &mut diags, engines: &mut engines, limits: default_limits };
         for (name, sink) in raw.sinks.iter().flat_map(|m| m.0.iter()) {
             if let Some((first_file, first_pos)) = sink_origin.get(&name.value) {
                 cx.error(Pos::of(name), format!("sink `{}` is declared twice", name.value)).with_hint(format!(
@@ -70,7 +91,10 @@ pub(super) fn compile(
     let mut route_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     let mut path_origin: HashMap<String, String> = HashMap::new();
     for (path, text, raw) in &files {
-        let mut cx = Cx { file: path, text, env, diags: &mut diags };
+        let mut cx = Cx { file: path, text, env, diags: &mut diags, engines: &mut engines, limits: default_limits };
+        if let (Some(l), Some(_)) = (&raw.script_limits, &raw.route) {
+            cx.limits = cx.script_limits(l).unwrap_or(default_limits);
+        }
         if let Some(route) = cx.route(raw, &sinks, &sink_origin) {
             let name_pos = raw.route.as_ref().map(Pos::of).unwrap_or_default();
             let path_pos = raw.path.as_ref().map(Pos::of).unwrap_or_default();
@@ -169,6 +193,10 @@ struct Cx<'a> {
     text: &'a str,
     env: &'a dyn EnvSource,
     diags: &'a mut Diagnostics,
+    /// Script engines, shared by every script with the same limits.
+    engines: &'a mut Engines,
+    /// The sandbox limits of this file's scripts.
+    limits: Limits,
 }
 
 /// A diagnostic just pushed, so a hint can be added fluently.
@@ -925,11 +953,121 @@ impl<'a> Cx<'a> {
                 ordered_by: ordered_by.flatten(),
             });
         }
+        let when =
+            raw.when.as_ref().map(|w| self.rhai(w, script::Kind::Condition, false).map(|c| (c, w.value.clone())));
+        let script = raw.script.as_ref().map(|s| self.rhai(s, script::Kind::Script, true));
+        if matches!(when, Some(None)) || matches!(script, Some(None)) {
+            ok = false;
+        }
         let name = raw.name.as_ref().map_or_else(|| format!("{route}#{index}"), |n| n.value.clone());
         match (on, map, ok) {
-            (Some(on), Some(map), true) => Some(Rule { name, on, map, targets }),
+            (Some(on), Some(map), true) => {
+                Some(Rule { name, on, map, when: when.flatten(), script: script.flatten(), targets })
+            }
             _ => None,
         }
+    }
+
+    /// Compiles a `when:` or `script:`; a `script:` naming a `.rhai` file is
+    /// read from beside the route file. Errors point into the script's file,
+    /// or into the YAML for inline source.
+    fn rhai(&mut self, s: &S<String>, kind: script::Kind, may_be_file: bool) -> Option<script::Compiled> {
+        let text = s.value.trim_end();
+        let engine = self.engines.get(self.limits);
+        if may_be_file && !text.contains('\n') && text.ends_with(".rhai") {
+            let relative = Path::new(text);
+            if relative.is_absolute() || relative.components().any(|c| c == std::path::Component::ParentDir) {
+                self.error(Pos::of(s), format!("script `{text}` must be a path inside the routes directory"))
+                    .with_hint("write it relative to this file, e.g. `scripts/engagement.rhai`");
+                return None;
+            }
+            let file = self.file.parent().unwrap_or(Path::new(".")).join(relative);
+            let source = match std::fs::read_to_string(&file) {
+                Ok(source) => source,
+                Err(e) => {
+                    self.error(Pos::of(s), format!("cannot read script `{}`: {e}", file.display()))
+                        .with_hint("scripts are read relative to the route file's directory");
+                    return None;
+                }
+            };
+            return script::Compiled::compile(engine, self.limits, kind, &source, script::Origin::file(&file))
+                .map_err(|e| {
+                    let at = Pos { line: e.line as u64, column: e.column as u64 };
+                    self.diags.push(Diagnostic::error(&file, at, e.message));
+                })
+                .ok();
+        }
+        let origin = self.inline_origin(s);
+        script::Compiled::compile(engine, self.limits, kind, &s.value, origin)
+            .map_err(|e| {
+                let d = self.error(Pos { line: e.line as u64, column: e.column as u64 }, e.message);
+                if kind == script::Kind::Condition {
+                    d.with_hint("`when:` is one Rhai expression over `payload`, `event` and `doc`, e.g. `payload.data.severity == \"HIGH\"`");
+                }
+            })
+            .ok()
+    }
+
+    /// Where inline Rhai text sits in the YAML: a one-line scalar starts at
+    /// its position (after any quote); a block scalar (`|`) is located at its
+    /// first content line, and every line starts at that indentation.
+    fn inline_origin(&self, s: &S<String>) -> script::Origin {
+        let at = Pos::of(s);
+        let mut origin = script::Origin::file(self.file);
+        if s.value.trim_end().contains('\n') {
+            let first = self.text.lines().nth(at.line.saturating_sub(1) as usize).unwrap_or("");
+            let indent = first.len() - first.trim_start().len();
+            origin.line_offset = at.line.saturating_sub(1) as usize;
+            origin.first_line_column = indent;
+            origin.column_offset = indent;
+        } else {
+            let start = self.pos_in(s, 0);
+            origin.line_offset = start.line as usize - 1;
+            origin.first_line_column = start.column as usize - 1;
+        }
+        origin
+    }
+
+    fn script_limits(&mut self, l: &S<raw::RawScriptLimits>) -> Option<Limits> {
+        let raw = &l.value;
+        let mut limits = Limits::default();
+        let mut ok = true;
+        let mut positive = |cx: &mut Self, v: &Option<S<usize>>, name: &str, slot: &mut usize| {
+            if let Some(v) = v {
+                if v.value == 0 {
+                    cx.error(Pos::of(v), format!("script_limits.{name} must be above 0"));
+                    ok = false;
+                }
+                *slot = v.value;
+            }
+        };
+        positive(self, &raw.call_depth, "call_depth", &mut limits.call_depth);
+        positive(self, &raw.expr_depth, "expr_depth", &mut limits.expr_depth);
+        positive(self, &raw.array_size, "array_size", &mut limits.array_size);
+        positive(self, &raw.map_size, "map_size", &mut limits.map_size);
+        let mut string_size = None;
+        if let Some(v) = &raw.string_size {
+            string_size = Some(S { value: v.value.0 as usize, referenced: v.referenced, defined: v.defined });
+        }
+        positive(self, &string_size, "string_size", &mut limits.string_size);
+        if let Some(v) = &raw.operations {
+            if v.value == 0 {
+                self.error(Pos::of(v), "script_limits.operations must be above 0");
+                ok = false;
+            }
+            limits.operations = v.value;
+        }
+        if let Some(w) = &raw.wall_time {
+            match self.duration(w) {
+                Some(d) if !d.is_zero() => limits.wall_time = d,
+                Some(_) => {
+                    self.error(Pos::of(w), "script_limits.wall_time must be above 0").with_hint("e.g. `100ms`");
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(limits)
     }
 
     fn view(&mut self, v: &S<raw::RawView>) -> Option<View> {

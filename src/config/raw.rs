@@ -33,6 +33,24 @@ pub struct RawFile {
     pub views: Option<Vec<S<RawView>>>,
     /// Sample payloads per event type, for `router send`.
     pub examples: Option<OrderedMap<serde_json::Value>>,
+    /// Sandbox limits of this route's scripts; in a file without a route,
+    /// the default for the whole directory.
+    pub script_limits: Option<S<RawScriptLimits>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScriptLimits {
+    /// Rhai operations per run.
+    pub operations: Option<S<u64>>,
+    pub call_depth: Option<S<usize>>,
+    pub expr_depth: Option<S<usize>>,
+    /// Longest string a script may build, e.g. `1MiB`.
+    pub string_size: Option<S<ByteSize>>,
+    pub array_size: Option<S<usize>>,
+    pub map_size: Option<S<usize>>,
+    /// Wall-clock time per run, e.g. `100ms`.
+    pub wall_time: Option<S<String>>,
 }
 
 /// The keys a route file may hold at top level (for "did you mean" hints).
@@ -49,6 +67,7 @@ pub const FILE_KEYS: &[&str] = &[
     "sinks",
     "views",
     "examples",
+    "script_limits",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +127,10 @@ pub struct RawRule {
     pub name: Option<S<String>>,
     pub on: S<OneOrMany<S<String>>>,
     pub map: Option<S<MapNode>>,
+    /// A Rhai expression over `payload`, `event`, `doc`; false skips the rule.
+    pub when: Option<S<String>>,
+    /// A `.rhai` file (relative to the route file) or inline Rhai source.
+    pub script: Option<S<String>>,
     pub to: Vec<S<RawTarget>>,
 }
 

@@ -476,6 +476,7 @@ fn apply_outcome(d: &mut DeliveryV1, outcome: Outcome, policy: &RetryPolicy, now
     let (status, label, error) = match outcome {
         Outcome::Delivered => (DeliveryStatus::Delivered, "delivered", None),
         Outcome::Skipped { reason } => (DeliveryStatus::Skipped, "skipped", Some(reason)),
+        Outcome::Dropped { reason } => (DeliveryStatus::Dropped, "dropped", Some(reason)),
         Outcome::Failed { error } => (DeliveryStatus::Failed, "failed", Some(error)),
         Outcome::Retry { error, after } => {
             match retry::next_delay(policy, d.attempts, after, jitter_draw(), since_first(d, now)) {

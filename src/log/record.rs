@@ -43,6 +43,8 @@ pub enum DeliveryStatus {
     Delivered,
     /// Deliberately not applied (e.g. older than the stored record).
     Skipped,
+    /// A script called `drop(reason)`: deliberately not sent.
+    Dropped,
     /// Gave up; kept with its error until retried.
     Failed,
 }

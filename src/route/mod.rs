@@ -4,7 +4,9 @@
 pub mod filter;
 pub mod table;
 
+use crate::log::EventV1;
 use crate::mapping::{Context, Expr, Mapping};
+use crate::script::{self, Compiled};
 use crate::verify::Verifier;
 use filter::EventFilter;
 use serde_json::Value;
@@ -162,15 +164,46 @@ pub struct Rule {
     pub on: EventFilter,
     /// Without `map:` the document is the whole JSON body.
     pub map: Option<Mapping>,
+    /// `when:`: the condition and its text (for the skip reason).
+    pub when: Option<(Compiled, String)>,
+    pub script: Option<Compiled>,
     pub targets: Vec<Target>,
 }
 
 impl Rule {
+    /// The mapped document, before any script.
     pub fn document(&self, ctx: &Context) -> Value {
         match &self.map {
             Some(m) => m.build(ctx),
             None => ctx.body.clone(),
         }
+    }
+
+    /// Whether delivering needs Rhai (which must run off the async workers).
+    pub fn has_scripts(&self) -> bool {
+        self.when.is_some() || self.script.is_some()
+    }
+
+    /// Runs `when:` and `script:` over the mapped document; without them
+    /// the document passes through untouched (and unconverted).
+    pub fn finish(
+        &self,
+        doc: Value,
+        payload: &Value,
+        event: &EventV1,
+        current: Option<&Value>,
+    ) -> Result<Value, script::Outcome> {
+        if !self.has_scripts() {
+            return Ok(doc);
+        }
+        let mut run = script::Run::new(&doc, payload, event, current)?;
+        if let Some((condition, text)) = &self.when {
+            run.check(condition, text)?;
+        }
+        if let Some(s) = &self.script {
+            run.transform(s)?;
+        }
+        run.into_doc()
     }
 }
 

@@ -157,7 +157,7 @@ pub fn classify(status: reqwest::StatusCode, retry_after: Option<&str>) -> Outco
 fn error_of(o: &Outcome) -> String {
     match o {
         Outcome::Retry { error, .. } | Outcome::Failed { error } => error.clone(),
-        Outcome::Skipped { reason } => reason.clone(),
+        Outcome::Skipped { reason } | Outcome::Dropped { reason } => reason.clone(),
         Outcome::Delivered => "delivered".into(),
     }
 }

@@ -37,6 +37,10 @@ pub enum Outcome {
     Skipped {
         reason: String,
     },
+    /// A script dropped the event (`drop(reason)`).
+    Dropped {
+        reason: String,
+    },
     /// Failed this time; may succeed later (`after`: what the sink asked for).
     Retry {
         error: String,

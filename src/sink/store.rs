@@ -85,7 +85,17 @@ impl Records {
 
     /// Applies one delivery to the record under `key`, atomically (compare
     /// and swap, so concurrent deliveries to one key cannot lose an update).
-    pub fn apply(&self, tree: &str, key: &str, mode: StoreMode, doc: Value, meta: &SyncMetadata) -> Outcome {
+    /// `build` makes the document from the live record (`None` when absent):
+    /// it runs inside the swap loop, so a script reading `current` never
+    /// works from a stale copy; its `Err` outcome is returned unapplied.
+    pub fn apply(
+        &self,
+        tree: &str,
+        key: &str,
+        mode: StoreMode,
+        meta: &SyncMetadata,
+        mut build: impl FnMut(Option<&Value>) -> Result<Value, Outcome>,
+    ) -> Outcome {
         let tree = match self.tree(tree) {
             Ok(t) => t,
             Err(e) => return Outcome::Retry { error: format!("store: {e}"), after: None },
@@ -99,11 +109,15 @@ impl Records {
             if let Some(reason) = existing.as_ref().and_then(|r| stale(r, meta)) {
                 return Outcome::Skipped { reason };
             }
+            let live = existing.filter(|r| !is_tombstone(r));
+            let doc = match build(live.as_ref()) {
+                Ok(doc) => doc,
+                Err(outcome) => return outcome,
+            };
             let next = match mode {
                 StoreMode::Delete => Some(with_metadata(serde_json::json!({ DELETED: true }), meta)),
-                StoreMode::Upsert => Some(with_metadata(doc.clone(), meta)),
+                StoreMode::Upsert => Some(with_metadata(doc, meta)),
                 StoreMode::Merge => {
-                    let live = existing.clone().filter(|r| !is_tombstone(r));
                     let mut base = live.unwrap_or_else(|| Value::Object(Map::new()));
                     merge_patch(&mut base, &doc);
                     Some(with_metadata(base, meta))
@@ -229,26 +243,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let records = Records::new(sled::open(dir.path()).unwrap());
         let newer = meta(2, Some("2025-01-02T00:00:00Z"));
-        assert_eq!(records.apply("t", "k", StoreMode::Upsert, json!({"v": 2}), &newer), Outcome::Delivered);
+        assert_eq!(records.apply("t", "k", StoreMode::Upsert, &newer, |_| Ok(json!({"v": 2}))), Outcome::Delivered);
         let older = meta(1, Some("2025-01-01T00:00:00Z"));
-        assert!(matches!(records.apply("t", "k", StoreMode::Upsert, json!({"v": 1}), &older), Outcome::Skipped { .. }));
-        assert!(matches!(records.apply("t", "k", StoreMode::Merge, json!({"v": 3}), &newer), Outcome::Skipped { .. }));
+        assert!(matches!(
+            records.apply("t", "k", StoreMode::Upsert, &older, |_| Ok(json!({"v": 1}))),
+            Outcome::Skipped { .. }
+        ));
+        assert!(matches!(
+            records.apply("t", "k", StoreMode::Merge, &newer, |_| Ok(json!({"v": 3}))),
+            Outcome::Skipped { .. }
+        ));
         assert_eq!(records.get("t", "k").unwrap().unwrap()["v"], json!(2));
         let later = meta(3, Some("2025-01-03T00:00:00Z"));
-        assert_eq!(records.apply("t", "k", StoreMode::Merge, json!({"w": 1}), &later), Outcome::Delivered);
+        assert_eq!(records.apply("t", "k", StoreMode::Merge, &later, |_| Ok(json!({"w": 1}))), Outcome::Delivered);
         let rec = records.get("t", "k").unwrap().unwrap();
         assert_eq!((rec["v"].clone(), rec["w"].clone()), (json!(2), json!(1)));
         let deleted = meta(4, Some("2025-01-04T00:00:00Z"));
-        assert_eq!(records.apply("t", "k", StoreMode::Delete, json!(null), &deleted), Outcome::Delivered);
+        assert_eq!(records.apply("t", "k", StoreMode::Delete, &deleted, |_| Ok(json!(null))), Outcome::Delivered);
         assert!(records.get("t", "k").unwrap().is_none());
         assert!(records.list("t", &[], None, 10).unwrap().is_empty());
         // An update older than the delete does not bring the record back...
         let stale = meta(5, Some("2025-01-03T12:00:00Z"));
-        assert!(matches!(records.apply("t", "k", StoreMode::Merge, json!({"v": 9}), &stale), Outcome::Skipped { .. }));
+        assert!(matches!(
+            records.apply("t", "k", StoreMode::Merge, &stale, |_| Ok(json!({"v": 9}))),
+            Outcome::Skipped { .. }
+        ));
         assert!(records.get("t", "k").unwrap().is_none());
         // ...a newer one does, without the deleted fields.
         let fresh = meta(6, Some("2025-01-05T00:00:00Z"));
-        assert_eq!(records.apply("t", "k", StoreMode::Merge, json!({"v": 10}), &fresh), Outcome::Delivered);
+        assert_eq!(records.apply("t", "k", StoreMode::Merge, &fresh, |_| Ok(json!({"v": 10}))), Outcome::Delivered);
         let back = records.get("t", "k").unwrap().unwrap();
         assert_eq!(
             (back["v"].clone(), back.get("w").is_none(), back.get("_deleted").is_none()),

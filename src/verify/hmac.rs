@@ -240,7 +240,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Ver
 fn sorted_form(body: &[u8]) -> String {
     let mut params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     params.sort();
-    params.into_iter().map(|(k, v)| k + &v).collect()
+    params.into_iter().map(|(k, v)| k + v.as_str()).collect()
 }
 
 impl HmacVerifier {

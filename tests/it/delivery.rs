@@ -423,29 +423,43 @@ async fn seed_002_example_fans_out_to_make_scenarios() {
         ("APP_EVENTS_TOKEN", "app-secret".to_string()),
         ("MAKE_WEBHOOK_PAYMENTS_URL", make.url("/payments")),
         ("MAKE_WEBHOOK_SUPPORT_TICKETS_URL", make.url("/tickets")),
+        ("MAKE_WEBHOOK_ERRORS_URL", make.url("/errors")),
     ];
     let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let routes = crate::util::repo().join("examples/seed-002-make/routes.d");
     let r = TestRouter::start_with(&routes, data.path(), env).await;
     let mut ids = Vec::new();
-    for name in ["payment.success", "cohort.enrollment.created", "ticket.created"] {
+    for name in ["payment.success", "cohort.enrollment.created", "ticket.created", "error.occurred"] {
         let body = std::fs::read_to_string(routes.join(format!("../payloads/{name}.json"))).unwrap();
         let (status, answer) = post(&r.url("/api/events"), "app-secret", &body, &[]).await;
         assert_eq!(status, 200, "{answer}");
         ids.push(answer["id"].as_str().unwrap().parse::<u64>().unwrap());
     }
+    // A LOW error is not forwarded: `when:` skips it, with the reason kept.
+    let low = r#"{"type": "error.occurred", "id": "evt_err_2", "data": {"severity": "LOW", "message": "slow query"}}"#;
+    let (status, answer) = post(&r.url("/api/events"), "app-secret", low, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    let low_id = answer["id"].as_str().unwrap().parse::<u64>().unwrap();
     for id in ids {
         assert_eq!(settled(&r, id).await[0].status, DeliveryStatus::Delivered);
     }
+    let skipped = &settled(&r, low_id).await[0];
+    assert_eq!(skipped.status, DeliveryStatus::Skipped);
+    assert!(skipped.last_error.as_deref().unwrap().contains("is false"), "{skipped:?}");
     let mut got: Vec<(String, Value)> =
         make.requests().into_iter().map(|q| (q.path, serde_json::from_str(&q.body).unwrap())).collect();
     got.sort_by_key(|(_, b)| b["event_id"].as_str().unwrap().to_string());
     let summary: Vec<(&str, &str)> = got.iter().map(|(p, b)| (p.as_str(), b["type"].as_str().unwrap())).collect();
     assert_eq!(
         summary,
-        [("/payments", "cohort.enrollment.created"), ("/payments", "payment.success"), ("/tickets", "ticket.created")]
+        [
+            ("/payments", "cohort.enrollment.created"),
+            ("/errors", "error.occurred"),
+            ("/payments", "payment.success"),
+            ("/tickets", "ticket.created")
+        ]
     );
-    let payment = &got[1].1;
+    let payment = &got[2].1;
     assert_eq!((&payment["event_id"], &payment["payload"]["amount"]), (&json!("evt_pay_1"), &json!(4900)));
     let (status, _) = post(&r.url("/api/events"), "wrong", "{}", &[]).await;
     assert_eq!(status, 401);
