@@ -299,3 +299,140 @@ fn event_object(e: &EventV1) -> Value {
         "headers": pairs(&e.headers),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event() -> EventV1 {
+        EventV1 {
+            id: 7,
+            route: "r".into(),
+            event_type: "membership.accessed".into(),
+            event_id: Some("msg_1".into()),
+            event_time: None,
+            received_at: "2025-10-21T10:00:00.000Z".into(),
+            received_ms: 0,
+            params: vec![("sessionId".into(), "s-1".into())],
+            query: vec![],
+            headers: vec![],
+            deliveries: 1,
+        }
+    }
+
+    fn compile_with(limits: Limits, kind: Kind, source: &str) -> Result<Compiled, CompileError> {
+        let engine = Engines::default().get(limits);
+        Compiled::compile(engine, limits, kind, source, Origin::file(Path::new("t.rhai")))
+    }
+
+    fn run_with(limits: Limits, source: &str, current: Option<Value>) -> Result<Value, Outcome> {
+        let script = compile_with(limits, Kind::Script, source).unwrap();
+        let mut run = Run::new(&json!({"n": 1}), &json!({"data": {"x": "y"}}), &event(), current.as_ref())?;
+        run.transform(&script)?;
+        run.into_doc()
+    }
+
+    fn run(source: &str) -> Result<Value, Outcome> {
+        run_with(Limits::default(), source, None)
+    }
+
+    fn error_of(r: Result<Value, Outcome>) -> String {
+        match r {
+            Err(Outcome::Error(e)) => e.0,
+            other => panic!("expected a script error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sees_doc_payload_event_and_current() {
+        let src = "doc.n += 1; doc.x = payload.data.x; doc.session = event.params.sessionId; \
+                   doc.seen = (current?.seen ?? 0) + 1; doc.kind = event.type;";
+        let out = run_with(Limits::default(), src, Some(json!({"seen": 4}))).unwrap();
+        assert_eq!(out, json!({"n": 2, "x": "y", "session": "s-1", "seen": 5, "kind": "membership.accessed"}));
+        assert_eq!(run("doc.seen = current?.seen ?? 0;").unwrap()["seen"], 0);
+    }
+
+    #[test]
+    fn a_returned_map_is_the_document_and_other_values_are_errors() {
+        assert_eq!(run("#{ replaced: true }").unwrap(), json!({"replaced": true}));
+        assert!(error_of(run("42")).contains("returned a i64"));
+    }
+
+    #[test]
+    fn drop_records_the_reason() {
+        assert_eq!(run(r#"drop("not a credit pack")"#), Err(Outcome::Dropped("not a credit pack".into())));
+        assert_eq!(run("drop()"), Err(Outcome::Dropped("dropped by the script".into())));
+    }
+
+    #[test]
+    fn runtime_errors_name_the_place() {
+        let e = error_of(run("let a = 1;\nlet b = a + no_such_fn();"));
+        assert!(e.starts_with("t.rhai:2:13: Function not found: no_such_fn"), "{e}");
+    }
+
+    #[test]
+    fn limits_stop_runaway_scripts() {
+        assert!(error_of(run("loop { doc.n += 1; }")).contains("more operations than its limit"));
+        let slow = Limits { operations: u64::MAX, wall_time: Duration::from_millis(20), ..Limits::default() };
+        let started = Instant::now();
+        assert!(error_of(run_with(slow, "loop { doc.n += 1; }", None)).contains("wall-time limit (20ms)"));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let e = error_of(run(r#"let s = "xxxxxxxx"; loop { s += s; }"#));
+        assert!(e.contains("Length of string"), "{e}");
+        let e = error_of(run("let a = []; loop { a.push(1); }"));
+        assert!(e.contains("Size of array"), "{e}");
+        let e = error_of(run("fn f(n) { f(n + 1) } f(0)"));
+        assert!(e.contains("Stack overflow") || e.contains("call"), "{e}");
+    }
+
+    #[test]
+    fn no_eval_and_no_modules() {
+        let e = compile_with(Limits::default(), Kind::Script, r#"eval("1 + 1")"#).unwrap_err();
+        assert!(e.message.contains("eval"), "{}", e.message);
+        assert!(compile_with(Limits::default(), Kind::Script, r#"import "os" as os;"#).is_err());
+    }
+
+    #[test]
+    fn conditions_must_be_booleans() {
+        let check = |src: &str| {
+            let c = compile_with(Limits::default(), Kind::Condition, src).unwrap();
+            Run::new(&json!({}), &json!({"data": {"severity": "HIGH"}}), &event(), None).unwrap().check(&c, src)
+        };
+        assert_eq!(check(r#"payload.data.severity in ["HIGH", "CRITICAL"]"#), Ok(()));
+        assert!(matches!(check(r#"payload.data.severity == "LOW""#), Err(Outcome::NotApplicable(_))));
+        assert!(matches!(check("payload.data.severity"), Err(Outcome::Error(_))));
+        // An expression, not statements.
+        assert!(compile_with(Limits::default(), Kind::Condition, "let x = 1; x == 1").is_err());
+    }
+
+    #[test]
+    fn helpers() {
+        let out = run(r#"
+            doc.sha = sha256("abc");
+            doc.mac = hmac_sha256("Jefe", "what do ya want for nothing?");
+            doc.id = uuid();
+            doc.t = parse_time("2025-10-21T10:00:00Z");
+            doc.unix = parse_time(1761040800);
+            doc.back = format_time(doc.t + 1500);
+            doc.gap = seconds_between("2025-10-21T10:00:00Z", "2025-10-21T10:01:30Z");
+            doc.json = to_json(#{ a: [1, 2] });
+            doc.parsed = parse_json("{\"b\": true}");
+            doc.now = now();
+        "#)
+        .unwrap();
+        // FIPS 180-2 and RFC 4231 (test case 2) vectors.
+        assert_eq!(out["sha"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(out["mac"], "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        let id = out["id"].as_str().unwrap();
+        assert!(id.len() == 36 && id.as_bytes()[14] == b'4', "{id}");
+        assert_eq!((&out["t"], &out["unix"]), (&json!(1761040800000i64), &json!(1761040800000i64)));
+        assert_eq!(out["back"], "2025-10-21T10:00:01.5Z");
+        assert_eq!(
+            (&out["gap"], &out["json"], &out["parsed"]),
+            (&json!(90.0), &json!("{\"a\":[1,2]}"), &json!({"b": true}))
+        );
+        assert!(out["now"].as_str().unwrap().ends_with('Z'));
+        assert!(error_of(run(r#"parse_time("yesterday")"#)).contains("not a time"));
+    }
+}

@@ -119,9 +119,11 @@ async fn ingest(
 
     let kind = match &route.event.kind {
         None => DEFAULT_EVENT_TYPE.to_string(),
-        Some(expr) => expr.eval_string(&ctx).ok_or_else(|| IngestError::Invalid {
-            error: "invalid event",
-            problems: vec!["event type: missing or not a string".into()],
+        Some(expr) => expr.eval_string(&ctx).ok_or_else(|| {
+            // Every problem at once: the sender fixes them in one round.
+            let mut problems = vec!["event type: missing or not a string".to_string()];
+            problems.extend(route.check_required(&ctx));
+            IngestError::Invalid { error: "invalid event", problems }
         })?,
     };
     if !route.filter.admits(&kind) {

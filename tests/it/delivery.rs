@@ -3,11 +3,11 @@
 //! the Make envelope and fallback URL, isolation of a dead sink, and
 //! retries that survive a restart.
 
-use crate::util::{post, run_router, Received, Receiver, Reply, TempRoutes, TestRouter};
+use crate::util::{post, run_router, settled, Received, Receiver, Reply, TempRoutes, TestRouter};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
-use webhook_router::log::{DeliveryStatus, DeliveryV1};
+use webhook_router::log::DeliveryStatus;
 
 /// A route sending every event to `sinks` (their YAML), with `env` for URLs.
 fn routes(sinks: &str, targets: &[&str]) -> TempRoutes {
@@ -30,19 +30,6 @@ async fn send(r: &TestRouter, id: &str) -> u64 {
     let (status, answer) = post(&r.url("/events"), "t", &body, &[]).await;
     assert_eq!(status, 200, "{answer}");
     answer["id"].as_str().unwrap().parse().unwrap()
-}
-
-/// Waits until every delivery of event `id` is settled (delivered, skipped or failed).
-async fn settled(r: &TestRouter, id: u64) -> Vec<DeliveryV1> {
-    let log = &r.rt.data.log;
-    for _ in 0..1000 {
-        let ds = log.deliveries(id).unwrap();
-        if ds.iter().all(|d| !d.status.is_open()) {
-            return ds;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("deliveries of event {id} never settled: {:?}", log.deliveries(id).unwrap());
 }
 
 fn gaps(got: &[Received]) -> Vec<Duration> {

@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod delivery;
+mod examples;
 mod ingest;
 mod signatures;
 mod util;

@@ -2,11 +2,8 @@
 //! SDKs (tests/signers, installed by scripts/setup-signers.sh), never by the
 //! router's signing code.
 
-use crate::util::{client, repo, TempRoutes, TestRouter};
+use crate::util::{client, now, sdk_sign, TempRoutes, TestRouter};
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One route file per scheme; secrets listed old first, new second (rotation).
 fn route_files() -> Vec<(String, String)> {
@@ -51,32 +48,6 @@ const SW_OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SW_NEW: &str = "whsec_bmV3LXNlY3JldC1mb3Itcm90YXRpb24tdGVzdA==";
 const CLOSE_OLD: &str = "058bfb6a3d8cfdc4da7c3be5901b16ae11da982b46a25fb2cd7016e97a140a1c";
 const CLOSE_NEW: &str = "9a3c5f0e1d2b4a6c8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d";
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// Signs a batch with an official SDK; `node` picks the Node signers.
-fn sdk_sign(node: bool, requests: &[Value]) -> Vec<Vec<(String, String)>> {
-    let dir = repo().join("target/signers");
-    let status = Command::new(repo().join("scripts/setup-signers.sh")).status().expect("run setup-signers.sh");
-    assert!(status.success(), "scripts/setup-signers.sh failed");
-    let mut cmd = if node {
-        let mut c = Command::new("node");
-        c.arg(dir.join("sign.mjs"));
-        c
-    } else {
-        let mut c = Command::new(dir.join("venv/bin/python"));
-        c.arg(repo().join("tests/signers/sign.py"));
-        c
-    };
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start signer");
-    child.stdin.take().unwrap().write_all(serde_json::to_string(requests).unwrap().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "signer failed");
-    let list: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&out.stdout).unwrap();
-    list.into_iter().map(|m| m.into_iter().map(|(k, v)| (k, v.as_str().unwrap().to_string())).collect()).collect()
-}
 
 /// How one preset is exercised.
 struct Case {

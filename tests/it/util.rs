@@ -1,11 +1,15 @@
 //! Test harness: starts the real server in-process on 127.0.0.1:0 with a
 //! temp sled directory, and writes route files into a temp routes dir.
 
+use serde_json::Value;
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use webhook_router::config;
 use webhook_router::runtime::{DataDir, Runtime};
@@ -249,4 +253,44 @@ pub fn run_router(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Unix seconds, now.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Signs a batch with an official SDK; `node` picks the Node signers.
+pub fn sdk_sign(node: bool, requests: &[Value]) -> Vec<Vec<(String, String)>> {
+    let dir = repo().join("target/signers");
+    let status = Command::new(repo().join("scripts/setup-signers.sh")).status().expect("run setup-signers.sh");
+    assert!(status.success(), "scripts/setup-signers.sh failed");
+    let mut cmd = if node {
+        let mut c = Command::new("node");
+        c.arg(dir.join("sign.mjs"));
+        c
+    } else {
+        let mut c = Command::new(dir.join("venv/bin/python"));
+        c.arg(repo().join("tests/signers/sign.py"));
+        c
+    };
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start signer");
+    child.stdin.take().unwrap().write_all(serde_json::to_string(requests).unwrap().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "signer failed");
+    let list: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&out.stdout).unwrap();
+    list.into_iter().map(|m| m.into_iter().map(|(k, v)| (k, v.as_str().unwrap().to_string())).collect()).collect()
+}
+
+/// Waits until every delivery of event `id` is settled (delivered, skipped or failed).
+pub async fn settled(r: &TestRouter, id: u64) -> Vec<webhook_router::log::DeliveryV1> {
+    let log = &r.rt.data.log;
+    for _ in 0..1000 {
+        let ds = log.deliveries(id).unwrap();
+        if ds.iter().all(|d| !d.status.is_open()) {
+            return ds;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("deliveries of event {id} never settled: {:?}", log.deliveries(id).unwrap());
 }
