@@ -6,5 +6,6 @@ mod crash;
 mod delivery;
 mod examples;
 mod ingest;
+mod scripts;
 mod signatures;
 mod util;
