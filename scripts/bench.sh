@@ -5,10 +5,11 @@
 #
 #   scripts/bench.sh                  # all peers + router (~3 min)
 #   PEERS="" scripts/bench.sh         # router only
+#   BENCH_ROUTES=dir scripts/bench.sh # the router on another routes dir
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 harness=${BENCH_HARNESS:-$root/../shared/bench/run.sh}
 cargo build --release --manifest-path "$root/Cargo.toml" -q
-export ROUTER_CMD="$root/target/release/router serve --routes $root/scripts/bench-routes --data \$BENCH_DATA_DIR --listen \$BENCH_ADDR --admin-listen off --log-format json"
+export ROUTER_CMD="$root/target/release/router serve --routes ${BENCH_ROUTES:-$root/scripts/bench-routes} --data \$BENCH_DATA_DIR --listen \$BENCH_ADDR --admin-listen off --log-format json"
 export ROUTER_URL=${ROUTER_URL:-http://127.0.0.1:18083/webhooks/stripe}
 exec bash "$harness"

@@ -187,6 +187,21 @@ fn yaml_hint(message: &str, line: &str) -> Option<String> {
     None
 }
 
+/// What to write instead, for the Rhai compile errors operators hit most.
+fn rhai_hint(message: &str, kind: script::Kind) -> Option<String> {
+    if let Some(name) = message.strip_prefix("Undefined variable: ") {
+        let inputs = script::INPUTS.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ");
+        return Some(match nearest(name, script::INPUTS.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`? scripts see {inputs}"),
+            None => format!("scripts see {inputs}; declare other names with `let`"),
+        });
+    }
+    (kind == script::Kind::Condition).then(|| {
+        "`when:` is one Rhai expression over `payload`, `event` and `doc`, e.g. `payload.data.severity == \"HIGH\"`"
+            .to_string()
+    })
+}
+
 /// Per-file compile context.
 struct Cx<'a> {
     file: &'a Path,
@@ -993,16 +1008,19 @@ impl<'a> Cx<'a> {
             return script::Compiled::compile(engine, self.limits, kind, &source, script::Origin::file(&file))
                 .map_err(|e| {
                     let at = Pos { line: e.line as u64, column: e.column as u64 };
-                    self.diags.push(Diagnostic::error(&file, at, e.message));
+                    let mut d = Diagnostic::error(&file, at, e.message.as_str());
+                    d.hint = rhai_hint(e.message.as_str(), kind);
+                    self.diags.push(d);
                 })
                 .ok();
         }
         let origin = self.inline_origin(s);
         script::Compiled::compile(engine, self.limits, kind, &s.value, origin)
             .map_err(|e| {
+                let hint = rhai_hint(e.message.as_str(), kind);
                 let d = self.error(Pos { line: e.line as u64, column: e.column as u64 }, e.message);
-                if kind == script::Kind::Condition {
-                    d.with_hint("`when:` is one Rhai expression over `payload`, `event` and `doc`, e.g. `payload.data.severity == \"HIGH\"`");
+                if let Some(h) = hint {
+                    d.with_hint(h);
                 }
             })
             .ok()

@@ -72,9 +72,13 @@ impl Engines {
     }
 }
 
+/// The variables every script and condition sees.
+pub const INPUTS: &[&str] = &["doc", "payload", "event", "current"];
+
 fn sandboxed(limits: Limits) -> Engine {
     let mut engine = Engine::new();
     engine
+        .set_strict_variables(true)
         .set_max_operations(limits.operations)
         .set_max_call_levels(limits.call_depth)
         .set_max_expr_depths(limits.expr_depth, limits.expr_depth)
@@ -175,9 +179,15 @@ impl Compiled {
         source: &str,
         origin: Origin,
     ) -> Result<Self, CompileError> {
+        // With strict variables, a misspelt name (`paylod`) is a compile
+        // error that `router check` reports, not a failure at delivery.
+        let mut inputs = Scope::new();
+        for name in INPUTS {
+            inputs.push(*name, ());
+        }
         let parsed = match kind {
-            Kind::Script => engine.compile(source),
-            Kind::Condition => engine.compile_expression(source),
+            Kind::Script => engine.compile_with_scope(&inputs, source),
+            Kind::Condition => engine.compile_expression_with_scope(&inputs, source),
         };
         match parsed {
             Ok(ast) => Ok(Self { engine, ast, origin, wall_time: limits.wall_time, kind }),
@@ -391,6 +401,13 @@ mod tests {
         let e = compile_with(Limits::default(), Kind::Script, r#"eval("1 + 1")"#).unwrap_err();
         assert!(e.message.contains("eval"), "{}", e.message);
         assert!(compile_with(Limits::default(), Kind::Script, r#"import "os" as os;"#).is_err());
+    }
+
+    #[test]
+    fn unknown_variables_are_compile_errors() {
+        let e = compile_with(Limits::default(), Kind::Condition, r#"paylod.data.severity == "HIGH""#).unwrap_err();
+        assert_eq!((e.line, e.column, e.message.as_str()), (1, 1, "Undefined variable: paylod"));
+        assert!(compile_with(Limits::default(), Kind::Script, "let x = 1; doc.y = x + current?.n ?? 0;").is_ok());
     }
 
     #[test]
