@@ -15,7 +15,8 @@
 //! - [`dispatch`] works the log's due queue into [`sink`]s and records
 //!   every outcome, running rules' `when:` and `script:` ([`script`],
 //!   sandboxed Rhai) on the way.
-//! - [`runtime`] holds what they share: the config snapshot and the data dir.
+//! - [`runtime`] holds what they share: the config snapshot and the data dir;
+//!   [`reload`] swaps the snapshot when the routes directory changes.
 //! - [`cli`] is the command line; [`telemetry`] logging and counters.
 
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod dispatch;
 pub mod event;
 pub mod log;
 pub mod mapping;
+pub mod reload;
 pub mod route;
 pub mod runtime;
 pub mod script;

@@ -3,11 +3,12 @@
 
 use crate::config::Config;
 use crate::log::EventLog;
+use crate::reload::ReloadStatus;
 use crate::sink::store::Records;
 use crate::telemetry::Stats;
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// sled's page cache size.
 const CACHE_BYTES: u64 = 64 << 20;
@@ -61,6 +62,8 @@ pub struct Runtime {
     pub stats: Stats,
     /// Wakes the dispatcher when new deliveries are logged.
     pub work: tokio::sync::Notify,
+    /// The last reload's outcome (admin `GET /reload`).
+    pub reload_status: Mutex<ReloadStatus>,
 }
 
 impl Runtime {
@@ -70,6 +73,7 @@ impl Runtime {
             data,
             stats: Stats::default(),
             work: tokio::sync::Notify::new(),
+            reload_status: Mutex::new(ReloadStatus { ok: true, ..ReloadStatus::default() }),
         })
     }
 

@@ -1,7 +1,8 @@
 //! `router serve`: load routes, open the data directory, bind, run until
 //! SIGTERM or Ctrl-C.
 
-use crate::config::{self, env::ProcessEnv};
+use crate::config::{self, env::EnvSource, env::ProcessEnv};
+use crate::reload;
 use crate::runtime::{DataDir, Runtime};
 use crate::server::{self, Limits};
 use crate::telemetry::{self, LogFormat};
@@ -9,6 +10,7 @@ use anyhow::{bail, Context};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
@@ -36,6 +38,9 @@ pub struct Args {
     /// Time a client has to send its body.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     body_timeout: Duration,
+    /// Do not watch the routes directory; reload only on SIGHUP.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -79,6 +84,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "Router started."
     );
     let rt = Runtime::new(loaded.config, data);
+    let env: Arc<dyn EnvSource + Send + Sync> = Arc::new(ProcessEnv);
+    let _watch = reload::start(rt.clone(), vec![args.routes.clone()], env, !args.no_watch, true)
+        .with_context(|| format!("cannot watch {}", args.routes.display()))?;
     let limits = Limits {
         max_connections: args.max_connections,
         header_timeout: args.header_timeout,

@@ -20,6 +20,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/routes", get(routes))
+        .route("/reload", get(reload_status))
         .route("/events", get(list_events))
         .route("/events/{id}", get(show_event))
         .route("/events/{id}/retry", post(retry_event))
@@ -204,4 +205,10 @@ async fn store_get(State(rt): State<Arc<Runtime>>, Path((tree, key)): Path<(Stri
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(r) => r,
     }
+}
+
+/// The last reload: when, why, whether it took, and every problem if not.
+async fn reload_status(State(rt): State<Arc<Runtime>>) -> Json<serde_json::Value> {
+    let status = rt.reload_status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Json(serde_json::to_value(status).unwrap_or_default())
 }

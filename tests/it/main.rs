@@ -6,6 +6,7 @@ mod crash;
 mod delivery;
 mod examples;
 mod ingest;
+mod reload;
 mod scripts;
 mod signatures;
 mod util;

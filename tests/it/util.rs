@@ -12,6 +12,7 @@ use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use webhook_router::config;
+use webhook_router::reload;
 use webhook_router::runtime::{DataDir, Runtime};
 use webhook_router::server::{self, Limits};
 
@@ -45,6 +46,8 @@ pub struct TestRouter {
     pub rt: Arc<Runtime>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Reloads the routes directory on changes, as `serve` does.
+    _watch: Option<reload::Watch>,
 }
 
 impl TestRouter {
@@ -61,6 +64,8 @@ impl TestRouter {
         let loaded = config::load(&[routes.to_path_buf()], &env).unwrap_or_else(|d| panic!("config errors:\n{d}"));
         let dir = DataDir::open(data).expect("open data dir");
         let rt = Runtime::new(loaded.config, dir);
+        let env: Arc<dyn webhook_router::config::env::EnvSource + Send + Sync> = Arc::new(env);
+        let watch = reload::start(rt.clone(), vec![routes.to_path_buf()], env, true, false).expect("watch routes");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -68,7 +73,7 @@ impl TestRouter {
         let task = tokio::spawn(server::serve(listener, Some(admin), rt.clone(), limits, async {
             let _ = rx.await;
         }));
-        Self { addr, admin: admin_addr, rt, shutdown: Some(tx), task: Some(task) }
+        Self { addr, admin: admin_addr, rt, shutdown: Some(tx), task: Some(task), _watch: Some(watch) }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,179 @@
+//! Hot reload against the real server: files are added, edited, broken,
+//! fixed, renamed over and swapped by symlink while a client keeps posting;
+//! the client sees no error on the paths that stay.
+
+use crate::util::{client, TempRoutes, TestRouter};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn route(name: &str, path: &str, events: &str) -> String {
+    format!(
+        "route: {name}\npath: {path}\nverify: {{ scheme: bearer, token: t }}\nevent: {{ type: $.type }}\n\
+         events: {events}\nrules:\n  - on: \"*\"\n    to: [{{ sink: {name}-store, key: $.id }}]\n\
+         sinks:\n  {name}-store: {{ type: store }}\n"
+    )
+}
+
+async fn status(r: &TestRouter, path: &str, body: &str) -> u16 {
+    let req = client().post(r.url(path)).bearer_auth("t").header("content-type", "application/json");
+    req.body(body.to_string()).send().await.map(|a| a.status().as_u16()).unwrap_or(0)
+}
+
+/// Polls until `path` answers `want` (reloads are asynchronous), within 2 s.
+async fn answers(r: &TestRouter, path: &str, body: &str, want: u16) {
+    for _ in 0..200 {
+        if status(r, path, body).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{path} never answered {want}");
+}
+
+/// Writes through a temp file and a rename, as editors and `kubectl cp` do.
+fn replace(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+fn reload_status(r: &TestRouter) -> webhook_router::reload::ReloadStatus {
+    r.rt.reload_status.lock().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_change_under_load_without_errors() {
+    let routes = TempRoutes::new(&[("a.yaml", &route("a", "/a", "[\"*\"]"))]);
+    let dir = routes.path().to_path_buf();
+    let data = tempfile::tempdir().unwrap();
+    let r = Arc::new(TestRouter::start(&dir, data.path()).await);
+
+    // A client posting to /a all along: it must never see an error.
+    let (stop, sent, errors) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let loop_task = {
+        let (r, stop, sent, errors) = (r.clone(), stop.clone(), sent.clone(), errors.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let code = status(&r, "/a", &format!(r#"{{"type": "t", "id": "{n}"}}"#)).await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if code != 200 {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+
+    // Add a route: it answers without a restart.
+    std::fs::write(dir.join("b.yaml"), route("b", "/b", "[\"*\"]")).unwrap();
+    answers(&r, "/b", r#"{"type": "t", "id": "x"}"#, 200).await;
+
+    // Break a file: the running config stays, the problem is reported at its place.
+    std::fs::write(dir.join("b.yaml"), "route: b\npath: /b\nverify: { scheme: bearer, token: t\n").unwrap();
+    for _ in 0..200 {
+        if !reload_status(&r).ok {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = reload_status(&r);
+    assert!(!s.ok && s.failures >= 1, "{s:?}");
+    assert!(s.problems.iter().any(|p| p.contains("b.yaml:")), "{s:?}");
+    assert_eq!(status(&r, "/b", r#"{"type": "t", "id": "y"}"#).await, 200, "old config kept");
+
+    // Fix it by a rename over the broken file, with a narrower `events`.
+    replace(&dir, "b.yaml", &route("b", "/b", "[\"only.this\"]"));
+    answers(&r, "/b", r#"{"type": "other", "id": "z"}"#, 200).await;
+    for _ in 0..200 {
+        if reload_status(&r).ok {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let filtered = client().post(r.url("/b")).bearer_auth("t").body(r#"{"type": "other", "id": "w"}"#).send();
+    let filtered: serde_json::Value = filtered.await.unwrap().json().await.unwrap();
+    assert_eq!(filtered["filtered"], true, "{filtered}");
+
+    // Remove it: its path is gone.
+    std::fs::remove_file(dir.join("b.yaml")).unwrap();
+    answers(&r, "/b", r#"{"type": "t", "id": "v"}"#, 404).await;
+
+    stop.store(true, Ordering::Relaxed);
+    loop_task.await.unwrap();
+    assert!(sent.load(Ordering::Relaxed) > 10, "the client kept posting");
+    assert_eq!(errors.load(Ordering::Relaxed), 0, "errors on /a across the reloads");
+    Arc::into_inner(r).expect("only owner").stop().await;
+}
+
+/// A Kubernetes ConfigMap volume: `x.yaml -> ..data/x.yaml`, and an update
+/// swaps the `..data` symlink to a new timestamped directory by rename.
+#[tokio::test]
+async fn configmap_symlink_swap_reloads() {
+    let routes = TempRoutes::new(&[]);
+    let dir = routes.path();
+    std::fs::create_dir(dir.join("..2026_11_23_v1")).unwrap();
+    std::fs::write(dir.join("..2026_11_23_v1/x.yaml"), route("x", "/x1", "[\"*\"]")).unwrap();
+    std::os::unix::fs::symlink("..2026_11_23_v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/x.yaml", dir.join("x.yaml")).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(dir, data.path()).await;
+    assert_eq!(status(&r, "/x1", r#"{"type": "t"}"#).await, 200);
+
+    std::fs::create_dir(dir.join("..2026_11_23_v2")).unwrap();
+    std::fs::write(dir.join("..2026_11_23_v2/x.yaml"), route("x", "/x2", "[\"*\"]")).unwrap();
+    std::os::unix::fs::symlink("..2026_11_23_v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    answers(&r, "/x2", r#"{"type": "t"}"#, 200).await;
+    assert_eq!(status(&r, "/x1", r#"{"type": "t"}"#).await, 404);
+    r.stop().await;
+}
+
+/// `serve --no-watch`: file changes wait for SIGHUP, which reloads.
+#[test]
+fn sighup_reloads_the_binary() {
+    let routes = TempRoutes::new(&[("a.yaml", &route("a", "/a", "[\"*\"]"))]);
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new(crate::util::router_bin())
+        .args(["serve", "--no-watch", "--admin-listen", "off", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--routes")
+        .arg(routes.path())
+        .arg("--data")
+        .arg(data.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> u16 {
+        let mut s = match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => s,
+            Err(_) => return 0,
+        };
+        use std::io::{Read, Write};
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+    };
+    let wait_for = |path: &str, want: u16| {
+        for _ in 0..300 {
+            if get(path) == want {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    };
+    assert!(wait_for("/a", 200), "router started");
+    std::fs::write(routes.path().join("b.yaml"), route("b", "/b", "[\"*\"]")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get("/b"), 404, "no reload without SIGHUP under --no-watch");
+    let hup = std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    assert!(wait_for("/b", 200), "SIGHUP reloaded");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
