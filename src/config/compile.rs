@@ -129,6 +129,20 @@ pub(super) fn compile(
         }
     }
 
+    // Sinks no rule sends to: declared for nothing, or the rule naming them was lost.
+    let used: std::collections::HashSet<&str> = files
+        .iter()
+        .flat_map(|(_, _, raw)| raw.rules.iter().flatten())
+        .flat_map(|r| r.value.to.iter().map(|t| t.value.sink.value.as_str()))
+        .collect();
+    for (name, (file, at)) in &sink_origin {
+        if !used.contains(name.as_str()) {
+            let mut d = Diagnostic::warning(file, *at, format!("sink `{name}` is not used by any rule"));
+            d.hint = Some(format!("send to it with `to: [{{ sink: {name} }}]` in a rule, or remove it"));
+            diags.push(d);
+        }
+    }
+
     diags.sort();
     if diags.has_errors() {
         return Err(diags);
@@ -881,7 +895,12 @@ impl<'a> Cx<'a> {
         let mut rules = Vec::new();
         for (i, r) in raw.rules.iter().flatten().enumerate() {
             match self.rule(&name.value, i, r, &params, sinks, declared_sinks) {
-                Some(rule) => rules.push(rule),
+                Some(rule) => {
+                    if let Some(route_filter) = &filter {
+                        ok &= self.reachable(&rule, r, route_filter);
+                    }
+                    rules.push(rule);
+                }
                 None => ok = false,
             }
         }
@@ -1086,6 +1105,21 @@ impl<'a> Cx<'a> {
             }
         }
         ok.then_some(limits)
+    }
+
+    /// A rule pattern the route's `events:` can never admit is a mistake
+    /// (a typo, or `events:` narrowed without the rules): reported at the pattern.
+    fn reachable(&mut self, rule: &Rule, raw: &S<raw::RawRule>, route_filter: &EventFilter) -> bool {
+        let mut ok = true;
+        for pattern in rule.on.unreachable_in(route_filter) {
+            // A lone `on: x` has its position on the list, not the item.
+            let item = raw.value.on.value.0.iter().find(|p| p.value == pattern).map(Pos::of);
+            let at = item.filter(|p| p.line > 0).unwrap_or_else(|| Pos::of(&raw.value.on));
+            self.error(at, format!("rule {} can never run: `events:` admits no `{pattern}` event", rule.name))
+                .with_hint(format!("the route admits: {}", route_filter.describe().join(", ")));
+            ok = false;
+        }
+        ok
     }
 
     fn view(&mut self, v: &S<raw::RawView>) -> Option<View> {

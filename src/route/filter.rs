@@ -68,6 +68,34 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// Whether some event type matches both patterns (`customer.*` and
+    /// `*.deleted` do; `customer.*` and `invoice.*` do not).
+    pub fn overlaps(&self, other: &Pattern) -> bool {
+        let (a, b) = (self.text.as_bytes(), other.text.as_bytes());
+        // memo[i][j]: whether a[i..] and b[j..] share a match; a star may
+        // consume any character of the other side, its stars included.
+        let mut memo = vec![vec![None::<bool>; b.len() + 1]; a.len() + 1];
+        fn go(a: &[u8], b: &[u8], i: usize, j: usize, memo: &mut Vec<Vec<Option<bool>>>) -> bool {
+            if let Some(v) = memo[i][j] {
+                return v;
+            }
+            let v = if i == a.len() && j == b.len() {
+                true
+            } else if i < a.len() && a[i] == b'*' {
+                go(a, b, i + 1, j, memo) || (j < b.len() && go(a, b, i, j + 1, memo))
+            } else if j < b.len() && b[j] == b'*' {
+                go(a, b, i, j + 1, memo) || (i < a.len() && go(a, b, i + 1, j, memo))
+            } else {
+                i < a.len() && j < b.len() && a[i] == b[j] && go(a, b, i + 1, j + 1, memo)
+            };
+            memo[i][j] = Some(v);
+            v
+        }
+        go(a, b, 0, 0, &mut memo)
+    }
+}
+
 /// Include/exclude list, as in a route's `events:` or a rule's `on:`.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -115,6 +143,18 @@ impl EventFilter {
             && !self.exclude.iter().any(|p| p.matches(event_type))
     }
 
+    /// The included patterns a route filter can never admit an event for:
+    /// a literal it rejects, or a glob that overlaps none of its includes.
+    pub fn unreachable_in<'a>(&'a self, route: &'a EventFilter) -> impl Iterator<Item = &'a str> + 'a {
+        self.include
+            .iter()
+            .filter(move |p| match p.text.contains('*') {
+                false => !route.admits(&p.text),
+                true => !route.include.is_empty() && !route.include.iter().any(|r| r.overlaps(p)),
+            })
+            .map(|p| p.as_str())
+    }
+
     /// The patterns as written, exclusions with their `!`.
     pub fn describe(&self) -> Vec<String> {
         let inc = self.include.iter().map(|p| p.text.clone());
@@ -157,6 +197,25 @@ mod tests {
         assert!(only_not.admits("membership.went_valid"));
         assert!(!only_not.admits("membership.test"));
         assert!(EventFilter::any().admits("x"));
+    }
+
+    #[test]
+    fn overlaps() {
+        let o = |a: &str, b: &str| Pattern::parse(a).unwrap().overlaps(&Pattern::parse(b).unwrap());
+        assert!(o("customer.*", "*.deleted"));
+        assert!(o("customer.*", "customer.subscription.*"));
+        assert!(o("*", "x"));
+        assert!(o("a*c", "ab*"));
+        assert!(!o("customer.*", "invoice.*"));
+        assert!(!o("lead.created", "*.deleted"));
+        assert!(!o("a*b", "c*"));
+        let route = f(&["customer.*", "!customer.deleted"]);
+        let unreachable = |on: &[&str]| f(on).unreachable_in(&route).map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            unreachable(&["customer.created", "invoice.*", "customer.deleted", "*.updated"]),
+            ["invoice.*", "customer.deleted"]
+        );
+        assert!(f(&["anything"]).unreachable_in(&EventFilter::any()).next().is_none());
     }
 
     #[test]
