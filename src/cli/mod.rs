@@ -1,4 +1,5 @@
-//! Command-line interface: `serve`, `check`, `events`, `store`. Each
+//! Command-line interface: `serve`, `check`, `events`, `store`, `send`,
+//! `secret`, `schema`. Each
 //! subcommand lives in its own file as `run(args) -> Result<ExitCode>`;
 //! anyhow stops here, at the edge.
 
@@ -44,6 +45,8 @@ pub enum Command {
     /// Make secrets in a scheme's format.
     #[command(subcommand)]
     Secret(secret::Command),
+    /// Print the JSON Schema of route files (for editors and CI validators).
+    Schema,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -54,6 +57,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(cmd) => store::run(cmd).await,
         Command::Send(args) => send::run(args).await,
         Command::Secret(cmd) => secret::run(cmd),
+        Command::Schema => {
+            let schema = crate::config::raw::schema();
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

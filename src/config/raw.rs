@@ -5,16 +5,51 @@
 //! Enums that would lose spans (internally tagged, untagged, flatten) are
 //! avoided: variant-specific fields are flat and checked in `compile`.
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_saphyr::Spanned;
+use serde_saphyr::Location;
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-pub type S<T> = Spanned<T>;
+/// A value with its place in the file: serde-saphyr's `Spanned`, in a type
+/// of ours so the JSON Schema (`router schema`) can describe it as `T`.
+#[derive(Debug, Clone)]
+pub struct S<T> {
+    pub value: T,
+    /// Where the value is written (for an alias, where the alias is).
+    pub referenced: Location,
+    pub defined: Location,
+}
+
+impl<T> S<T> {
+    pub fn new(value: T, referenced: Location, defined: Location) -> Self {
+        Self { value, referenced, defined }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for S<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = serde_saphyr::Spanned::<T>::deserialize(d)?;
+        Ok(Self { value: s.value, referenced: s.referenced, defined: s.defined })
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for S<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        T::json_schema(g)
+    }
+}
 
 /// One file of `routes.d`: optionally one route, plus any sinks and views.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     /// The route's name (unique across the directory).
@@ -38,7 +73,7 @@ pub struct RawFile {
     pub script_limits: Option<S<RawScriptLimits>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawScriptLimits {
     /// Rhai operations per run.
@@ -70,7 +105,7 @@ pub const FILE_KEYS: &[&str] = &[
     "script_limits",
 ];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawVerify {
     pub scheme: S<String>,
@@ -111,7 +146,7 @@ pub struct RawVerify {
     pub password: Option<S<OneOrMany<String>>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEventSpec {
     #[serde(rename = "type")]
@@ -120,7 +155,7 @@ pub struct RawEventSpec {
     pub time: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     /// Optional name, shown in logs and the event log.
@@ -134,7 +169,7 @@ pub struct RawRule {
     pub to: Vec<S<RawTarget>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     pub sink: S<String>,
@@ -144,7 +179,7 @@ pub struct RawTarget {
     pub ordered_by: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSink {
     #[serde(rename = "type")]
@@ -174,21 +209,21 @@ pub struct RawSink {
     pub batch: Option<S<RawBatch>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBatch {
     pub max_events: S<usize>,
     pub max_wait: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSign {
     pub scheme: S<String>,
     pub secret: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
     pub attempts: Option<S<u32>>,
@@ -198,7 +233,7 @@ pub struct RawRetry {
     pub deadline: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawView {
     pub path: S<String>,
@@ -297,7 +332,7 @@ impl FromScalar for String {
 
 impl FromScalar for S<String> {
     fn from_scalar(s: &str) -> Self {
-        Spanned::new(s.to_string(), serde_saphyr::Location::UNKNOWN, serde_saphyr::Location::UNKNOWN)
+        S::new(s.to_string(), Location::UNKNOWN, Location::UNKNOWN)
     }
 }
 
@@ -379,4 +414,61 @@ impl<'de> Deserialize<'de> for MapNode {
         }
         d.deserialize_any(V)
     }
+}
+
+/// `x` or `[x, y]`.
+impl<T: JsonSchema> JsonSchema for OneOrMany<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("OneOrMany_{}", T::schema_name()).into()
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let item = g.subschema_for::<T>();
+        json_schema!({ "anyOf": [item, { "type": "array", "items": item }] })
+    }
+}
+
+impl<V: JsonSchema> JsonSchema for OrderedMap<V> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("Map_{}", V::schema_name()).into()
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "object", "additionalProperties": g.subschema_for::<V>() })
+    }
+}
+
+impl JsonSchema for MapNode {
+    fn schema_name() -> Cow<'static, str> {
+        "MapNode".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "An expression ($.data.id, param:name, query:name, header:name, \"text-{...}\"), a literal, or a nested mapping of these.",
+            "anyOf": [
+                { "type": ["string", "number", "boolean", "null", "array"] },
+                { "type": "object", "additionalProperties": { "$ref": "#/$defs/MapNode" } }
+            ]
+        })
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> Cow<'static, str> {
+        "ByteSize".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A size: bytes, or with a unit: 512KiB, 1MiB, 10kb.",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\s*[0-9]+\\s*([kKmMgG]i?[bB]?|[bB])?\\s*$" }
+            ]
+        })
+    }
+}
+
+/// The JSON Schema of a route file, from the types the loader reads.
+pub fn schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(RawFile);
+    schema.insert("title".into(), "webhook-router route file (routes.d/*.yaml)".into());
+    serde_json::to_value(schema).expect("schemas serialise")
 }

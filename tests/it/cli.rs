@@ -154,3 +154,65 @@ fn secret_new_prints_the_schemes_format() {
     assert_ne!(other, router(&["secret", "new", "--scheme", "github"]).1, "secrets are random");
     assert_eq!(router(&["secret", "new", "--scheme", "nope"]).0, 2);
 }
+
+/// Every route file the project ships: the default routes, the examples, the benchmarks'.
+fn shipped_route_files() -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![repo().join("routes.d")];
+    for parent in ["examples", "scripts"] {
+        for e in std::fs::read_dir(repo().join(parent)).unwrap() {
+            let p = e.unwrap().path();
+            // Examples keep theirs in routes.d/; benchmark routes sit in their own dir.
+            let dir = if p.join("routes.d").is_dir() { p.join("routes.d") } else { p };
+            if dir.is_dir() && !dir.ends_with("seed-001-whop-members/routes.d") {
+                dirs.push(dir);
+            }
+        }
+    }
+    let mut files: Vec<_> = dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn schema_is_generated_from_the_loader_types_and_current() {
+    let (code, out, err) = router(&["schema"]);
+    assert_eq!(code, 0, "{err}");
+    let committed = std::fs::read_to_string(repo().join("docs/route-file.schema.json")).unwrap();
+    assert_eq!(
+        out, committed,
+        "docs/route-file.schema.json is stale: run `router schema > docs/route-file.schema.json`"
+    );
+    let schema: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(schema["additionalProperties"], false);
+    assert!(schema["$defs"]["RawRule"]["properties"]["when"]["description"].as_str().unwrap().contains("Rhai"));
+}
+
+#[test]
+fn shipped_route_files_validate_against_the_schema() {
+    let files = shipped_route_files();
+    assert!(files.len() >= 8, "{files:?}");
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(text.starts_with("# yaml-language-server: $schema="), "{} lacks the $schema line", f.display());
+    }
+    let status = Command::new(repo().join("scripts/setup-signers.sh")).status().unwrap();
+    assert!(status.success());
+    let validate = |files: &[std::path::PathBuf]| {
+        Command::new(repo().join("target/signers/venv/bin/python"))
+            .arg(repo().join("tests/signers/validate_schema.py"))
+            .arg(repo().join("docs/route-file.schema.json"))
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let out = validate(&files);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // The validator does reject what the loader rejects.
+    let broken = validate(&[repo().join("tests/fixtures/invalid/02-unknown-key.yaml")]);
+    assert!(!broken.status.success());
+    assert!(String::from_utf8_lossy(&broken.stdout).contains("'pth' was unexpected"));
+}
