@@ -421,6 +421,18 @@ fn http_document(rt: &Runtime, p: &Prepared, event: &EventV1, payload: &Value) -
     rule.finish(p.doc.clone(), payload, event, current.as_ref()).map_err(script_outcome)
 }
 
+/// Who a store write comes from (`_sync_metadata` on the record).
+fn sync_metadata(event: &EventV1) -> SyncMetadata {
+    SyncMetadata {
+        log_id: event.id,
+        event_id: event.event_id.clone(),
+        event_type: event.event_type.clone(),
+        route: event.route.clone(),
+        received_at: event.received_at.clone(),
+        event_time: event.event_time.clone(),
+    }
+}
+
 /// One store delivery: the scripts run inside the store's swap loop, on
 /// the record as it is at that moment.
 fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (Outcome, RetryPolicy) {
@@ -430,14 +442,7 @@ fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (O
     };
     let outcome = match (&p.sink.kind, &p.key) {
         (SinkKind::Store(store), Some(key)) => {
-            let meta = SyncMetadata {
-                log_id: event.id,
-                event_id: event.event_id.clone(),
-                event_type: event.event_type.clone(),
-                route: event.route.clone(),
-                received_at: event.received_at.clone(),
-                event_time: event.event_time.clone(),
-            };
+            let meta = sync_metadata(event);
             let rule = p.rule();
             rt.data.records.apply(&store.tree, key, store.mode, &meta, |current| {
                 rule.finish(p.doc.clone(), payload, event, current).map_err(script_outcome)
@@ -447,4 +452,64 @@ fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (O
         (SinkKind::Http(_), _) => Outcome::Retry { error: "sink changed type".into(), after: None },
     };
     (outcome, p.sink.retry)
+}
+
+/// What one delivery came to in a rehearsal (`router check`'s route tests).
+#[derive(Debug, Clone)]
+pub struct Rehearsed {
+    pub sink: String,
+    pub rule: String,
+    /// `delivered`, `skipped`, `dropped` or `failed`.
+    pub status: &'static str,
+    /// What the sink received: the store document before merging, or the
+    /// HTTP body (envelope included) that would have been posted.
+    pub document: Option<Value>,
+    pub error: Option<String>,
+}
+
+/// Runs every delivery of event `id` once, through the same steps as the
+/// dispatcher, except that HTTP sinks are not called: their body is built
+/// and returned. Store sinks write to `rt`'s (throwaway) store.
+pub fn rehearse(rt: &Runtime, id: u64) -> Vec<Rehearsed> {
+    let Some((event, payload)) = load_event(rt, id) else { return Vec::new() };
+    let deliveries = rt.data.log.deliveries(id).unwrap_or_default();
+    deliveries
+        .into_iter()
+        .map(|d| {
+            let mut document = None;
+            let outcome = match prepare(rt, &event, &payload, &d) {
+                Err((outcome, _)) => outcome,
+                Ok(p) => match (&p.sink.kind, &p.key) {
+                    (SinkKind::Store(store), Some(key)) => {
+                        let meta = sync_metadata(&event);
+                        let rule = p.rule();
+                        rt.data.records.apply(&store.tree, key, store.mode, &meta, |current| {
+                            let doc = rule.finish(p.doc.clone(), &payload, &event, current).map_err(script_outcome)?;
+                            document = Some(doc.clone());
+                            Ok(doc)
+                        })
+                    }
+                    (SinkKind::Store(_), None) => {
+                        Outcome::Failed { error: "the record key is missing from the event".into() }
+                    }
+                    (SinkKind::Http(h), _) => match http_document(rt, &p, &event, &payload) {
+                        Ok(doc) => {
+                            let event_id = delivery_event_id(&event);
+                            let envelope = Envelope { event_type: &event.event_type, event_id: &event_id };
+                            document = Some(h.item(doc, &envelope));
+                            Outcome::Delivered
+                        }
+                        Err(outcome) => outcome,
+                    },
+                },
+            };
+            let (status, error) = match outcome {
+                Outcome::Delivered => ("delivered", None),
+                Outcome::Skipped { reason } => ("skipped", Some(reason)),
+                Outcome::Dropped { reason } => ("dropped", Some(reason)),
+                Outcome::Retry { error, .. } | Outcome::Failed { error } => ("failed", Some(error)),
+            };
+            Rehearsed { sink: d.sink, rule: d.rule_name, status, document, error }
+        })
+        .collect()
 }

@@ -27,6 +27,7 @@ pub mod log;
 pub mod mapping;
 pub mod reload;
 pub mod route;
+pub mod route_tests;
 pub mod runtime;
 pub mod script;
 pub mod server;

@@ -1,8 +1,10 @@
-//! `router check [PATH...]`: the same loader as `serve`, binding nothing.
-//! Exit 0 when clean, 1 when there are problems (warnings count only with
-//! `--strict`), 2 when it could not run.
+//! `router check [PATH...]`: the same loader as `serve`, binding nothing,
+//! then the route tests of each directory (`tests/*.yaml`, see
+//! `route_tests`). Exit 0 when clean, 1 when there are problems or failed
+//! tests (warnings count only with `--strict`), 2 when it could not run.
 
 use crate::config::{self, env::ProcessEnv, Diagnostics};
+use crate::route_tests;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,6 +15,9 @@ pub struct Args {
     /// Fail on warnings too.
     #[arg(long)]
     strict: bool,
+    /// Skip the route tests under `<dir>/tests/`.
+    #[arg(long)]
+    no_tests: bool,
     /// `text` (path:line:col: message) or `json`.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -24,7 +29,7 @@ enum Format {
     Json,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let paths = if args.paths.is_empty() { vec![PathBuf::from("routes.d")] } else { args.paths };
     if let Some(missing) = paths.iter().find(|p| !p.exists()) {
         eprintln!("router check: {} does not exist", missing.display());
@@ -46,15 +51,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let errors = diags.errors().count();
     let warnings = diags.0.len() - errors;
-    let failed = errors > 0 || (args.strict && warnings > 0);
+    // Route tests only mean something once the routes load.
+    let mut tests = route_tests::Report::default();
+    if summary.is_some() && !args.no_tests {
+        for dir in paths.iter().filter(|p| p.is_dir()) {
+            let r = route_tests::run(dir, &ProcessEnv).await;
+            tests.passed += r.passed;
+            tests.failures.extend(r.failures);
+        }
+    }
+    let failed = errors > 0 || (args.strict && warnings > 0) || !tests.failures.is_empty();
     match args.format {
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "ok": !failed, "errors": errors, "warnings": warnings, "diagnostics": diags.0,
+                "tests": { "passed": tests.passed, "failed": tests.failures.len(), "failures": tests.failures },
             }))?
         ),
-        Format::Text => print_text(&diags, summary, errors, warnings),
+        Format::Text => {
+            print_text(&diags, summary, errors, warnings);
+            for f in &tests.failures {
+                println!("{f}");
+            }
+            if tests.passed + tests.failures.len() > 0 {
+                println!("route tests: {} passed, {} failed", tests.passed, tests.failures.len());
+            }
+        }
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

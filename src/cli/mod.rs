@@ -52,7 +52,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Check(args) => check::run(args),
+        Command::Check(args) => check::run(args).await,
         Command::Events(cmd) => events::run(cmd).await,
         Command::Store(cmd) => store::run(cmd).await,
         Command::Send(args) => send::run(args).await,

@@ -58,7 +58,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let dispatcher = tokio::spawn(crate::dispatch::run(rt.clone(), stop_rx.clone()));
-    let app = Router::new().fallback(ingest::handle).with_state(ingest::Ingest { rt: rt.clone(), limits });
+    let app = app(rt.clone(), limits);
     let main = tokio::spawn(accept_loop(listener, app, limits, stop_rx.clone()));
     let admin = admin.map(|l| tokio::spawn(accept_loop(l, admin::router(rt.clone()), limits, stop_rx.clone())));
 
@@ -77,6 +77,12 @@ pub async fn serve(
         .map_err(std::io::Error::other)?;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// The webhook listener's service: routes and views. Route tests call it
+/// in-process, without a socket.
+pub fn app(rt: Arc<Runtime>, limits: Limits) -> Router {
+    Router::new().fallback(ingest::handle).with_state(ingest::Ingest { rt, limits })
 }
 
 async fn accept_loop(listener: TcpListener, app: Router, limits: Limits, mut stop: watch::Receiver<bool>) {

@@ -216,3 +216,39 @@ fn shipped_route_files_validate_against_the_schema() {
     assert!(!broken.status.success());
     assert!(String::from_utf8_lossy(&broken.stdout).contains("'pth' was unexpected"));
 }
+
+#[test]
+fn route_tests_run_in_check_and_failures_show_a_diff() {
+    let (code, out, _) = router(&["check", "routes.d"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("route tests: 6 passed, 0 failed"), "{out}");
+
+    let route = "route: orders\npath: /orders/{shop}\nverify: { scheme: bearer, token: t }\nevent: { type: $.type }\n\
+                 rules:\n  - on: order.*\n    map: { shop: param:shop, total: $.total, status: placed }\n    \
+                 to: [{ sink: orders, key: $.id }]\nsinks:\n  orders: { type: store }\n";
+    let tests = r#"tests:
+  - name: an order is stored
+    route: orders
+    request: { params: { shop: s1 }, body: { type: order.created, id: o1, total: 12 } }
+    expect:
+      deliveries: [{ sink: orders, document: { shop: s1, total: 12 } }]
+      records: [{ tree: orders, key: o1, record: { status: placed } }]
+  - name: a wrong expectation
+    route: orders
+    request: { params: { shop: s1 }, body: { type: order.created, id: o2, total: 5 } }
+    expect:
+      records: [{ tree: orders, key: o2, record: { total: 7, status: placed } }]
+"#;
+    let dir = TempRoutes::new(&[("orders.yaml", route)]);
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    std::fs::write(dir.path().join("tests/orders.yaml"), tests).unwrap();
+    let (code, out, _) = router(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let file = dir.path().join("tests/orders.yaml");
+    let expected = format!(
+        "{}:8: test \"a wrong expectation\" failed\n  record orders/o2:\n  - $.total: expected 7\n  + $.total: actual   5\n\
+         route tests: 1 passed, 1 failed\n",
+        file.display()
+    );
+    assert!(out.ends_with(&expected), "{out}");
+}
