@@ -177,3 +177,41 @@ fn sighup_reloads_the_binary() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A delivery in the log whose sink a reload removed fails with a clear
+/// error, and delivers once the sink is back and it is retried.
+#[tokio::test]
+async fn a_removed_sink_fails_its_deliveries_until_it_is_back() {
+    use crate::util::{settled, Receiver, Reply};
+    use webhook_router::log::DeliveryStatus;
+    let rx = Receiver::start(vec![Reply::Status(503)]).await;
+    let with_hook = format!(
+        "route: p\npath: /p\nverify: {{ scheme: bearer, token: t }}\nrules:\n  - on: \"*\"\n    to: [{{ sink: hook }}]\n\
+         sinks:\n  hook: {{ type: http, url: \"{}\", retry: {{ attempts: 5, backoff: 1s }} }}\n",
+        rx.url("/hook")
+    );
+    let without_hook = "route: p\npath: /p\nverify: { scheme: bearer, token: t }\nrules:\n  - on: \"*\"\n    \
+                        to: [{ sink: other }]\nsinks:\n  other: { type: http, url: \"http://127.0.0.1:9/other\" }\n";
+    let routes = TempRoutes::new(&[("p.yaml", &with_hook)]);
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(routes.path(), data.path()).await;
+    let (code, answer) = crate::util::post(&r.url("/p"), "t", "{}", &[]).await;
+    assert_eq!(code, 200);
+    let id: u64 = answer["id"].as_str().unwrap().parse().unwrap();
+    // The first attempt got 503: retrying, due in about a second.
+    r.eventually("the first attempt", || (rx.count() == 1).then_some(())).await;
+
+    replace(routes.path(), "p.yaml", without_hook);
+    r.eventually("the sink removed", || (!r.rt.config().sinks.contains_key("hook")).then_some(())).await;
+    let failed = settled(&r, id).await;
+    assert_eq!(failed[0].status, DeliveryStatus::Failed);
+    assert_eq!(failed[0].last_error.as_deref(), Some("rule p#0 no longer sends to sink `hook`"));
+
+    replace(routes.path(), "p.yaml", &with_hook);
+    r.eventually("the sink back", || r.rt.config().sinks.contains_key("hook").then_some(())).await;
+    assert_eq!(r.rt.data.log.retry_failed(Some(id), None).unwrap(), 1);
+    r.rt.work.notify_one();
+    assert_eq!(settled(&r, id).await[0].status, DeliveryStatus::Delivered);
+    assert_eq!(rx.count(), 2);
+    r.stop().await;
+}
