@@ -74,12 +74,7 @@ async fn main() {
     }
     times.sort_by(f64::total_cmp);
     println!("file change -> new route answering, {NEW_ROUTES} changes (debounce 150 ms):");
-    println!(
-        "  median {:.0} ms, min {:.0} ms, max {:.0} ms",
-        times[times.len() / 2],
-        times[0],
-        times[times.len() - 1]
-    );
+    println!("  median {:.0} ms, min {:.0} ms, max {:.0} ms", times[times.len() / 2], times[0], times[times.len() - 1]);
 
     // 2. 64 connections posting throughout 50 reloads.
     let stop = Arc::new(AtomicBool::new(false));
