@@ -436,22 +436,33 @@ fn sync_metadata(event: &EventV1) -> SyncMetadata {
 /// One store delivery: the scripts run inside the store's swap loop, on
 /// the record as it is at that moment.
 fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (Outcome, RetryPolicy) {
-    let p = match prepare(rt, event, payload, d) {
-        Ok(p) => p,
-        Err(failed) => return failed,
-    };
-    let outcome = match (&p.sink.kind, &p.key) {
+    match prepare(rt, event, payload, d) {
+        Ok(p) => (apply_store(rt, &p, event, payload, |_| {}), p.sink.retry),
+        Err(failed) => failed,
+    }
+}
+
+/// Writes a prepared store delivery; `written` sees the document handed
+/// to the store (after scripts, before merging).
+fn apply_store(
+    rt: &Runtime,
+    p: &Prepared,
+    event: &EventV1,
+    payload: &Value,
+    mut written: impl FnMut(&Value),
+) -> Outcome {
+    match (&p.sink.kind, &p.key) {
         (SinkKind::Store(store), Some(key)) => {
-            let meta = sync_metadata(event);
             let rule = p.rule();
-            rt.data.records.apply(&store.tree, key, store.mode, &meta, |current| {
-                rule.finish(p.doc.clone(), payload, event, current).map_err(script_outcome)
+            rt.data.records.apply(&store.tree, key, store.mode, &sync_metadata(event), |current| {
+                let doc = rule.finish(p.doc.clone(), payload, event, current).map_err(script_outcome)?;
+                written(&doc);
+                Ok(doc)
             })
         }
         (SinkKind::Store(_), None) => Outcome::Failed { error: "the record key is missing from the event".into() },
         (SinkKind::Http(_), _) => Outcome::Retry { error: "sink changed type".into(), after: None },
-    };
-    (outcome, p.sink.retry)
+    }
 }
 
 /// What one delivery came to in a rehearsal (`router check`'s route tests).
@@ -479,20 +490,8 @@ pub fn rehearse(rt: &Runtime, id: u64) -> Vec<Rehearsed> {
             let mut document = None;
             let outcome = match prepare(rt, &event, &payload, &d) {
                 Err((outcome, _)) => outcome,
-                Ok(p) => match (&p.sink.kind, &p.key) {
-                    (SinkKind::Store(store), Some(key)) => {
-                        let meta = sync_metadata(&event);
-                        let rule = p.rule();
-                        rt.data.records.apply(&store.tree, key, store.mode, &meta, |current| {
-                            let doc = rule.finish(p.doc.clone(), &payload, &event, current).map_err(script_outcome)?;
-                            document = Some(doc.clone());
-                            Ok(doc)
-                        })
-                    }
-                    (SinkKind::Store(_), None) => {
-                        Outcome::Failed { error: "the record key is missing from the event".into() }
-                    }
-                    (SinkKind::Http(h), _) => match http_document(rt, &p, &event, &payload) {
+                Ok(p) => match &p.sink.kind {
+                    SinkKind::Http(h) => match http_document(rt, &p, &event, &payload) {
                         Ok(doc) => {
                             let event_id = delivery_event_id(&event);
                             let envelope = Envelope { event_type: &event.event_type, event_id: &event_id };
@@ -501,6 +500,7 @@ pub fn rehearse(rt: &Runtime, id: u64) -> Vec<Rehearsed> {
                         }
                         Err(outcome) => outcome,
                     },
+                    SinkKind::Store(_) => apply_store(rt, &p, &event, &payload, |doc| document = Some(doc.clone())),
                 },
             };
             let (status, error) = match outcome {

@@ -183,11 +183,7 @@ async fn run_test(rt: &Runtime, app: &axum::Router, file: &Path, t: &RouteTest, 
         },
         (None, None) => b"{}".to_vec(),
     };
-    let mut path = route.path.clone();
-    for name in crate::route::table::template_params(&route.path) {
-        let value = t.request.params.get(&name).map_or("test", String::as_str);
-        path = path.replace(&format!("{{{name}}}"), value);
-    }
+    let mut path = crate::route::table::fill_params(&route.path, |name| t.request.params.get(name).map(String::as_str));
     if let Some(q) = &t.request.query {
         path = format!("{path}?{q}");
     }

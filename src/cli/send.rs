@@ -4,6 +4,7 @@
 
 use crate::config::{self, env::ProcessEnv};
 use crate::mapping::{Expr, Source};
+use crate::route::table::fill_params;
 use crate::route::Route;
 use anyhow::{anyhow, bail, Context as _};
 use serde_json::{json, Map, Value};
@@ -48,7 +49,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(file) => std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?,
             None => serde_json::to_vec_pretty(&sample(route, &kind))?,
         };
-        let path = fill_params(&route.path, &args.params);
+        let path = fill_params(&route.path, |name| {
+            args.params.iter().find_map(|g| g.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+        });
         let mut query = String::new();
         let mut extra = Vec::new();
         if let Some(Expr::Source(src)) = &route.event.kind {
@@ -121,15 +124,6 @@ fn set(doc: &mut Value, path: Option<&[&str]>, value: Value) {
     if let Some(obj) = at.as_object_mut() {
         obj.insert(last.to_string(), value);
     }
-}
-
-fn fill_params(template: &str, given: &[String]) -> String {
-    let mut path = template.to_string();
-    for name in crate::route::table::template_params(template) {
-        let value = given.iter().find_map(|g| g.strip_prefix(&format!("{name}="))).unwrap_or("test");
-        path = path.replace(&format!("{{{name}}}"), value);
-    }
-    path
 }
 
 /// `n` random bytes as hex.

@@ -63,6 +63,16 @@ pub fn template_params(template: &str) -> Vec<String> {
     out
 }
 
+/// A concrete path from a template: each `{name}` replaced by `value(name)`
+/// (`router send` and route tests build requests this way).
+pub fn fill_params<'a>(template: &str, value: impl Fn(&str) -> Option<&'a str>) -> String {
+    let mut path = template.to_string();
+    for name in template_params(template) {
+        path = path.replace(&format!("{{{name}}}"), value(&name).unwrap_or("test"));
+    }
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
