@@ -6,6 +6,7 @@ use crate::config::{self, env::ProcessEnv};
 use crate::mapping::{Expr, Source};
 use crate::route::table::fill_params;
 use crate::route::Route;
+use crate::verify::{is_secret_header, REDACTED};
 use anyhow::{anyhow, bail, Context as _};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -74,7 +75,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("POST {url}");
         let mut req = http.post(&url).header("content-type", "application/json").body(body.clone());
         for (k, v) in &headers {
-            println!("{k}: {v}");
+            // The request goes out with the credential; the terminal never shows it.
+            let shown = if is_secret_header(k, route.verifier.secret_header()) { REDACTED } else { v.as_str() };
+            println!("{k}: {shown}");
             req = req.header(k.as_str(), v.as_str());
         }
         println!("\n{}\n", String::from_utf8_lossy(&body));

@@ -17,7 +17,7 @@ use crate::route::table::Endpoint;
 use crate::route::{Route, DEFAULT_EVENT_TYPE};
 use crate::runtime::Runtime;
 use crate::telemetry::Counted;
-use crate::verify::{Unverified, ALWAYS_SECRET_HEADERS, REDACTED};
+use crate::verify::{is_secret_header, Unverified, REDACTED};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method};
@@ -241,7 +241,7 @@ fn header_pairs(headers: &HeaderMap, secret: Option<&str>) -> Vec<(String, Strin
         .iter()
         .map(|(name, value)| {
             let name = name.as_str();
-            let value = if ALWAYS_SECRET_HEADERS.contains(&name) || secret == Some(name) {
+            let value = if is_secret_header(name, secret) {
                 REDACTED.to_string()
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()

@@ -165,5 +165,12 @@ impl std::fmt::Debug for Secret {
 pub const ALWAYS_SECRET_HEADERS: &[&str] =
     &["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"];
 
+/// Whether a header carries a credential (always-secret names, or the
+/// route's token header): never stored, printed or shown as is.
+pub fn is_secret_header(name: &str, route_secret: Option<&str>) -> bool {
+    ALWAYS_SECRET_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+        || route_secret.is_some_and(|s| s.eq_ignore_ascii_case(name))
+}
+
 /// What is stored in place of a secret header's value.
 pub const REDACTED: &str = "[redacted]";

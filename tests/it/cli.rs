@@ -252,3 +252,11 @@ fn route_tests_run_in_check_and_failures_show_a_diff() {
     );
     assert!(out.ends_with(&expected), "{out}");
 }
+
+#[test]
+fn send_never_prints_the_credential_it_sends() {
+    let routes = "examples/seed-003-whatsapp/routes.d";
+    let (_, out, _) = router(&["send", "whatsapp", "qr", "--routes", routes, "--url", "http://127.0.0.1:1"]);
+    assert!(out.contains("authorization: [redacted]"), "{out}");
+    assert!(!out.contains("local-trial-token"), "{out}");
+}
