@@ -454,11 +454,15 @@ fn apply_store(
     match (&p.sink.kind, &p.key) {
         (SinkKind::Store(store), Some(key)) => {
             let rule = p.rule();
-            rt.data.records.apply(&store.tree, key, store.mode, &sync_metadata(event), |current| {
+            let outcome = rt.data.records.apply(&store.tree, key, store.mode, &sync_metadata(event), |current| {
                 let doc = rule.finish(p.doc.clone(), payload, event, current).map_err(script_outcome)?;
                 written(&doc);
                 Ok(doc)
-            })
+            });
+            if outcome == Outcome::Delivered {
+                rt.record_changed(&store.tree, key);
+            }
+            outcome
         }
         (SinkKind::Store(_), None) => Outcome::Failed { error: "the record key is missing from the event".into() },
         (SinkKind::Http(_), _) => Outcome::Retry { error: "sink changed type".into(), after: None },

@@ -8,7 +8,9 @@ use crate::sink::store::Records;
 use crate::telemetry::Stats;
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
 
 /// sled's page cache size.
 const CACHE_BYTES: u64 = 64 << 20;
@@ -64,7 +66,22 @@ pub struct Runtime {
     pub work: tokio::sync::Notify,
     /// The last reload's outcome (admin `GET /reload`).
     pub reload_status: Mutex<ReloadStatus>,
+    /// Store writes, for live views (SSE); receivers that fall behind re-read.
+    pub changes: broadcast::Sender<Change>,
+    change_seq: AtomicU64,
 }
+
+/// A record a sink wrote. `seq` increases across writes and restarts (it
+/// starts from the clock), so it serves as the SSE event id.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub tree: String,
+    pub key: String,
+    pub seq: u64,
+}
+
+/// Changes buffered per live-view subscriber before it must re-read.
+const CHANGE_BUFFER: usize = 1024;
 
 impl Runtime {
     pub fn new(config: Config, data: DataDir) -> Arc<Self> {
@@ -74,12 +91,26 @@ impl Runtime {
             stats: Stats::default(),
             work: tokio::sync::Notify::new(),
             reload_status: Mutex::new(ReloadStatus { ok: true, ..ReloadStatus::default() }),
+            changes: broadcast::channel(CHANGE_BUFFER).0,
+            change_seq: AtomicU64::new(crate::event::now_ms().max(0) as u64 * 1000),
         })
     }
 
     /// The config to use for one request or delivery, start to end.
     pub fn config(&self) -> Arc<Config> {
         self.current.load_full()
+    }
+
+    /// Tells live views that a sink wrote `tree`/`key`.
+    pub fn record_changed(&self, tree: &str, key: &str) {
+        let seq = self.change_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        // No subscriber is not an error.
+        let _ = self.changes.send(Change { tree: tree.to_string(), key: key.to_string(), seq });
+    }
+
+    /// The id of the latest change (what a view shows is at least this new).
+    pub fn change_seq(&self) -> u64 {
+        self.change_seq.load(Ordering::Relaxed)
     }
 
     /// Replaces the config; in-flight work keeps its old snapshot.

@@ -121,7 +121,7 @@ pub(super) fn compile(
                 match table.insert(&v.path, Endpoint::View(views.len())) {
                     Ok(()) => {
                         path_origin.insert(v.path.clone(), format!("a view in {}", path.display()));
-                        views.push(v);
+                        views.push(Arc::new(v));
                     }
                     Err(msg) => cx.path_conflict(Pos::of(&view.value.path), msg, &path_origin),
                 }
@@ -1134,12 +1134,23 @@ impl<'a> Cx<'a> {
                 .with_hint("drop `key` for a list view, or `filter_by`/`summary` for a record view");
             return None;
         }
+        let script = match &raw.script {
+            Some(s) => Some(self.rhai(s, script::Kind::Script, true)?),
+            None => None,
+        };
+        let auth = match &raw.auth {
+            Some(a) => Some(BearerToken::new(None, self.non_empty_secrets(&a.value.token)?)),
+            None => None,
+        };
         Some(View {
             path: raw.path.value.clone(),
             tree: self.interp(&raw.tree)?,
             key,
             filter_by: raw.filter_by.iter().flatten().map(|f| f.value.clone()).collect(),
             summary: raw.summary.as_ref().map(|s| s.value.clone()),
+            script,
+            auth,
+            cors: raw.cors.iter().flatten().map(|c| c.value.clone()).collect(),
         })
     }
 

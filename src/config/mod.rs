@@ -21,7 +21,7 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct Config {
     pub routes: Vec<Arc<Route>>,
-    pub views: Vec<View>,
+    pub views: Vec<Arc<View>>,
     pub sinks: BTreeMap<String, Arc<Sink>>,
     pub table: RouteTable,
     /// The files it came from.
@@ -43,6 +43,12 @@ pub struct View {
     pub key: Option<Expr>,
     pub filter_by: Vec<String>,
     pub summary: Option<String>,
+    /// Adds computed fields to each record shown.
+    pub script: Option<crate::script::Compiled>,
+    /// Bearer tokens a reader must present; `None`: open.
+    pub auth: Option<crate::verify::BearerToken>,
+    /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
+    pub cors: Vec<String>,
 }
 
 /// A successful load: the config and its warnings.

@@ -244,6 +244,19 @@ pub struct RawView {
     pub filter_by: Option<Vec<S<String>>>,
     /// List views: a field whose values are counted into `summary`.
     pub summary: Option<S<String>>,
+    /// Rhai run on each record before it is shown (computed fields); sees
+    /// `doc` (the record) and `event` (`params`, `query`).
+    pub script: Option<S<String>>,
+    /// Require `Authorization: Bearer <token>`: `{token: ${VIEW_TOKEN}}` (a list allows rotation).
+    pub auth: Option<S<RawViewAuth>>,
+    /// Origins allowed to read it from a browser (`["*"]` for any): CORS headers and preflight.
+    pub cors: Option<Vec<S<String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawViewAuth {
+    pub token: S<OneOrMany<String>>,
 }
 
 /// A size such as `1MiB`, `512KiB`, `10kb` or a plain byte count.

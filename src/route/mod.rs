@@ -196,7 +196,7 @@ impl Rule {
         if !self.has_scripts() {
             return Ok(doc);
         }
-        let mut run = script::Run::new(&doc, payload, event, current)?;
+        let mut run = script::Run::new(&doc, payload, &script::event_object(event), current)?;
         if let Some((condition, text)) = &self.when {
             run.check(condition, text)?;
         }

@@ -243,15 +243,16 @@ pub struct Run {
 }
 
 impl Run {
-    /// `current`: the record the rule's store target holds now, if any.
-    pub fn new(doc: &Value, payload: &Value, event: &EventV1, current: Option<&Value>) -> Result<Self, Outcome> {
+    /// `event`: what the script sees as `event` (`event_object` for a
+    /// delivery); `current`: the record the rule's store target holds now.
+    pub fn new(doc: &Value, payload: &Value, event: &Value, current: Option<&Value>) -> Result<Self, Outcome> {
         let convert = |v: &Value| {
             rhai::serde::to_dynamic(v).map_err(|e| Outcome::Error(ScriptError(format!("cannot pass JSON in: {e}"))))
         };
         let mut scope = Scope::new();
         scope.push("doc", convert(doc)?);
         scope.push_constant("payload", convert(payload)?);
-        scope.push_constant("event", convert(&event_object(event))?);
+        scope.push_constant("event", convert(event)?);
         scope.push_constant("current", current.map(convert).transpose()?.unwrap_or(Dynamic::UNIT));
         Ok(Self { scope })
     }
@@ -293,8 +294,8 @@ impl Run {
     }
 }
 
-/// What scripts see as `event`.
-fn event_object(e: &EventV1) -> Value {
+/// What a delivery's scripts see as `event`.
+pub fn event_object(e: &EventV1) -> Value {
     let pairs =
         |p: &[(String, String)]| Value::Object(p.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
     serde_json::json!({
@@ -338,7 +339,8 @@ mod tests {
 
     fn run_with(limits: Limits, source: &str, current: Option<Value>) -> Result<Value, Outcome> {
         let script = compile_with(limits, Kind::Script, source).unwrap();
-        let mut run = Run::new(&json!({"n": 1}), &json!({"data": {"x": "y"}}), &event(), current.as_ref())?;
+        let mut run =
+            Run::new(&json!({"n": 1}), &json!({"data": {"x": "y"}}), &event_object(&event()), current.as_ref())?;
         run.transform(&script)?;
         run.into_doc()
     }
@@ -417,7 +419,8 @@ mod tests {
     fn conditions_must_be_booleans() {
         let check = |src: &str| {
             let c = compile_with(Limits::default(), Kind::Condition, src).unwrap();
-            Run::new(&json!({}), &json!({"data": {"severity": "HIGH"}}), &event(), None).unwrap().check(&c, src)
+            let event = event_object(&event());
+            Run::new(&json!({}), &json!({"data": {"severity": "HIGH"}}), &event, None).unwrap().check(&c, src)
         };
         assert_eq!(check(r#"payload.data.severity in ["HIGH", "CRITICAL"]"#), Ok(()));
         assert!(matches!(check(r#"payload.data.severity == "LOW""#), Err(Outcome::NotApplicable(_))));

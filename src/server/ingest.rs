@@ -42,10 +42,10 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
     let query = parse_query(req.uri().query());
     match matched.endpoint {
         Endpoint::View(i) => {
-            if !matches!(*req.method(), Method::GET | Method::HEAD) {
-                return IngestError::MethodNotAllowed { allow: "GET, HEAD" }.into_response();
+            if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+                return IngestError::MethodNotAllowed { allow: "GET, HEAD, OPTIONS" }.into_response();
             }
-            views::handle(&state.rt, &config.views[i], &matched.params, &query).await
+            views::handle(&state.rt, &config.views[i], req.method(), req.headers(), &matched.params, &query).await
         }
         Endpoint::Route(i) => {
             let route = config.routes[i].clone();

@@ -50,7 +50,7 @@ impl BearerToken {
         vec![(self.header.clone(), value)]
     }
 
-    pub(super) fn check(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
         let value = single_header(headers, &self.header)?;
         let token = if self.header == "authorization" {
             let (scheme, rest) = value.split_once(' ').ok_or(VerifyError::Malformed)?;

@@ -10,3 +10,4 @@ mod reload;
 mod scripts;
 mod signatures;
 mod util;
+mod views;
