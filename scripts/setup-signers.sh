@@ -10,7 +10,7 @@ mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9
 # ESM resolves packages next to the script, so the Node signer lives beside node_modules.
-cp "$root/tests/signers/sign.mjs" "$dir/sign.mjs"
+cp "$root"/tests/signers/*.mjs "$dir/"
 stamp=$(cat "$root/tests/signers/requirements.txt" "$root/tests/signers/package.json" | sha256sum | cut -c1-16)
 if [[ "$(cat "$dir/.stamp" 2>/dev/null)" == "$stamp" ]]; then
   exit 0
