@@ -55,7 +55,8 @@ async fn main() {
                     if block.contains("event: missing") {
                         let _ = ready_tx.send(());
                     } else if let Some(at) = block.find("round-") {
-                        let n: usize = block[at + 6..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+                        let n: usize =
+                            block[at + 6..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
                         let _ = seen_tx.send((n, Instant::now()));
                     }
                 }

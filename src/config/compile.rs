@@ -1129,7 +1129,7 @@ impl<'a> Cx<'a> {
             Some(k) => Some(self.checked_expr(k, false, &params)?),
             None => None,
         };
-        if key.is_some() && (raw.filter_by.is_some() || raw.summary.is_some()) {
+        if key.is_some() && (raw.filter_by.is_some() || raw.summary.is_some() || raw.summary_values.is_some()) {
             self.error(Pos::of(v), "a view with `key` shows one record; `filter_by` and `summary` are for list views")
                 .with_hint("drop `key` for a list view, or `filter_by`/`summary` for a record view");
             return None;
@@ -1148,6 +1148,7 @@ impl<'a> Cx<'a> {
             key,
             filter_by: raw.filter_by.iter().flatten().map(|f| f.value.clone()).collect(),
             summary: raw.summary.as_ref().map(|s| s.value.clone()),
+            summary_values: raw.summary_values.iter().flatten().map(|v| v.value.clone()).collect(),
             script,
             auth,
             cors: raw.cors.iter().flatten().map(|c| c.value.clone()).collect(),

@@ -43,6 +43,8 @@ pub struct View {
     pub key: Option<Expr>,
     pub filter_by: Vec<String>,
     pub summary: Option<String>,
+    /// Values counted even when 0 (the page expects every bucket).
+    pub summary_values: Vec<String>,
     /// Adds computed fields to each record shown.
     pub script: Option<crate::script::Compiled>,
     /// Bearer tokens a reader must present; `None`: open.

@@ -244,6 +244,8 @@ pub struct RawView {
     pub filter_by: Option<Vec<S<String>>>,
     /// List views: a field whose values are counted into `summary`.
     pub summary: Option<S<String>>,
+    /// List views: `summary` values always shown, with 0 when no record has them.
+    pub summary_values: Option<Vec<S<String>>>,
     /// Rhai run on each record before it is shown (computed fields); sees
     /// `doc` (the record) and `event` (`params`, `query`).
     pub script: Option<S<String>>,

@@ -151,7 +151,7 @@ fn render_blocking(rt: &Runtime, view: &View, read: &Read) -> sled::Result<(Stat
                 Err(e) => return Ok(script_failed(&e)),
             }
         }
-        body["summary"] = summary(&all, field);
+        body["summary"] = summary(&all, field, &view.summary_values);
     }
     if let Some(n) = next {
         body["next_cursor"] = Value::String(n);
@@ -235,9 +235,10 @@ fn pairs(p: &[(String, String)]) -> Value {
     Value::Object(p.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
 }
 
-/// Counts of each value of `field` across all matching records, plus `total`.
-fn summary(records: &[Value], field: &str) -> Value {
-    let mut counts = Map::new();
+/// Counts of each value of `field` across all matching records (`always`
+/// listed first, 0 when absent), plus `total`.
+fn summary(records: &[Value], field: &str, always: &[String]) -> Value {
+    let mut counts: Map<String, Value> = always.iter().map(|v| (v.clone(), Value::from(0))).collect();
     for r in records {
         let v = r.get(field).and_then(crate::mapping::value_to_string).unwrap_or_else(|| "unknown".into());
         let n = counts.get(&v).and_then(Value::as_u64).unwrap_or(0);

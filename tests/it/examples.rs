@@ -208,7 +208,9 @@ async fn seed_003_whatsapp_sessions() {
     let list = client().get(r.url("/api/whatsapp/session/list-realtime?userId=user-456")).send().await.unwrap();
     let list: Value = list.json().await.unwrap();
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
-    assert_eq!(list["summary"], json!({"disconnected": 1, "error": 1, "total": 2}));
+    // The seed's summary, every bucket present.
+    let want = json!({"connected": 0, "disconnected": 1, "loading": 0, "needsQR": 0, "error": 1, "total": 2});
+    assert_eq!(list["summary"], want);
     assert_eq!(list["data"][0]["bucket"], "disconnected", "the view script's field is shown");
     let (code, missing) = (client().get(r.url("/api/whatsapp/session/status/nope")).send().await.unwrap().status(), ());
     assert_eq!((code.as_u16(), missing), (404, ()));
