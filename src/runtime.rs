@@ -69,6 +69,8 @@ pub struct Runtime {
     /// Store writes, for live views (SSE); receivers that fall behind re-read.
     pub changes: broadcast::Sender<Change>,
     change_seq: AtomicU64,
+    /// Turns true when the server stops: live streams end so shutdown need not wait for them.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// A record a sink wrote. `seq` increases across writes and restarts (it
@@ -93,6 +95,7 @@ impl Runtime {
             reload_status: Mutex::new(ReloadStatus { ok: true, ..ReloadStatus::default() }),
             changes: broadcast::channel(CHANGE_BUFFER).0,
             change_seq: AtomicU64::new(crate::event::now_ms().max(0) as u64 * 1000),
+            stopping: tokio::sync::watch::channel(false).0,
         })
     }
 

@@ -65,6 +65,7 @@ pub async fn serve(
     shutdown.await;
     tracing::info!("Shutting down: no new connections, finishing requests in flight.");
     let _ = stop_tx.send(true);
+    rt.stopping.send_replace(true);
     let _ = main.await;
     if let Some(a) = admin {
         let _ = a.await;

@@ -189,45 +189,51 @@ fn live(
     last_seen: Option<u64>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = rt.changes.subscribe();
+    let stopping = rt.stopping.subscribe();
     let key = view.key.as_ref().and_then(|k| {
         let empty = Value::Null;
         k.eval_string(&Context { body: &empty, params: &read.params, query: &read.query, headers: &[] })
     });
-    let state = (rt, view, read, key, changes, last_seen, true);
-    let events = stream::unfold(state, |(rt, view, read, key, mut changes, mut seen, mut first)| async move {
-        loop {
-            let seq = if first {
-                first = false;
-                rt.change_seq()
-            } else {
-                loop {
-                    match changes.recv().await {
-                        Ok(Change { tree, key: k, seq }) => {
-                            if tree == view.tree && key.as_ref().is_none_or(|want| *want == k) {
-                                break seq;
+    let state = (rt, view, read, key, (changes, stopping), last_seen, true);
+    let events =
+        stream::unfold(state, |(rt, view, read, key, (mut changes, mut stopping), mut seen, mut first)| async move {
+            loop {
+                let seq = if first {
+                    first = false;
+                    rt.change_seq()
+                } else {
+                    loop {
+                        let change = tokio::select! {
+                            c = changes.recv() => c,
+                            _ = stopping.wait_for(|stop| *stop) => return None,
+                        };
+                        match change {
+                            Ok(Change { tree, key: k, seq }) => {
+                                if tree == view.tree && key.as_ref().is_none_or(|want| *want == k) {
+                                    break seq;
+                                }
                             }
+                            Err(RecvError::Lagged(_)) => break rt.change_seq(),
+                            Err(RecvError::Closed) => return None,
                         }
-                        Err(RecvError::Lagged(_)) => break rt.change_seq(),
-                        Err(RecvError::Closed) => return None,
                     }
+                };
+                let (status, body, version) = render(rt.clone(), view.clone(), read.clone()).await;
+                let id = version.unwrap_or(seq);
+                // Nothing the client has not seen: a reconnect that missed nothing, or a rewrite
+                // of a record that left it at the same version.
+                if seen.is_some_and(|s| match version {
+                    Some(v) => s == v,
+                    None => s >= id,
+                }) {
+                    continue;
                 }
-            };
-            let (status, body, version) = render(rt.clone(), view.clone(), read.clone()).await;
-            let id = version.unwrap_or(seq);
-            // Nothing the client has not seen: a reconnect that missed nothing, or a rewrite
-            // of a record that left it at the same version.
-            if seen.is_some_and(|s| match version {
-                Some(v) => s == v,
-                None => s >= id,
-            }) {
-                continue;
+                seen = Some(id);
+                let kind = if status.is_success() { "update" } else { "missing" };
+                let event = Event::default().id(id.to_string()).event(kind).data(body.to_string());
+                return Some((Ok(event), (rt, view, read, key, (changes, stopping), seen, first)));
             }
-            seen = Some(id);
-            let kind = if status.is_success() { "update" } else { "missing" };
-            let event = Event::default().id(id.to_string()).event(kind).data(body.to_string());
-            return Some((Ok(event), (rt, view, read, key, changes, seen, first)));
-        }
-    });
+        });
     Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT))
 }
 

@@ -118,7 +118,12 @@ async fn a_view_streams_each_write_and_a_reconnect_misses_nothing() {
         (&"connected".into(), &true.into())
     );
     assert!(missed.id.parse::<u64>().unwrap() > update.id.parse::<u64>().unwrap());
-    r.stop().await;
+
+    // An open stream does not hold up a graceful stop (the grace is 10 s).
+    let mut open = SseReader::open(&url, None).await;
+    open.next(Duration::from_secs(5)).await.expect("the current state");
+    tokio::time::timeout(Duration::from_secs(3), r.stop()).await.expect("stopped without waiting for the stream");
+    assert!(open.next(Duration::from_secs(1)).await.is_none(), "the stream ended");
 }
 
 #[tokio::test]
