@@ -71,6 +71,8 @@ pub struct Runtime {
     change_seq: AtomicU64,
     /// Turns true when the server stops: live streams end so shutdown need not wait for them.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// `--admin-token`: when set, every admin API call must present it.
+    pub admin_token: std::sync::OnceLock<crate::verify::BearerToken>,
 }
 
 /// A record a sink wrote. `seq` increases across writes and restarts (it
@@ -96,6 +98,7 @@ impl Runtime {
             changes: broadcast::channel(CHANGE_BUFFER).0,
             change_seq: AtomicU64::new(crate::event::now_ms().max(0) as u64 * 1000),
             stopping: tokio::sync::watch::channel(false).0,
+            admin_token: std::sync::OnceLock::new(),
         })
     }
 

@@ -74,6 +74,9 @@ pub struct DataArgs {
     /// Admin address of a running router, used when it holds the data directory.
     #[arg(long, default_value = "127.0.0.1:9090", env = "ROUTER_ADMIN")]
     pub admin: String,
+    /// The admin API's token, when the router was started with one.
+    #[arg(long, env = "ROUTER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

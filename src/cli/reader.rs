@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 pub enum Reader {
     Local(DataDir),
-    Remote { base: String, client: reqwest::Client },
+    Remote { base: String, client: reqwest::Client, token: Option<String> },
 }
 
 /// A read that found nothing (exit 1, not a crash).
@@ -24,7 +24,7 @@ impl Reader {
             Ok(dir) => Ok(Reader::Local(dir)),
             Err(OpenError::Locked(_)) => {
                 let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
-                Ok(Reader::Remote { base: format!("http://{}", args.admin), client })
+                Ok(Reader::Remote { base: format!("http://{}", args.admin), client, token: args.admin_token.clone() })
             }
             Err(e) => Err(e.into()),
         }
@@ -40,10 +40,14 @@ impl Reader {
 
     /// One admin API call; a 404 becomes `NotFound` (exit 1, not a crash).
     async fn call(&self, method: reqwest::Method, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        let Reader::Remote { base, client } = self else {
+        let Reader::Remote { base, client, token } = self else {
             unreachable!("admin calls only when a router holds the data")
         };
-        let resp = client.request(method, format!("{base}{path}")).query(query).send().await.with_context(|| {
+        let mut req = client.request(method, format!("{base}{path}")).query(query);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| {
             format!("the data directory is in use, and the router's admin API at {base} does not answer")
         })?;
         let status = resp.status();
@@ -51,6 +55,9 @@ impl Reader {
         match status.as_u16() {
             200..=299 => Ok(body),
             404 => Err(NotFound(body["error"].as_str().unwrap_or("not found").to_string()).into()),
+            401 => {
+                Err(anyhow!("the admin API at {base} wants its token: pass --admin-token or set ROUTER_ADMIN_TOKEN"))
+            }
             _ => Err(anyhow!("admin API: {} ({status})", body["error"].as_str().unwrap_or("error"))),
         }
     }

@@ -6,6 +6,7 @@ use crate::reload;
 use crate::runtime::{DataDir, Runtime};
 use crate::server::{self, Limits};
 use crate::telemetry::{self, LogFormat};
+use crate::verify::{BearerToken, Secret};
 use anyhow::{bail, Context};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,9 +25,12 @@ pub struct Args {
     /// Webhook listener address.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Admin API address (loopback only until admin tokens land); `off` disables it.
+    /// Admin API address; `off` disables it. A non-loopback address needs `--admin-token`.
     #[arg(long, default_value = "127.0.0.1:9090")]
     admin_listen: String,
+    /// Bearer token every admin API call must present (required off loopback).
+    #[arg(long, env = "ROUTER_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
     /// Open connections at most.
@@ -60,9 +64,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "off" | "none" => None,
         a => Some(a.parse().with_context(|| format!("--admin-listen `{a}` is not an address"))?),
     };
-    if let Some(a) = admin_addr {
+    let admin_token = args.admin_token.as_deref().filter(|t| !t.is_empty());
+    if let (Some(a), None) = (admin_addr, admin_token) {
         if !a.ip().is_loopback() {
-            bail!("--admin-listen {a}: the admin API has no authentication yet, so it only binds loopback addresses");
+            bail!("--admin-listen {a} is not a loopback address: set --admin-token (or ROUTER_ADMIN_TOKEN) so the admin API is not open to the network");
         }
     }
     let data = DataDir::open(&args.data)?;
@@ -84,6 +89,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "Router started."
     );
     let rt = Runtime::new(loaded.config, data);
+    if let Some(token) = admin_token {
+        let _ = rt.admin_token.set(BearerToken::new(None, vec![Secret::new(token.to_string())]));
+    }
     let env: Arc<dyn EnvSource + Send + Sync> = Arc::new(ProcessEnv);
     let _watch = reload::start(rt.clone(), vec![args.routes.clone()], env, !args.no_watch, true)
         .with_context(|| format!("cannot watch {}", args.routes.display()))?;

@@ -1,5 +1,6 @@
 //! The admin listener (loopback by default): read access to the event log,
-//! the store and per-route counters. The CLI uses it to read data while
+//! the store and per-route counters. With `--admin-token` (or
+//! `ROUTER_ADMIN_TOKEN`) every call needs `Authorization: Bearer <token>`. The CLI uses it to read data while
 //! `router serve` holds the data directory.
 
 use crate::log::{EventStatus, ListQuery};
@@ -17,6 +18,7 @@ use std::sync::Arc;
 pub const DEFAULT_LIST_LIMIT: usize = 50;
 
 pub fn router(rt: Arc<Runtime>) -> Router {
+    let guard = rt.clone();
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/routes", get(routes))
@@ -28,6 +30,18 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/events/replay", post(replay))
         .route("/store/{tree}", get(store_list))
         .route("/store/{tree}/{key}", get(store_get))
+        .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let guard = guard.clone();
+            async move {
+                // Constant-time compare (BearerToken); the reason is never told.
+                match guard.admin_token.get() {
+                    Some(token) if token.check(req.headers()).is_err() => {
+                        (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized"}))).into_response()
+                    }
+                    _ => next.run(req).await,
+                }
+            }
+        }))
         .with_state(rt)
 }
 

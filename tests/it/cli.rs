@@ -260,3 +260,63 @@ fn send_never_prints_the_credential_it_sends() {
     assert!(out.contains("authorization: [redacted]"), "{out}");
     assert!(!out.contains("local-trial-token"), "{out}");
 }
+
+#[test]
+fn the_admin_api_requires_its_token_and_never_shows_it() {
+    const TOKEN: &str = "admin-secret-4f1c";
+    let data = tempfile::tempdir().unwrap();
+    let port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (web, admin) = (port(), port());
+    // Off loopback without a token: refused before anything binds.
+    let (code, _, err) = router(
+        &["serve", "--admin-listen", "0.0.0.0:0", "--listen", "127.0.0.1:0", "--data"]
+            .iter()
+            .copied()
+            .chain([data.path().to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("--admin-token"), "{err}");
+
+    let child = Command::new(router_bin())
+        .current_dir(repo())
+        .args(["serve", "--listen", &format!("127.0.0.1:{web}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+        .arg("--data")
+        .arg(data.path())
+        .env("ROUTER_ADMIN_TOKEN", TOKEN)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let get = |token: Option<&str>| -> u16 {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", admin)) else { return 0 };
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(s, "GET /healthz HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+    };
+    for _ in 0..300 {
+        if get(Some(TOKEN)) == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(get(Some(TOKEN)), 200);
+    assert_eq!(get(None), 401);
+    assert_eq!(get(Some("wrong")), 401);
+
+    // The CLI reads through it with the token, and says what is missing without.
+    let d = data.path().to_str().unwrap();
+    let addr = format!("127.0.0.1:{admin}");
+    let (code, out, err) = router(&["events", "list", "--data", d, "--admin", &addr, "--admin-token", TOKEN]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = router(&["events", "list", "--data", d, "--admin", &addr]);
+    assert_ne!(code, 0);
+    assert!(err.contains("ROUTER_ADMIN_TOKEN") && !err.contains(TOKEN), "{err}");
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains(TOKEN), "the token is in the log:\n{log}");
+}
