@@ -187,7 +187,7 @@ async fn a_removed_sink_fails_its_deliveries_until_it_is_back() {
     let rx = Receiver::start(vec![Reply::Status(503)]).await;
     let with_hook = format!(
         "route: p\npath: /p\nverify: {{ scheme: bearer, token: t }}\nrules:\n  - on: \"*\"\n    to: [{{ sink: hook }}]\n\
-         sinks:\n  hook: {{ type: http, url: \"{}\", retry: {{ attempts: 5, backoff: 1s }} }}\n",
+         sinks:\n  hook: {{ type: http, url: \"{}\", retry: {{ attempts: 5, backoff: 3s }} }}\n",
         rx.url("/hook")
     );
     let without_hook = "route: p\npath: /p\nverify: { scheme: bearer, token: t }\nrules:\n  - on: \"*\"\n    \
@@ -198,7 +198,7 @@ async fn a_removed_sink_fails_its_deliveries_until_it_is_back() {
     let (code, answer) = crate::util::post(&r.url("/p"), "t", "{}", &[]).await;
     assert_eq!(code, 200);
     let id: u64 = answer["id"].as_str().unwrap().parse().unwrap();
-    // The first attempt got 503: retrying, due in about a second.
+    // The first attempt got 503: retrying, due in about 3 s (room for the reload even on a busy box).
     r.eventually("the first attempt", || (rx.count() == 1).then_some(())).await;
 
     replace(routes.path(), "p.yaml", without_hook);
