@@ -5,14 +5,7 @@
 # ingest req/s while that sink is down (a closed port). wrk: 2 threads, 64 connections, 1 KB body; fsync on. Loopback only.
 #
 #   scripts/bench-delivery.sh
-set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-shared=${BENCH_SHARED:-$root/../shared/bench}
-work=${BENCH_WORK:-/tmp/benchpeers}
-dur=${DURATION:-10}
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
-cargo build --release -q --manifest-path "$root/Cargo.toml"
-CARGO_TARGET_DIR=$work/target cargo build --release -q --manifest-path "$shared/limit/Cargo.toml"
+source "$(dirname "$0")/bench-peers.sh"
 mkdir -p "$work/run"
 python3 "$shared/load/mkreq.py" "$work/run" whsec_x >/dev/null
 export BENCH_BODY_FILE=$work/run/body.json BENCH_STRIPE_SIG=unused BENCH_HUB_SIG=unused

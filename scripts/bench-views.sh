@@ -5,14 +5,7 @@
 # the ratio. A read: no fsync. Loopback only.
 #
 #   scripts/bench-views.sh            # DURATION=10 by default
-set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-shared=${BENCH_SHARED:-$root/../shared/bench}
-work=${BENCH_WORK:-/tmp/benchpeers}
-dur=${DURATION:-10}
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
-cargo build --release -q --manifest-path "$root/Cargo.toml"
-CARGO_TARGET_DIR=$work/target cargo build --release -q --manifest-path "$shared/limit/Cargo.toml"
+source "$(dirname "$0")/bench-peers.sh"
 limit_port=18087 router_port=18088
 data=$(mktemp -d)
 "$work/target/release/bench-limit" "127.0.0.1:$limit_port" >/dev/null 2>&1 &

@@ -34,6 +34,16 @@ struct Read {
     query: Vec<(String, String)>,
 }
 
+impl Read {
+    /// A record view's key for this request (`None` for list views, or
+    /// when the template names a parameter the request lacks).
+    fn key(&self, view: &View) -> Option<String> {
+        let empty = Value::Null;
+        let ctx = Context { body: &empty, params: &self.params, query: &self.query, headers: &[] };
+        view.key.as_ref()?.eval_string(&ctx)
+    }
+}
+
 pub async fn handle(
     rt: &Arc<Runtime>,
     view: &Arc<View>,
@@ -114,10 +124,8 @@ fn render_blocking(rt: &Runtime, view: &View, read: &Read) -> sled::Result<(Stat
             Some(s) => computed(s, record, &script_input),
         }
     };
-    let empty = Value::Null;
-    let ctx = Context { body: &empty, params: &read.params, query: &read.query, headers: &[] };
-    if let Some(key) = &view.key {
-        let Some(key) = key.eval_string(&ctx) else { return Ok(not_found) };
+    if view.key.is_some() {
+        let Some(key) = read.key(view) else { return Ok(not_found) };
         return Ok(match records.get(&view.tree, &key)? {
             None => not_found,
             Some(rec) => {
@@ -190,10 +198,7 @@ fn live(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = rt.changes.subscribe();
     let stopping = rt.stopping.subscribe();
-    let key = view.key.as_ref().and_then(|k| {
-        let empty = Value::Null;
-        k.eval_string(&Context { body: &empty, params: &read.params, query: &read.query, headers: &[] })
-    });
+    let key = read.key(&view);
     let state = (rt, view, read, key, (changes, stopping), last_seen, true);
     let events =
         stream::unfold(state, |(rt, view, read, key, (mut changes, mut stopping), mut seen, mut first)| async move {
