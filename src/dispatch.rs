@@ -19,7 +19,7 @@ use crate::script;
 use crate::sink::http::Envelope;
 use crate::sink::store::SyncMetadata;
 use crate::sink::{Outcome, RetryPolicy, Sink, SinkKind};
-use crate::telemetry::Stats;
+use crate::telemetry::Delivered;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -213,32 +213,38 @@ fn load_event(rt: &Runtime, id: u64) -> Option<(EventV1, Value)> {
     Some((event, payload))
 }
 
-fn report(rt: &Runtime, route: &str, d: &DeliveryV1, outcome: &Outcome) {
-    match (outcome, d.status) {
+/// Counts and logs one recorded outcome. `received_ms`: when the event came in.
+fn report(rt: &Runtime, route: &str, received_ms: i64, d: &DeliveryV1, outcome: &Outcome) {
+    let counted = match (outcome, d.status) {
         (Outcome::Delivered, _) => {
-            Stats::bump(&rt.stats.delivered);
             tracing::debug!(route, event = d.event, sink = %d.sink, "Delivered.");
+            let waited = (crate::event::now_ms() - received_ms).max(0) as u64;
+            Delivered::Ok { latency: std::time::Duration::from_millis(waited) }
         }
         (Outcome::Skipped { reason }, _) => {
-            Stats::bump(&rt.stats.delivered);
             tracing::info!(route, event = d.event, sink = %d.sink, reason = %reason, "Delivery skipped.");
+            Delivered::Skipped
         }
         (Outcome::Dropped { reason }, _) => {
-            Stats::bump(&rt.stats.delivered);
             tracing::info!(route, event = d.event, sink = %d.sink, reason = %reason, "Dropped by the script.");
+            Delivered::Skipped
         }
         (_, DeliveryStatus::Failed) => {
-            Stats::bump(&rt.stats.failed);
             tracing::error!(
                 route, event = d.event, sink = %d.sink, attempts = d.attempts,
                 error = d.last_error.as_deref().unwrap_or(""), "Delivery failed for good; retry it once the cause is fixed."
             );
+            Delivered::Failed
         }
-        _ => tracing::warn!(
-            route, event = d.event, sink = %d.sink, attempts = d.attempts,
-            error = d.last_error.as_deref().unwrap_or(""), "Delivery failed; will retry."
-        ),
-    }
+        _ => {
+            tracing::warn!(
+                route, event = d.event, sink = %d.sink, attempts = d.attempts,
+                error = d.last_error.as_deref().unwrap_or(""), "Delivery failed; will retry."
+            );
+            Delivered::Retry
+        }
+    };
+    rt.stats.delivery(route, &d.sink, counted);
 }
 
 /// The event id receivers see: the provider's, else `<route>-<log id>`;
@@ -323,8 +329,9 @@ fn record_all(
     match rt.data.log.record(settled) {
         Ok(updated) => {
             for (d, outcome) in updated.iter().zip(outcomes) {
-                let route = events.get(&d.event).and_then(|e| e.as_ref()).map_or("", |(e, _)| e.route.as_str());
-                report(rt, route, d, &outcome);
+                let event = events.get(&d.event).and_then(|e| e.as_ref()).map(|(e, _)| e);
+                let (route, received_ms) = event.map_or(("", 0), |e| (e.route.as_str(), e.received_ms));
+                report(rt, route, received_ms, d, &outcome);
             }
         }
         Err(e) => tracing::error!(error = %e, "Cannot record delivery outcomes; they will run again."),

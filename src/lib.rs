@@ -6,7 +6,8 @@
 //! One request's path through the crate:
 //!
 //! - [`server`] accepts connections and runs the ingest pipeline
-//!   (`server::ingest`), with views and the admin API beside it.
+//!   (`server::ingest`), with views beside it; [`admin`] is the
+//!   operator's listener (API, Prometheus metrics, dashboard).
 //! - [`config`] loads and compiles `routes.d` into a [`config::Config`]
 //!   (routes in [`route`], expressions in [`mapping`], auth in [`verify`],
 //!   sinks in [`sink`]); `router check` runs the same loader.
@@ -16,9 +17,12 @@
 //!   every outcome, running rules' `when:` and `script:` ([`script`],
 //!   sandboxed Rhai) on the way.
 //! - [`runtime`] holds what they share: the config snapshot and the data dir;
-//!   [`reload`] swaps the snapshot when the routes directory changes.
-//! - [`cli`] is the command line; [`telemetry`] logging and counters.
+//!   [`reload`] swaps the snapshot when the routes directory changes;
+//!   [`retention`] prunes settled events past their keep period.
+//! - [`cli`] is the command line; [`telemetry`] logging, counters and
+//!   latency figures.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
@@ -26,6 +30,7 @@ pub mod event;
 pub mod log;
 pub mod mapping;
 pub mod reload;
+pub mod retention;
 pub mod route;
 pub mod route_tests;
 pub mod runtime;

@@ -20,6 +20,7 @@ pub struct DataDir {
     pub path: PathBuf,
     pub log: EventLog,
     pub records: Records,
+    db: sled::Db,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +53,20 @@ impl DataDir {
                 }
             })?;
         let log = EventLog::open(&db, path).map_err(|e| other(e.to_string()))?;
-        Ok(Self { path: path.to_path_buf(), log, records: Records::new(db) })
+        Ok(Self { path: path.to_path_buf(), log, records: Records::new(db.clone()), db })
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Writes and syncs a probe key: whether the store takes writes now.
+    pub fn probe_write(&self) -> Result<(), sled::Error> {
+        let meta = self.db.open_tree("meta")?;
+        meta.insert("ready_probe", &crate::event::now_ms().to_be_bytes()[..])?;
+        meta.flush()?;
+        Ok(())
     }
 }
 
@@ -73,6 +87,8 @@ pub struct Runtime {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// `--admin-token`: when set, every admin API call must present it.
     pub admin_token: std::sync::OnceLock<crate::verify::BearerToken>,
+    /// `--retention`: the default (30 days) unless set before serving.
+    pub retention_policy: std::sync::OnceLock<crate::retention::Retention>,
 }
 
 /// A record a sink wrote. `seq` increases across writes and restarts (it
@@ -99,7 +115,12 @@ impl Runtime {
             change_seq: AtomicU64::new(crate::event::now_ms().max(0) as u64 * 1000),
             stopping: tokio::sync::watch::channel(false).0,
             admin_token: std::sync::OnceLock::new(),
+            retention_policy: std::sync::OnceLock::new(),
         })
+    }
+
+    pub fn retention(&self) -> crate::retention::Retention {
+        self.retention_policy.get().copied().unwrap_or_default()
     }
 
     /// The config to use for one request or delivery, start to end.

@@ -16,7 +16,7 @@ pub enum Command {
         /// pending, failed, delivered or unrouted.
         #[arg(long)]
         status: Option<String>,
-        #[arg(long, default_value_t = crate::server::admin::DEFAULT_LIST_LIMIT)]
+        #[arg(long, default_value_t = crate::admin::DEFAULT_LIST_LIMIT)]
         limit: usize,
         #[command(flatten)]
         data: DataArgs,
@@ -94,7 +94,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 },
             };
             let reader = Reader::open(&data)?;
-            let out = reader.events(ListQuery { route, status, before: None, limit }).await?;
+            let out = reader.events(ListQuery { route, status, limit, ..Default::default() }).await?;
             if data.json {
                 println!("{}", serde_json::to_string_pretty(&out["events"])?);
             } else {

@@ -123,9 +123,7 @@ impl Reader {
                     .map_err(|diags| anyhow!("route files have errors:\n{diags}"))?;
                 let r =
                     loaded.config.route(route).ok_or_else(|| anyhow!("no route `{route}` in {}", routes.display()))?;
-                let n = d.log.replay(route, since_ms, until_ms, force, &|e, body| {
-                    crate::server::admin::plan_stored(r, e, body)
-                })?;
+                let n = d.log.replay(route, since_ms, until_ms, force, &|e, body| r.plan_stored(e, body))?;
                 d.log.flush_blocking()?;
                 Ok(n)
             }

@@ -3,6 +3,7 @@
 
 use crate::config::{self, env::EnvSource, env::ProcessEnv};
 use crate::reload;
+use crate::retention::Retention;
 use crate::runtime::{DataDir, Runtime};
 use crate::server::{self, Limits};
 use crate::telemetry::{self, LogFormat};
@@ -45,6 +46,26 @@ pub struct Args {
     /// Do not watch the routes directory; reload only on SIGHUP.
     #[arg(long)]
     no_watch: bool,
+    /// Keep settled events (delivered, skipped, unrouted) this long; `off`
+    /// keeps everything. Failed events stay until retried or deleted.
+    #[arg(long, default_value = "30d", value_parser = parse_retention)]
+    retention: Keep,
+    /// Time between retention sweeps.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    retention_every: Duration,
+}
+
+/// `--retention`'s value: a period, or none (`off`).
+#[derive(Debug, Clone, Copy)]
+struct Keep(Option<Duration>);
+
+fn parse_retention(text: &str) -> Result<Keep, String> {
+    match text {
+        "off" | "forever" => Ok(Keep(None)),
+        t => humantime::parse_duration(t)
+            .map(|d| Keep(Some(d)))
+            .map_err(|e| format!("{e} (write e.g. 30d, 12h, or off)")),
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -92,6 +113,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(token) = admin_token {
         let _ = rt.admin_token.set(BearerToken::new(None, vec![Secret::new(token.to_string())]));
     }
+    let _ = rt.retention_policy.set(Retention {
+        keep: args.retention.0,
+        every: args.retention_every,
+        ..Retention::default()
+    });
     let env: Arc<dyn EnvSource + Send + Sync> = Arc::new(ProcessEnv);
     let _watch = reload::start(rt.clone(), vec![args.routes.clone()], env, !args.no_watch, true)
         .with_context(|| format!("cannot watch {}", args.routes.display()))?;

@@ -38,7 +38,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::List { tree, filter, data } => {
-            let filter = crate::server::admin::parse_where(&filter.join(",")).map_err(anyhow::Error::msg)?;
+            let filter = crate::admin::parse_where(&filter.join(",")).map_err(anyhow::Error::msg)?;
             let reader = Reader::open(&data)?;
             let out = reader.records(&tree, &filter).await?;
             if data.json {

@@ -19,9 +19,11 @@
 
 mod durable;
 pub mod record;
+mod retention;
 
 use durable::GroupCommit;
 pub use record::{Attempt, DeliveryStatus, DeliveryV1, EventStatus, EventV1, Record};
+pub use retention::{DeleteError, Pruned};
 
 use crate::event::{format_ms, now_ms};
 use crate::sink::{retry, Outcome, RetryPolicy};
@@ -116,7 +118,13 @@ pub struct EventSummary {
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub route: Option<String>,
+    /// Exact type, or a prefix pattern ending in `*` (`customer.*`).
+    pub event_type: Option<String>,
     pub status: Option<EventStatus>,
+    /// Received at or after (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Received before (ms since the epoch).
+    pub until_ms: Option<i64>,
     /// Only ids below this (paging backwards from the newest).
     pub before: Option<u64>,
     pub limit: usize,
@@ -128,6 +136,9 @@ pub struct EventLog {
     commit: GroupCommit,
     /// Test hook: makes appends fail as if the disk had gone away.
     fail_writes: Arc<AtomicBool>,
+    /// Held by the writers of closed events (retry, replay, retention,
+    /// delete), so none removes what another is changing.
+    maintenance: std::sync::Mutex<()>,
 }
 
 fn be(id: u64) -> [u8; 8] {
@@ -200,7 +211,7 @@ impl EventLog {
             apply_group(&writer_tree, &mut last, group)
         });
         let commit = GroupCommit::start(db.clone(), dir, apply).map_err(|e| LogError::Unavailable(e.to_string()))?;
-        Ok(Self { tree, commit, fail_writes })
+        Ok(Self { tree, commit, fail_writes, maintenance: std::sync::Mutex::new(()) })
     }
 
     /// Test hook: while set, appends fail with `Unavailable`.
@@ -322,6 +333,7 @@ impl EventLog {
     /// budget (their attempt history is kept). `route`: only that route's.
     /// Returns how many were requeued.
     pub fn retry_failed(&self, event: Option<u64>, route: Option<&str>) -> Result<usize, LogError> {
+        let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
         let mut batch = sled::Batch::default();
         let mut count = 0;
@@ -370,6 +382,7 @@ impl EventLog {
         force: bool,
         plan: &dyn Fn(&EventV1, &[u8]) -> Vec<NewDelivery>,
     ) -> Result<usize, LogError> {
+        let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
         let mut added = 0;
         for kv in self.tree.scan_prefix(b"e") {
@@ -422,7 +435,14 @@ impl EventLog {
         for kv in self.tree.range(event_key(0)..end).rev() {
             let (k, v) = kv?;
             let Record::EventV1(e) = decode(&k, &v)? else { continue };
-            if q.route.as_ref().is_some_and(|r| *r != e.route) {
+            // Ids grow with receipt time: everything further back is older.
+            if q.since_ms.is_some_and(|since| e.received_ms < since) {
+                break;
+            }
+            if q.route.as_ref().is_some_and(|r| *r != e.route)
+                || q.until_ms.is_some_and(|until| e.received_ms >= until)
+                || q.event_type.as_deref().is_some_and(|t| !type_matches(t, &e.event_type))
+            {
                 continue;
             }
             let status = EventStatus::of(&self.deliveries(e.id)?);
@@ -448,6 +468,14 @@ impl EventLog {
     /// Makes everything written so far durable (shutdown, CLI).
     pub fn flush_blocking(&self) -> Result<(), LogError> {
         self.commit.sync_blocking()
+    }
+}
+
+/// `customer.*` matches `customer.created`; anything else must be equal.
+fn type_matches(pattern: &str, kind: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => pattern == kind,
     }
 }
 

@@ -2,6 +2,7 @@
 //! Built by `config::compile`; runtime code never re-parses a string.
 
 pub mod filter;
+pub mod sample;
 pub mod table;
 
 use crate::log::EventV1;
@@ -132,6 +133,14 @@ impl Route {
                 Some(_) => None,
             })
             .collect()
+    }
+
+    /// The deliveries a stored event gets under this route's current rules
+    /// (replay).
+    pub fn plan_stored(&self, e: &EventV1, body: &[u8]) -> Vec<crate::log::NewDelivery> {
+        let payload: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let ctx = Context { body: &payload, params: &e.params, query: &e.query, headers: &e.headers };
+        self.plan(&e.event_type, &ctx)
     }
 
     /// The deliveries an event of this type gets: one per (matching rule,

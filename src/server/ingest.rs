@@ -35,8 +35,10 @@ pub struct Ingest {
 /// The one handler of the webhook listener.
 pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
     // One snapshot for the whole request: a reload never changes it midway.
+    let started = std::time::Instant::now();
     let config: Arc<Config> = state.rt.config();
     let Some(matched) = config.table.lookup(req.uri().path()) else {
+        state.rt.stats.unmatched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return IngestError::NotFound.into_response();
     };
     let query = parse_query(req.uri().query());
@@ -56,9 +58,9 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
                         Ok(Accepted::New { .. }) => Counted::Accepted,
                         Ok(Accepted::Duplicate { .. }) => Counted::Duplicate,
                         Ok(Accepted::Filtered { .. } | Accepted::Challenge(_)) => Counted::Filtered,
-                        Err(_) => Counted::Rejected,
+                        Err(e) => Counted::Rejected(e.reason()),
                     };
-                    state.rt.stats.count(&route.name, counted);
+                    state.rt.stats.request(&route.name, counted, started.elapsed());
                     match result {
                         Ok(a) => a.into_response(),
                         Err(e) => e.into_response(),

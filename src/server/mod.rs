@@ -3,7 +3,6 @@
 //! serves every route and view from the current config snapshot, so a
 //! reload never rebuilds or rebinds anything.
 
-pub mod admin;
 mod body;
 mod ingest;
 mod response;
@@ -60,7 +59,12 @@ pub async fn serve(
     let dispatcher = tokio::spawn(crate::dispatch::run(rt.clone(), stop_rx.clone()));
     let app = app(rt.clone(), limits);
     let main = tokio::spawn(accept_loop(listener, app, limits, stop_rx.clone()));
-    let admin = admin.map(|l| tokio::spawn(accept_loop(l, admin::router(rt.clone()), limits, stop_rx.clone())));
+    let admin = admin.map(|l| tokio::spawn(accept_loop(l, crate::admin::router(rt.clone()), limits, stop_rx.clone())));
+    let retention = tokio::spawn(crate::retention::run(rt.clone(), stop_rx.clone()));
+    let upkeep = tokio::spawn(every(Duration::from_secs(5), stop_rx.clone(), {
+        let rt = rt.clone();
+        move || rt.stats.exporter.upkeep()
+    }));
 
     shutdown.await;
     tracing::info!("Shutting down: no new connections, finishing requests in flight.");
@@ -71,6 +75,8 @@ pub async fn serve(
         let _ = a.await;
     }
     let _ = dispatcher.await;
+    let _ = retention.await;
+    let _ = upkeep.await;
     let rt2 = rt.clone();
     tokio::task::spawn_blocking(move || rt2.data.log.flush_blocking())
         .await
@@ -84,6 +90,16 @@ pub async fn serve(
 /// in-process, without a socket.
 pub fn app(rt: Arc<Runtime>, limits: Limits) -> Router {
     Router::new().fallback(ingest::handle).with_state(ingest::Ingest { rt, limits })
+}
+
+/// Calls `f` every `period` until `stop`.
+async fn every(period: Duration, mut stop: watch::Receiver<bool>, f: impl Fn()) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => f(),
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, app: Router, limits: Limits, mut stop: watch::Receiver<bool>) {

@@ -1,6 +1,7 @@
 //! Every answer ingest gives, mapped to status and JSON body in one place.
 //! Internal detail (store errors, verifier reasons) never reaches a client.
 
+use crate::telemetry::Reject;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -25,6 +26,21 @@ pub enum IngestError {
         problems: Vec<String>,
     },
     Unavailable,
+}
+
+impl IngestError {
+    /// The label this refusal is counted under.
+    pub fn reason(&self) -> Reject {
+        match self {
+            IngestError::NotFound | IngestError::BadBody => Reject::BadBody,
+            IngestError::MethodNotAllowed { .. } => Reject::MethodNotAllowed,
+            IngestError::TooLarge { .. } => Reject::TooLarge,
+            IngestError::Timeout => Reject::Timeout,
+            IngestError::Unauthorized => Reject::Unauthorized,
+            IngestError::Invalid { .. } => Reject::Invalid,
+            IngestError::Unavailable => Reject::Unavailable,
+        }
+    }
 }
 
 impl IntoResponse for IngestError {

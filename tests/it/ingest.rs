@@ -125,7 +125,7 @@ async fn every_status_of_the_contract() {
     assert_eq!(health["route"], "shop");
     assert_eq!(health["supported_events"], json!(["customer.*", "order.paid", "!customer.deleted"]));
 
-    let counts = r.rt.stats.routes()["shop"].clone();
+    let counts = r.rt.stats.report(["shop"]).routes["shop"].clone();
     assert_eq!((counts.accepted, counts.duplicates, counts.filtered), (2, 1, 2));
     r.stop().await;
 }

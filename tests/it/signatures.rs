@@ -143,7 +143,7 @@ async fn check(case: Case) {
             "{route}: an hour ahead"
         );
     }
-    let accepted = r.rt.stats.routes()[route].accepted;
+    let accepted = r.rt.stats.report([route]).routes[route].accepted;
     assert_eq!(accepted, 2, "{route}: exactly the two valid requests were accepted");
     r.stop().await;
 }

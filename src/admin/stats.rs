@@ -1,0 +1,85 @@
+//! Figures for operators and for Prometheus, and the health probes.
+
+use super::{blocking, error};
+use crate::runtime::Runtime;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use std::sync::Arc;
+
+/// What is measured from the store at each request.
+struct Storage {
+    size_bytes: u64,
+    queue_depth: usize,
+}
+
+async fn storage(rt: &Arc<Runtime>) -> Result<Storage, Response> {
+    let rt = rt.clone();
+    blocking(move || Storage { size_bytes: rt.data.size_on_disk(), queue_depth: rt.data.log.queue_depth() }).await
+}
+
+/// `GET /stats`: per route and per sink, plus the store and the last reload.
+pub async fn stats(State(rt): State<Arc<Runtime>>) -> Response {
+    let store = match storage(&rt).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let config = rt.config();
+    let report = rt.stats.report(config.routes.iter().map(|r| r.name.as_str()));
+    let reload = rt.reload_status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let retention = rt.retention();
+    Json(json!({
+        "stats": report,
+        "store": {
+            "size_bytes": store.size_bytes,
+            "queue_depth": store.queue_depth,
+            "retention": retention.keep.map(|d| humantime::format_duration(d).to_string()),
+        },
+        "reload": reload,
+    }))
+    .into_response()
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
+    let store = match storage(&rt).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let reload = rt.reload_status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let routes = rt.config().routes.len();
+    let text = rt.stats.render_prometheus(
+        &[("router_reloads_total", reload.reloads), ("router_reload_failures_total", reload.failures)],
+        &[
+            ("router_log_size_bytes", store.size_bytes as f64),
+            ("router_queue_depth", store.queue_depth as f64),
+            ("router_routes", routes as f64),
+        ],
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// `GET /readyz`: 200 when the store takes a synced write and a config is
+/// loaded and the router is not stopping; 503 with the reason otherwise.
+pub async fn ready(State(rt): State<Arc<Runtime>>) -> Response {
+    if *rt.stopping.borrow() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "stopping");
+    }
+    let rt2 = rt.clone();
+    match blocking(move || rt2.data.probe_write()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("store not writable: {e}")),
+        Err(r) => return r,
+    }
+    let config = rt.config();
+    let reload = rt.reload_status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Json(json!({
+        "status": "ready",
+        "routes": config.routes.len(),
+        // A refused reload leaves the previous routes serving: still ready.
+        "last_reload_ok": reload.ok,
+    }))
+    .into_response()
+}
