@@ -1,6 +1,7 @@
 //! One integration-test binary: every test starts the real router on a
 //! loopback port with a temp sled directory and talks HTTP to it.
 
+mod admin;
 mod browser;
 mod cli;
 mod crash;

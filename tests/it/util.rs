@@ -61,9 +61,22 @@ impl TestRouter {
     }
 
     pub async fn start_full(routes: &Path, data: &Path, env: HashMap<String, String>, limits: Limits) -> Self {
+        Self::start_configured(routes, data, env, limits, |_| {}).await
+    }
+
+    /// `configure` sets what `serve`'s flags would (admin token, retention)
+    /// before anything runs.
+    pub async fn start_configured(
+        routes: &Path,
+        data: &Path,
+        env: HashMap<String, String>,
+        limits: Limits,
+        configure: impl FnOnce(&Runtime),
+    ) -> Self {
         let loaded = config::load(&[routes.to_path_buf()], &env).unwrap_or_else(|d| panic!("config errors:\n{d}"));
         let dir = DataDir::open(data).expect("open data dir");
         let rt = Runtime::new(loaded.config, dir);
+        configure(&rt);
         let env: Arc<dyn webhook_router::config::env::EnvSource + Send + Sync> = Arc::new(env);
         let watch = reload::start(rt.clone(), vec![routes.to_path_buf()], env, true, false).expect("watch routes");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -78,6 +91,10 @@ impl TestRouter {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
     }
 
     /// Graceful stop; the data directory is released when this returns.
