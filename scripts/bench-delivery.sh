@@ -33,7 +33,7 @@ run() {  # run LABEL RECEIVER_URL [ROUTES_DIR]
     done
     end=$(date +%s.%N)
     local total
-    total=$(curl -s "127.0.0.1:$admin_port/routes" | python3 -c 'import json,sys; print(json.load(sys.stdin)["routes"][0]["counts"]["accepted"])')
+    total=$(curl -s "127.0.0.1:$admin_port/routes" | python3 -c 'import json,sys; print(json.load(sys.stdin)["routes"][0]["stats"]["accepted"])')
     echo "$label: ingest ${rps} req/s; ${total} events delivered in $(echo "$end - $start" | bc) s = $(echo "$total / ($end - $start)" | bc) events/s (pending left: $pending)"
   else
     echo "$label: ingest ${rps} req/s"

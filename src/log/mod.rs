@@ -14,6 +14,8 @@
 //! | `k` route `\0` event_id           | id (dedup index)         |
 //! | `q` due_ms id index               | empty (due queue)        |
 //! | `o` sink `\0` order_key `\0` id index | empty: open ordered deliveries; only the first of a key may run |
+//! | `f` id index                      | empty: failed deliveries (what operators list and retry) |
+//! | `m/` name                         | markers (one-time upgrades done) |
 //!
 //! Integers are big-endian so keys sort by value.
 
@@ -154,6 +156,10 @@ fn body_key(id: u64) -> Vec<u8> {
 fn delivery_key(k: DeliveryKey) -> Vec<u8> {
     [&b"d"[..], &be(k.event), &k.index.to_be_bytes()].concat()
 }
+/// The failed-index entry of a delivery.
+fn failed_key(k: DeliveryKey) -> Vec<u8> {
+    [&b"f"[..], &be(k.event), &k.index.to_be_bytes()].concat()
+}
 fn dedup_key(route: &str, event_id: &str) -> Vec<u8> {
     [&b"k"[..], route.as_bytes(), &[0], event_id.as_bytes()].concat()
 }
@@ -170,6 +176,14 @@ fn order_key(d: &DeliveryV1) -> Option<Vec<u8>> {
 fn queue_key(due_ms: i64, k: DeliveryKey) -> Vec<u8> {
     let due = (due_ms as u64) ^ (1 << 63);
     [&b"q"[..], &be(due), &be(k.event), &k.index.to_be_bytes()].concat()
+}
+fn parse_failed_key(key: &[u8]) -> Option<DeliveryKey> {
+    if key.len() != 1 + 8 + 4 {
+        return None;
+    }
+    let event = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    let index = u32::from_be_bytes(key[9..13].try_into().ok()?);
+    Some(DeliveryKey { event, index })
 }
 fn parse_queue_key(key: &[u8]) -> Option<(i64, DeliveryKey)> {
     if key.len() != 1 + 8 + 8 + 4 {
@@ -198,6 +212,7 @@ impl EventLog {
     /// Opens the log in an already-open sled database at `dir`.
     pub fn open(db: &sled::Db, dir: &Path) -> Result<Self, LogError> {
         let tree = db.open_tree(LOG_TREE)?;
+        Self::index_failed(&tree)?;
         let mut last = match tree.scan_prefix(b"e").next_back() {
             Some(kv) => id_from(&kv?.0[1..9]),
             None => 0,
@@ -322,6 +337,9 @@ impl EventLog {
             if let (false, Some(o)) = (d.status.is_open(), order_key(&d)) {
                 batch.remove(o);
             }
+            if d.status == DeliveryStatus::Failed {
+                batch.insert(failed_key(key), &[][..]);
+            }
             batch.insert(delivery_key(key), encode(&Record::DeliveryV1(d.clone())));
             updated.push(d);
         }
@@ -338,12 +356,13 @@ impl EventLog {
         let mut batch = sled::Batch::default();
         let mut count = 0;
         let prefix = match event {
-            Some(id) => [&b"d"[..], &be(id)].concat(),
-            None => b"d".to_vec(),
+            Some(id) => [&b"f"[..], &be(id)].concat(),
+            None => b"f".to_vec(),
         };
         for kv in self.tree.scan_prefix(prefix) {
-            let (k, v) = kv?;
-            let Record::DeliveryV1(mut d) = decode(&k, &v)? else { continue };
+            let (k, _) = kv?;
+            let Some(key) = parse_failed_key(&k) else { continue };
+            let mut d = self.delivery(key)?;
             if d.status != DeliveryStatus::Failed {
                 continue;
             }
@@ -352,11 +371,11 @@ impl EventLog {
                     continue;
                 }
             }
+            batch.remove(failed_key(key));
             d.status = DeliveryStatus::Pending;
             d.attempts = 0;
             d.next_attempt_ms = Some(now);
             d.attempts_log.push(Attempt { at: format_ms(now), outcome: "requeued".into(), error: None });
-            let key = DeliveryKey { event: d.event, index: d.index };
             batch.insert(queue_key(now, key), &[][..]);
             if let Some(o) = order_key(&d) {
                 batch.insert(o, &[][..]);
@@ -430,11 +449,26 @@ impl EventLog {
 
     /// Newest first.
     pub fn list(&self, q: &ListQuery) -> Result<Vec<EventSummary>, LogError> {
-        let end = event_key(q.before.unwrap_or(u64::MAX));
+        let before = q.before.unwrap_or(u64::MAX);
+        // Failed events come from their index: old failures are what
+        // operators look for, and the log around them may be huge.
+        let ids: Box<dyn Iterator<Item = Result<u64, LogError>>> = if q.status == Some(EventStatus::Failed) {
+            let end = [&b"f"[..], &be(before)].concat();
+            let keys = self.tree.range(b"f".to_vec()..end).keys().rev();
+            let mut last = None;
+            Box::new(keys.filter_map(move |k| match k {
+                Err(e) => Some(Err(e.into())),
+                Ok(k) => {
+                    let id = parse_failed_key(&k)?.event;
+                    (last.replace(id) != Some(id)).then_some(Ok(id))
+                }
+            }))
+        } else {
+            Box::new(self.tree.range(event_key(0)..event_key(before)).keys().rev().map(|k| Ok(id_from(&k?[1..9]))))
+        };
         let mut out = Vec::new();
-        for kv in self.tree.range(event_key(0)..end).rev() {
-            let (k, v) = kv?;
-            let Record::EventV1(e) = decode(&k, &v)? else { continue };
+        for id in ids {
+            let e = self.event(id?)?;
             // Ids grow with receipt time: everything further back is older.
             if q.since_ms.is_some_and(|since| e.received_ms < since) {
                 break;
@@ -463,6 +497,27 @@ impl EventLog {
             }
         }
         Ok(out)
+    }
+
+    /// Builds the failed-delivery index of a log written before it existed
+    /// (once: a marker records that it is done).
+    fn index_failed(tree: &sled::Tree) -> Result<(), LogError> {
+        const MARKER: &[u8] = b"m/failed-index";
+        if tree.contains_key(MARKER)? {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for kv in tree.scan_prefix(b"d") {
+            let (k, v) = kv?;
+            if let Record::DeliveryV1(d) = decode(&k, &v)? {
+                if d.status == DeliveryStatus::Failed {
+                    batch.insert(failed_key(DeliveryKey { event: d.event, index: d.index }), &[][..]);
+                }
+            }
+        }
+        batch.insert(MARKER, &[][..]);
+        tree.apply_batch(batch)?;
+        Ok(())
     }
 
     /// Makes everything written so far durable (shutdown, CLI).

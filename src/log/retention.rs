@@ -8,8 +8,8 @@
 //! writes only open deliveries, which a removable event does not have.
 
 use super::{
-    body_key, decode, dedup_key, delivery_key, event_key, DeliveryKey, DeliveryStatus, DeliveryV1, EventLog, EventV1,
-    LogError, Record,
+    body_key, decode, dedup_key, delivery_key, event_key, failed_key, DeliveryKey, DeliveryStatus, DeliveryV1,
+    EventLog, EventV1, LogError, Record,
 };
 
 /// The outcome of one bounded retention pass.
@@ -38,7 +38,9 @@ fn remove(batch: &mut sled::Batch, e: &EventV1, deliveries: &[DeliveryV1]) {
     batch.remove(event_key(e.id));
     batch.remove(body_key(e.id));
     for d in deliveries {
-        batch.remove(delivery_key(DeliveryKey { event: d.event, index: d.index }));
+        let key = DeliveryKey { event: d.event, index: d.index };
+        batch.remove(delivery_key(key));
+        batch.remove(failed_key(key));
     }
     if let Some(id) = &e.event_id {
         batch.remove(dedup_key(&e.route, id));

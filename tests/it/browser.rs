@@ -1,7 +1,8 @@
 //! A real browser: headless Chromium (Debian's, installed by
 //! scripts/setup-browser.sh) opens seed 003's session page, a `qr` webhook
 //! is posted, and the QR image appears through the page's live stream.
-//! The screenshot is kept in target/artifacts/ for a human to look at.
+//! The dashboard is driven the same way. Screenshots are kept in
+//! target/artifacts/ for a human to look at.
 
 use crate::util::{repo, TestRouter};
 use std::collections::HashMap;
@@ -38,5 +39,57 @@ async fn seed_003_page_shows_a_new_qr_code_live() {
     assert_eq!(result["status"], "qr_generated");
     let png = std::fs::read(artifacts.join("seed-003-qr.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    r.stop().await;
+}
+
+/// The dashboard in a real browser: sign in with the admin token, see a
+/// failed delivery, click Retry against a receiver that now answers 200,
+/// and see the event delivered. Screenshots go to target/artifacts/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_retries_a_failed_delivery() {
+    use crate::util::{post, settled, test_limits, Receiver, Reply, TempRoutes};
+    use webhook_router::log::DeliveryStatus;
+    use webhook_router::verify::{BearerToken, Secret};
+    for setup in ["scripts/setup-signers.sh", "scripts/setup-browser.sh"] {
+        let status = Command::new(repo().join(setup)).status().unwrap();
+        assert!(status.success(), "{setup} failed");
+    }
+    let hook = Receiver::start(vec![Reply::Status(422)]).await;
+    let routes = TempRoutes::new(&[(
+        "orders.yaml",
+        "route: orders\npath: /hooks/orders\nverify: { scheme: bearer, token: t }\nevent: { type: $.type, id: $.id }\n\
+         rules:\n  - on: \"*\"\n    to: [{ sink: crm }]\nsinks:\n  crm: { type: http, url: \"${CRM}\", retry: { attempts: 1 } }\n",
+    )]);
+    let data = tempfile::tempdir().unwrap();
+    let env = HashMap::from([("CRM".to_string(), hook.url("/crm"))]);
+    let r = TestRouter::start_configured(routes.path(), data.path(), env, test_limits(), |rt| {
+        let _ = rt.admin_token.set(BearerToken::new(None, vec![Secret::new("dash-token".to_string())]));
+    })
+    .await;
+    let body = serde_json::json!({"id": "evt_browser", "type": "order.paid", "total": 12}).to_string();
+    let (status, answer) = post(&r.url("/hooks/orders"), "t", &body, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    let id: u64 = answer["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(settled(&r, id).await[0].status, DeliveryStatus::Failed);
+
+    let artifacts = repo().join("target/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let script = repo().join("target/signers/browser-dashboard.mjs");
+    let admin = format!("http://{}/", r.admin);
+    let args = [admin, "dash-token".to_string(), id.to_string(), "orders".to_string(), artifacts.display().to_string()];
+    let out = tokio::task::spawn_blocking(move || Command::new("node").arg(script).args(args).output().unwrap())
+        .await
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(result["status"], "delivered");
+    assert_eq!(result["failed_before"], "1");
+    assert_eq!(result["external_requests"], serde_json::json!([]), "the page loads nothing from elsewhere");
+    assert_eq!(settled(&r, id).await[0].status, DeliveryStatus::Delivered);
+    assert_eq!(hook.count(), 2);
+    for shot in ["dashboard-failed.png", "dashboard-delivered.png"] {
+        assert_eq!(&std::fs::read(artifacts.join(shot)).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    }
     r.stop().await;
 }
