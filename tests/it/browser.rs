@@ -8,12 +8,25 @@ use crate::util::{repo, TestRouter};
 use std::collections::HashMap;
 use std::process::Command;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_003_page_shows_a_new_qr_code_live() {
+/// Installs the browser and the scripts (once), runs `script` from
+/// tests/signers with `args` off the async workers, and returns the JSON
+/// line it prints; fails the test with its output if it fails.
+async fn run_in_browser(script: &str, args: Vec<String>) -> serde_json::Value {
     for setup in ["scripts/setup-signers.sh", "scripts/setup-browser.sh"] {
         let status = Command::new(repo().join(setup)).status().unwrap();
         assert!(status.success(), "{setup} failed");
     }
+    let script = repo().join("target/signers").join(script);
+    let out = tokio::task::spawn_blocking(move || Command::new("node").arg(script).args(args).output().unwrap())
+        .await
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_page_shows_a_new_qr_code_live() {
     let routes = repo().join("examples/seed-003-whatsapp/routes.d");
     let data = tempfile::tempdir().unwrap();
     let env = HashMap::from([("WHATSAPP_WEBHOOK_TOKEN".to_string(), "browser-token".to_string())]);
@@ -27,15 +40,8 @@ async fn seed_003_page_shows_a_new_qr_code_live() {
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("seed-003-qr.png");
     let _ = std::fs::remove_file(&shot);
-    let script = repo().join("target/signers/browser-qr.mjs");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node").arg(script).args([&page, &base, "browser-token"]).arg(&shot).output().unwrap()
-    })
-    .await
-    .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let result =
+        run_in_browser("browser-qr.mjs", vec![page, base, "browser-token".into(), shot.display().to_string()]).await;
     assert_eq!(result["status"], "qr_generated");
     let png = std::fs::read(artifacts.join("seed-003-qr.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
@@ -50,10 +56,6 @@ async fn dashboard_retries_a_failed_delivery() {
     use crate::util::{post, settled, test_limits, Receiver, Reply, TempRoutes};
     use webhook_router::log::DeliveryStatus;
     use webhook_router::verify::{BearerToken, Secret};
-    for setup in ["scripts/setup-signers.sh", "scripts/setup-browser.sh"] {
-        let status = Command::new(repo().join(setup)).status().unwrap();
-        assert!(status.success(), "{setup} failed");
-    }
     let hook = Receiver::start(vec![Reply::Status(422)]).await;
     let routes = TempRoutes::new(&[(
         "orders.yaml",
@@ -74,15 +76,9 @@ async fn dashboard_retries_a_failed_delivery() {
 
     let artifacts = repo().join("target/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let script = repo().join("target/signers/browser-dashboard.mjs");
     let admin = format!("http://{}/", r.admin);
-    let args = [admin, "dash-token".to_string(), id.to_string(), "orders".to_string(), artifacts.display().to_string()];
-    let out = tokio::task::spawn_blocking(move || Command::new("node").arg(script).args(args).output().unwrap())
-        .await
-        .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let args = vec![admin, "dash-token".into(), id.to_string(), "orders".into(), artifacts.display().to_string()];
+    let result = run_in_browser("browser-dashboard.mjs", args).await;
     assert_eq!(result["status"], "delivered");
     assert_eq!(result["failed_before"], "1");
     assert_eq!(result["external_requests"], serde_json::json!([]), "the page loads nothing from elsewhere");
