@@ -452,23 +452,30 @@ impl EventLog {
         let before = q.before.unwrap_or(u64::MAX);
         // Failed events come from their index: old failures are what
         // operators look for, and the log around them may be huge.
-        let ids: Box<dyn Iterator<Item = Result<u64, LogError>>> = if q.status == Some(EventStatus::Failed) {
+        let events: Box<dyn Iterator<Item = Result<EventV1, LogError>> + '_> = if q.status == Some(EventStatus::Failed)
+        {
             let end = [&b"f"[..], &be(before)].concat();
             let keys = self.tree.range(b"f".to_vec()..end).keys().rev();
             let mut last = None;
-            Box::new(keys.filter_map(move |k| match k {
-                Err(e) => Some(Err(e.into())),
+            let ids = keys.filter_map(move |k| match k {
+                Err(e) => Some(Err(LogError::from(e))),
                 Ok(k) => {
                     let id = parse_failed_key(&k)?.event;
                     (last.replace(id) != Some(id)).then_some(Ok(id))
                 }
-            }))
+            });
+            Box::new(ids.map(|id| self.event(id?)))
         } else {
-            Box::new(self.tree.range(event_key(0)..event_key(before)).keys().rev().map(|k| Ok(id_from(&k?[1..9]))))
+            let records = self.tree.range(event_key(0)..event_key(before)).rev();
+            Box::new(records.filter_map(|kv| match kv.map_err(LogError::from).and_then(|(k, v)| decode(&k, &v)) {
+                Ok(Record::EventV1(e)) => Some(Ok(e)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            }))
         };
         let mut out = Vec::new();
-        for id in ids {
-            let e = self.event(id?)?;
+        for e in events {
+            let e = e?;
             // Ids grow with receipt time: everything further back is older.
             if q.since_ms.is_some_and(|since| e.received_ms < since) {
                 break;

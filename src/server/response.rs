@@ -29,7 +29,8 @@ pub enum IngestError {
 }
 
 impl IngestError {
-    /// The label this refusal is counted under.
+    /// The label this refusal is counted under. `NotFound` has no route to
+    /// count it on (it goes to `unmatched`); it is listed only to be total.
     pub fn reason(&self) -> Reject {
         match self {
             IngestError::NotFound | IngestError::BadBody => Reject::BadBody,
