@@ -208,9 +208,15 @@ fn load_event(rt: &Runtime, id: u64) -> Option<(EventV1, Value)> {
     let event =
         rt.data.log.event(id).map_err(|e| tracing::error!(event = id, error = %e, "Cannot read an event.")).ok()?;
     let body = rt.data.log.body(id).ok()?;
-    // It parsed at ingest; a failure here means the log is damaged.
-    let payload = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Some((event, payload))
+    // The same parser as ingest, so a delivery sees the document ingest saw
+    // (a form body's fields too). It parsed then; failing now means damage.
+    match crate::payload::parse_stored(&event.headers, &body) {
+        Ok(payload) => Some((event, payload)),
+        Err(e) => {
+            tracing::error!(event = id, error = %e, "A logged body no longer parses.");
+            None
+        }
+    }
 }
 
 /// Counts and logs one recorded outcome. `received_ms`: when the event came in.

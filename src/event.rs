@@ -20,11 +20,15 @@ pub fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// RFC 3339 with milliseconds, UTC.
+/// RFC 3339 in UTC with exactly three fraction digits
+/// (`2025-10-21T10:00:00.000Z`): every time the router writes has the same
+/// width, so times sort correctly as text too.
+const FIXED_MS: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Milliseconds since the epoch as RFC 3339 (see `FIXED_MS`).
 pub fn format_ms(ms: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let t = t.replace_nanosecond((ms.rem_euclid(1000) as u32) * 1_000_000).unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_default()
+    format_nanos(ms as i128 * 1_000_000).unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into())
 }
 
 /// Parses a provider timestamp: RFC 3339, or Unix seconds / milliseconds
@@ -48,9 +52,11 @@ pub fn parse_time(v: &Value) -> Option<i128> {
     }
 }
 
-/// A parsed time back to RFC 3339 (UTC), for storing in a normal form.
+/// A parsed time back to RFC 3339 (UTC, milliseconds; see `FIXED_MS`),
+/// for storing in a normal form. Finer digits are cut, not rounded, so a
+/// time never moves past the next millisecond.
 pub fn format_nanos(nanos: i128) -> Option<String> {
-    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?.format(&Rfc3339).ok()
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?.format(FIXED_MS).ok()
 }
 
 #[cfg(test)]
@@ -64,7 +70,13 @@ mod tests {
         assert_eq!(parse_time(&json!(1761040800)).unwrap(), a);
         assert_eq!(parse_time(&json!(1761040800000u64)).unwrap(), a);
         assert_eq!(parse_time(&json!("1761040800")).unwrap(), a);
-        assert_eq!(format_nanos(a).unwrap(), "2025-10-21T10:00:00Z");
+        assert_eq!(format_nanos(a).unwrap(), "2025-10-21T10:00:00.000Z");
+        // One width whatever the fraction, so text order is time order.
+        assert_eq!(format_ms(1761040800290), "2025-10-21T10:00:00.290Z");
+        assert_eq!(format_ms(1761040800000), "2025-10-21T10:00:00.000Z");
+        assert_eq!(format_ms(-1), "1969-12-31T23:59:59.999Z");
+        let t = parse_time(&json!("2025-10-21T10:00:00.123456789+02:00")).unwrap();
+        assert_eq!(format_nanos(t).unwrap(), "2025-10-21T08:00:00.123Z");
         assert!(parse_time(&json!("yesterday")).is_none());
         assert_eq!(format_ms(1761040800123), "2025-10-21T10:00:00.123Z");
     }

@@ -29,6 +29,7 @@ pub mod dispatch;
 pub mod event;
 pub mod log;
 pub mod mapping;
+pub mod payload;
 pub mod reload;
 pub mod retention;
 pub mod route;

@@ -100,9 +100,12 @@ pub async fn retry_all(State(rt): State<Arc<Runtime>>, Query(q): Query<RetryPara
 async fn requeue(rt: Arc<Runtime>, id: Option<u64>, route: Option<String>) -> Response {
     let rt2 = rt.clone();
     match blocking(move || rt2.data.log.retry_failed(id, route.as_deref())).await {
-        Ok(Ok(n)) => {
+        Ok(Ok(requeued)) => {
+            for r in &requeued {
+                rt.stats.requeued(&r.route, &r.sink, r.failed_ms);
+            }
             rt.work.notify_one();
-            Json(json!({"requeued": n})).into_response()
+            Json(json!({"requeued": requeued.len()})).into_response()
         }
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(r) => r,

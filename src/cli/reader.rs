@@ -93,7 +93,7 @@ impl Reader {
     pub async fn retry(&self, event: Option<u64>, route: Option<String>) -> anyhow::Result<usize> {
         let n = match self {
             Reader::Local(d) => {
-                let n = d.log.retry_failed(event, route.as_deref())?;
+                let n = d.log.retry_failed(event, route.as_deref())?.len();
                 d.log.flush_blocking()?;
                 return Ok(n);
             }

@@ -86,6 +86,15 @@ pub enum Appended {
     Duplicate(u64),
 }
 
+/// A failed delivery put back in the queue (`retry_failed`).
+#[derive(Debug, Clone)]
+pub struct Requeued {
+    pub route: String,
+    pub sink: String,
+    /// When it failed for good, ms since the epoch.
+    pub failed_ms: i64,
+}
+
 /// Identifies one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeliveryKey {
@@ -349,12 +358,13 @@ impl EventLog {
 
     /// Puts failed deliveries back in the due queue, now, with a fresh retry
     /// budget (their attempt history is kept). `route`: only that route's.
-    /// Returns how many were requeued.
-    pub fn retry_failed(&self, event: Option<u64>, route: Option<&str>) -> Result<usize, LogError> {
+    /// Returns what was requeued.
+    pub fn retry_failed(&self, event: Option<u64>, route: Option<&str>) -> Result<Vec<Requeued>, LogError> {
         let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
         let mut batch = sled::Batch::default();
-        let mut count = 0;
+        let mut requeued = Vec::new();
+        let mut routes: HashMap<u64, String> = HashMap::new();
         let prefix = match event {
             Some(id) => [&b"f"[..], &be(id)].concat(),
             None => b"f".to_vec(),
@@ -366,11 +376,24 @@ impl EventLog {
             if d.status != DeliveryStatus::Failed {
                 continue;
             }
-            if let Some(r) = route {
-                if self.event(d.event)?.route != r {
-                    continue;
+            let event_route = match routes.get(&d.event) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = self.event(d.event)?.route;
+                    routes.insert(d.event, r.clone());
+                    r
                 }
+            };
+            if route.is_some_and(|r| r != event_route) {
+                continue;
             }
+            let failed_ms = d
+                .attempts_log
+                .iter()
+                .rev()
+                .find(|a| a.outcome == "failed")
+                .and_then(|a| crate::event::parse_time(&serde_json::Value::from(a.at.as_str())))
+                .map_or(0, |nanos| (nanos / 1_000_000) as i64);
             batch.remove(failed_key(key));
             d.status = DeliveryStatus::Pending;
             d.attempts = 0;
@@ -380,11 +403,11 @@ impl EventLog {
             if let Some(o) = order_key(&d) {
                 batch.insert(o, &[][..]);
             }
+            requeued.push(Requeued { route: event_route, sink: d.sink.clone(), failed_ms });
             batch.insert(delivery_key(key), encode(&Record::DeliveryV1(d)));
-            count += 1;
         }
         self.tree.apply_batch(batch)?;
-        Ok(count)
+        Ok(requeued)
     }
 
     /// Runs stored events of `route` received in `[since_ms, until_ms)` through
@@ -442,7 +465,7 @@ impl EventLog {
         let event = self.event(id)?;
         let deliveries = self.deliveries(id)?;
         let body = self.body(id)?;
-        let payload = serde_json::from_slice(&body)
+        let payload = crate::payload::parse_stored(&event.headers, &body)
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
         Ok(EventDetail { status: EventStatus::of(&deliveries), event, payload, delivery_records: deliveries })
     }

@@ -138,7 +138,7 @@ impl Route {
     /// The deliveries a stored event gets under this route's current rules
     /// (replay).
     pub fn plan_stored(&self, e: &EventV1, body: &[u8]) -> Vec<crate::log::NewDelivery> {
-        let payload: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let payload = crate::payload::parse_stored(&e.headers, body).unwrap_or(Value::Null);
         let ctx = Context { body: &payload, params: &e.params, query: &e.query, headers: &e.headers };
         self.plan(&e.event_type, &ctx)
     }

@@ -246,14 +246,11 @@ impl Run {
     /// `event`: what the script sees as `event` (`event_object` for a
     /// delivery); `current`: the record the rule's store target holds now.
     pub fn new(doc: &Value, payload: &Value, event: &Value, current: Option<&Value>) -> Result<Self, Outcome> {
-        let convert = |v: &Value| {
-            rhai::serde::to_dynamic(v).map_err(|e| Outcome::Error(ScriptError(format!("cannot pass JSON in: {e}"))))
-        };
         let mut scope = Scope::new();
-        scope.push("doc", convert(doc)?);
-        scope.push_constant("payload", convert(payload)?);
-        scope.push_constant("event", convert(event)?);
-        scope.push_constant("current", current.map(convert).transpose()?.unwrap_or(Dynamic::UNIT));
+        scope.push("doc", to_dynamic(doc));
+        scope.push_constant("payload", to_dynamic(payload));
+        scope.push_constant("event", to_dynamic(event));
+        scope.push_constant("current", current.map(to_dynamic).unwrap_or(Dynamic::UNIT));
         Ok(Self { scope })
     }
 
@@ -291,6 +288,29 @@ impl Run {
         let doc = self.scope.get("doc").cloned().unwrap_or(Dynamic::UNIT);
         rhai::serde::from_dynamic(&doc)
             .map_err(|e| Outcome::Error(ScriptError(format!("the document is not valid JSON: {e}"))))
+    }
+}
+
+/// JSON as a Rhai value. Numbers keep their exact text in `serde_json`
+/// (`arbitrary_precision`, so a 30-digit id is never rounded), which
+/// `rhai::serde` cannot read; hence this walk. An integer beyond Rhai's
+/// 64-bit range comes in as its exact digits in a string, not a rounded
+/// float.
+pub fn to_dynamic(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Dynamic::from_int(i),
+            (None, _) if n.to_string().bytes().all(|b| b.is_ascii_digit() || b == b'-') => n.to_string().into(),
+            (None, Some(f)) => Dynamic::from_float(f),
+            (None, None) => n.to_string().into(),
+        },
+        Value::String(s) => s.as_str().into(),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(to_dynamic).collect()),
+        Value::Object(fields) => {
+            Dynamic::from_map(fields.iter().map(|(k, v)| (k.as_str().into(), to_dynamic(v))).collect())
+        }
     }
 }
 
@@ -450,7 +470,7 @@ mod tests {
         let id = out["id"].as_str().unwrap();
         assert!(id.len() == 36 && id.as_bytes()[14] == b'4', "{id}");
         assert_eq!((&out["t"], &out["unix"]), (&json!(1761040800000i64), &json!(1761040800000i64)));
-        assert_eq!(out["back"], "2025-10-21T10:00:01.5Z");
+        assert_eq!(out["back"], "2025-10-21T10:00:01.500Z");
         assert_eq!(
             (&out["gap"], &out["json"], &out["parsed"]),
             (&json!(90.0), &json!("{\"a\":[1,2]}"), &json!({"b": true}))

@@ -112,7 +112,9 @@ async fn ingest(
         IngestError::Unauthorized
     })?;
 
-    let payload = parse_body(verified.headers(), verified.body())?;
+    let content_type = verified.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let payload = crate::payload::parse(content_type, verified.body())
+        .map_err(|e| IngestError::Invalid { error: "body is not valid JSON", problems: vec![e.0] })?;
     if let Some(challenge) = route.verifier.challenge(&payload) {
         return Ok(Accepted::Challenge(challenge.to_string()));
     }
@@ -207,30 +209,6 @@ fn event_meta(route: &Route, ctx: &Context, kind: String) -> Result<EventMeta, I
     } else {
         Err(IngestError::Invalid { error: "invalid event", problems })
     }
-}
-
-/// The body as JSON: JSON as is; a form body (Slack commands, Twilio) as an
-/// object of its fields (a repeated field becomes an array).
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, IngestError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return serde_json::from_slice(body)
-            .map_err(|e| IngestError::Invalid { error: "body is not valid JSON", problems: vec![e.to_string()] });
-    }
-    let mut fields = serde_json::Map::new();
-    for (k, v) in url::form_urlencoded::parse(body).into_owned() {
-        match fields.get_mut(&k) {
-            None => {
-                fields.insert(k, Value::String(v));
-            }
-            Some(Value::Array(list)) => list.push(Value::String(v)),
-            Some(first) => *first = Value::Array(vec![first.take(), Value::String(v)]),
-        }
-    }
-    Ok(Value::Object(fields))
 }
 
 fn parse_query(query: Option<&str>) -> Vec<(String, String)> {

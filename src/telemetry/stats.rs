@@ -157,7 +157,12 @@ struct PairStats {
     delivered: AtomicU64,
     skipped: AtomicU64,
     retries: AtomicU64,
+    /// Attempts that failed for good (the Prometheus counter: it only grows).
     failed: AtomicU64,
+    /// Of those, how many an operator requeued since: `/stats` counts a
+    /// delivery's final state, so a failure retried into a success is not
+    /// still reported as failed.
+    requeued: AtomicU64,
     latency: Latency,
 }
 
@@ -227,6 +232,7 @@ pub struct RouteReport {
     pub rejected_by_reason: BTreeMap<&'static str, u64>,
     pub delivered: u64,
     pub skipped: u64,
+    /// Deliveries whose final state is failed (requeued ones no longer count).
     pub failed: u64,
     pub retries: u64,
     /// (delivered + skipped) / (delivered + skipped + failed); null before any outcome.
@@ -287,6 +293,7 @@ impl Stats {
             skipped: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            requeued: AtomicU64::new(0),
             latency: Latency::new(
                 self.exporter.histogram("router_delivery_latency_seconds", &[("route", route), ("sink", sink)]),
             ),
@@ -319,6 +326,15 @@ impl Stats {
             Delivered::Skipped => _ = p.skipped.fetch_add(1, Relaxed),
             Delivered::Retry => _ = p.retries.fetch_add(1, Relaxed),
             Delivered::Failed => _ = p.failed.fetch_add(1, Relaxed),
+        }
+    }
+
+    /// An operator put a failed delivery back in the queue. Only a failure
+    /// counted by this process (it failed at or after `since`) is taken back.
+    pub fn requeued(&self, route: &str, sink: &str, failed_ms: i64) {
+        if failed_ms >= self.started_ms {
+            let p = self.pair(route, sink);
+            p.requeued.fetch_add(1, Relaxed);
         }
     }
 
@@ -362,8 +378,9 @@ impl Stats {
         let mut sinks: BTreeMap<String, SinkReport> = BTreeMap::new();
         let mut sink_latency: HashMap<String, Summary> = HashMap::new();
         for ((route, sink), p) in self.pairs.all() {
-            let [delivered, skipped, retries, failed] =
-                [&p.delivered, &p.skipped, &p.retries, &p.failed].map(|c| c.load(Relaxed));
+            let [delivered, skipped, retries, failed, requeued] =
+                [&p.delivered, &p.skipped, &p.retries, &p.failed, &p.requeued].map(|c| c.load(Relaxed));
+            let failed = failed.saturating_sub(requeued);
             let sketch = p.latency.sketch.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let r = routes.entry(route.clone()).or_default();
             let s = sinks.entry(sink.clone()).or_default();

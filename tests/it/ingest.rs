@@ -147,7 +147,7 @@ async fn params_query_headers_and_rotation_reach_the_store() {
         (&json!("cus_9"), &json!("cus_9@example.com"), &json!("acme"), &json!("stripe"), &json!("Stripe/1.0"))
     );
     assert_eq!(rec["_sync_metadata"]["event_id"], "evt_1");
-    assert_eq!(rec["_sync_metadata"]["event_time"], "1970-01-01T00:16:40Z");
+    assert_eq!(rec["_sync_metadata"]["event_time"], "1970-01-01T00:16:40.000Z");
     // No `map:` = the whole body.
     let order = r.eventually("order record", || records.get("orders", "evt_o").unwrap()).await;
     assert_eq!(order["data"]["object"]["id"], "o1");

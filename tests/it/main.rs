@@ -8,6 +8,7 @@ mod crash;
 mod delivery;
 mod examples;
 mod ingest;
+mod regressions;
 mod reload;
 mod scripts;
 mod signatures;
