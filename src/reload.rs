@@ -7,14 +7,20 @@
 //! The directory, not its files, is watched: editors write a temp file and
 //! rename it over, `git pull` and `cp` replace files, and a Kubernetes
 //! ConfigMap swaps a `..data` symlink without ever naming the user's file.
-//! Any event in the tree therefore triggers a rescan, debounced.
+//! Any change in the tree therefore triggers a rescan, debounced.
+//!
+//! Only changes count: reading a file (`cat`, `router check`, an editor
+//! opening it, the reload itself) raises open/access events, and reacting
+//! to those reloaded forever. And a rescan whose files are byte for byte
+//! what the last one read (a `touch`, a save without edits) does not reload.
 
 use crate::config::{self, env::EnvSource};
 use crate::runtime::Runtime;
-use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
+use notify::{EventKind, RecommendedWatcher, Watcher};
 use serde::Serialize;
-use std::path::PathBuf;
-use std::sync::Arc;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -70,9 +76,71 @@ pub fn reload(rt: &Runtime, paths: &[PathBuf], env: &dyn EnvSource, cause: &str)
     }
 }
 
+/// Whether a watch event may have changed what the loader reads.
+fn is_change(kind: &EventKind) -> bool {
+    matches!(kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any)
+        && !matches!(kind, EventKind::Modify(notify::event::ModifyKind::Metadata(_)))
+}
+
+/// A digest of every file under `paths` (names and contents, symlinks
+/// followed): equal digests mean the loader would read the same bytes.
+pub fn fingerprint(paths: &[PathBuf]) -> [u8; 32] {
+    fn walk(dir: &Path, hash: &mut Sha256, depth: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for path in entries {
+            hash.update(path.as_os_str().as_encoded_bytes());
+            hash.update([0]);
+            if path.is_dir() {
+                // A symlink loop ends here rather than never.
+                if depth < 16 {
+                    walk(&path, hash, depth + 1);
+                }
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                hash.update((bytes.len() as u64).to_le_bytes());
+                hash.update(&bytes);
+            }
+        }
+    }
+    let mut hash = Sha256::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut hash, 0);
+        } else if let Ok(bytes) = std::fs::read(p) {
+            hash.update(&bytes);
+        }
+    }
+    hash.finalize().into()
+}
+
+/// Reloads unless a watch event left every file as the last scan read it.
+/// SIGHUP always reloads: the environment may have changed.
+fn rescan(rt: &Runtime, paths: &[PathBuf], env: &dyn EnvSource, last_read: &Mutex<[u8; 32]>, cause: &str) {
+    let now = fingerprint(paths);
+    let mut last = last_read.lock().unwrap_or_else(|p| p.into_inner());
+    if cause == "watch" && *last == now {
+        tracing::debug!("Route files unchanged; no reload.");
+        return;
+    }
+    *last = now;
+    reload(rt, paths, env, cause);
+}
+
+/// A reload that panicked (a loader defect): shown in `GET /reload` and
+/// the log like any refused reload, and the running routes stay.
+fn reload_panicked(rt: &Runtime, e: &tokio::task::JoinError) {
+    let mut status = rt.reload_status.lock().unwrap_or_else(|p| p.into_inner());
+    status.at = Some(crate::event::format_ms(crate::event::now_ms()));
+    status.ok = false;
+    status.failures += 1;
+    status.problems = vec![format!("the route loader failed unexpectedly ({e}); the running routes stay")];
+    tracing::error!(error = %e, "Reload panicked; the running routes stay.");
+}
+
 /// Keeps the watch alive; dropping it stops reloading.
 pub struct Watch {
-    _debouncer: Option<Debouncer<notify::RecommendedWatcher>>,
+    _watcher: Option<RecommendedWatcher>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -92,18 +160,19 @@ pub fn start(
     sighup: bool,
 ) -> notify::Result<Watch> {
     let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
-    let debouncer = if watch_files {
+    let watcher = if watch_files {
         let fs_tx = tx.clone();
-        let mut d = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| match res {
-            Ok(_) => {
+        let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(event) if is_change(&event.kind) => {
                 let _ = fs_tx.send("watch");
             }
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "Route directory watch error."),
         })?;
         for p in &paths {
-            d.watcher().watch(p, notify::RecursiveMode::Recursive)?;
+            w.watch(p, notify::RecursiveMode::Recursive)?;
         }
-        Some(d)
+        Some(w)
     } else {
         None
     };
@@ -121,13 +190,24 @@ pub fn start(
         });
     }
     drop(tx);
+    // What the running config was loaded from (the caller loaded it just now).
+    let last_read = Arc::new(Mutex::new(fingerprint(&paths)));
     let task = tokio::spawn(async move {
-        while let Some(cause) = rx.recv().await {
-            // Changes that came in meanwhile are covered by this rescan.
-            while rx.try_recv().is_ok() {}
-            let (rt, paths, env) = (rt.clone(), paths.clone(), env.clone());
-            let _ = tokio::task::spawn_blocking(move || reload(&rt, &paths, env.as_ref(), cause)).await;
+        while let Some(mut cause) = rx.recv().await {
+            // An editor's save is several events: wait for the burst to end;
+            // this rescan covers all of them.
+            tokio::time::sleep(DEBOUNCE).await;
+            while let Ok(more) = rx.try_recv() {
+                if more == "SIGHUP" {
+                    cause = more;
+                }
+            }
+            let job = (rt.clone(), paths.clone(), env.clone(), last_read.clone());
+            let done = tokio::task::spawn_blocking(move || rescan(&job.0, &job.1, job.2.as_ref(), &job.3, cause));
+            if let Err(e) = done.await {
+                reload_panicked(&rt, &e);
+            }
         }
     });
-    Ok(Watch { _debouncer: debouncer, task })
+    Ok(Watch { _watcher: watcher, task })
 }

@@ -71,7 +71,21 @@ pub fn load(paths: &[PathBuf], env: &dyn env::EnvSource) -> Result<Loaded, Diagn
             Err(e) => diags.push(Diagnostic::error(&file, Pos::UNKNOWN, format!("cannot read: {e}"))),
         }
     }
-    compile::compile(&sources, env, diags)
+    // No route file may take the loader down: a defect in it (or in a
+    // library under it) becomes a problem report, not a dead reload task.
+    let dirs: Vec<PathBuf> = paths.to_vec();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile::compile(&sources, env, diags))).unwrap_or_else(
+        |_| {
+            let mut diags = Diagnostics::default();
+            let at = dirs.first().map_or(Path::new("."), |p| p.as_path());
+            diags.push(Diagnostic::error(
+                at,
+                Pos::UNKNOWN,
+                "the route loader failed unexpectedly on these files (a defect: please report it with the files)",
+            ));
+            Err(diags)
+        },
+    )
 }
 
 /// The route files of the given paths, sorted: `*.yaml` and `*.yml`,

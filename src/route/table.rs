@@ -31,16 +31,32 @@ impl fmt::Debug for RouteTable {
     }
 }
 
+/// `{params}` one path may have. matchit panics from 26 on; no webhook
+/// path needs more than a handful.
+pub const MAX_PARAMS: usize = 16;
+
 impl RouteTable {
     /// Adds a path template; the error explains the conflict for operators.
     pub fn insert(&mut self, template: &str, endpoint: Endpoint) -> Result<(), String> {
         if !template.starts_with('/') {
             return Err(format!("path `{template}` must start with `/`"));
         }
-        self.router.insert(template, endpoint).map_err(|e| match e {
-            matchit::InsertError::Conflict { with } => format!("path `{template}` conflicts with `{with}`"),
-            other => format!("path `{template}`: {other}"),
-        })
+        let params = template_params(template).len();
+        if params > MAX_PARAMS {
+            return Err(format!("path `{template}` has {params} parameters; at most {MAX_PARAMS} are allowed"));
+        }
+        // Belt and braces: a matchit defect on some other odd template is a
+        // config error, never a panic of the loader or the reload task.
+        let inserted =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.router.insert(template, endpoint)));
+        match inserted {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(matchit::InsertError::Conflict { with })) => {
+                Err(format!("path `{template}` conflicts with `{with}`"))
+            }
+            Ok(Err(other)) => Err(format!("path `{template}`: {other}")),
+            Err(_) => Err(format!("path `{template}` cannot be matched; simplify its parameters")),
+        }
     }
 
     pub fn lookup(&self, path: &str) -> Option<Matched> {
@@ -90,5 +106,19 @@ mod tests {
         assert!(err.contains("conflicts"), "{err}");
         assert!(t.insert("no-slash", Endpoint::Route(3)).is_err());
         assert_eq!(template_params("/a/{x}/b/{y}"), vec!["x", "y"]);
+    }
+
+    /// 26 `{params}` panicked inside matchit (`check` and `serve` exited 101).
+    #[test]
+    fn many_params_are_an_error_not_a_panic() {
+        let path = |n: usize| (0..n).map(|i| format!("/{{p{i}}}")).collect::<String>();
+        let mut t = RouteTable::default();
+        t.insert(&path(MAX_PARAMS), Endpoint::Route(0)).unwrap();
+        let m = t.lookup(&(0..MAX_PARAMS).map(|i| format!("/v{i}")).collect::<String>()).unwrap();
+        assert_eq!(m.params.len(), MAX_PARAMS);
+        for n in [MAX_PARAMS + 1, 26, 300] {
+            let err = RouteTable::default().insert(&path(n), Endpoint::Route(0)).unwrap_err();
+            assert!(err.contains(&format!("has {n} parameters; at most {MAX_PARAMS}")), "{err}");
+        }
     }
 }

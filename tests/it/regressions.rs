@@ -162,3 +162,64 @@ async fn stats_count_a_retried_delivery_as_delivered() {
     assert_eq!(stats(&r), (1, 0, Some(1.0)));
     r.stop().await;
 }
+
+fn reloads(r: &TestRouter) -> webhook_router::reload::ReloadStatus {
+    r.rt.reload_status.lock().unwrap().clone()
+}
+
+/// Item 7: reading a route file (`cat`, `router check`, an editor) raised
+/// access events, each reload read the files again, and the router
+/// reloaded every ~150 ms forever. Two real changes must be two reloads,
+/// however often the files are read around them.
+#[tokio::test]
+async fn reading_route_files_does_not_reload() {
+    let routes =
+        TempRoutes::new(&[("a.yaml", &store_route("a", "{ scheme: bearer, token: t0k }", "{}", "fixed-{$.x}"))]);
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(routes.path(), data.path()).await;
+    let file = routes.path().join("a.yaml");
+    let read_around = || {
+        for _ in 0..20 {
+            std::fs::read_to_string(&file).unwrap();
+            assert_eq!(crate::util::run_router(&["check", "--no-tests", routes.path().to_str().unwrap()]).0, 0);
+        }
+    };
+    for (round, name) in ["b", "c"].iter().enumerate() {
+        read_around();
+        // An unchanged rewrite is not a change either.
+        std::fs::write(&file, std::fs::read(&file).unwrap()).unwrap();
+        std::fs::write(&file, store_route(name, "{ scheme: bearer, token: t0k }", "{}", "fixed-{$.x}")).unwrap();
+        let path = format!("/hooks/{name}");
+        r.eventually("the change to be live", || r.rt.config().table.lookup(&path).map(|_| ())).await;
+        read_around();
+        let s = reloads(&r);
+        assert_eq!((s.reloads, s.failures), (round as u64 + 1, 0), "{s:?}");
+    }
+    r.stop().await;
+}
+
+/// Item 8: a path with 26 or more `{params}` panicked inside matchit
+/// (exit 101 from `check` and `serve`; the reload task panicked over and
+/// over while `GET /reload` said ok).
+#[tokio::test]
+async fn a_path_with_many_params_is_a_problem_not_a_panic() {
+    let many = (0..26).map(|i| format!("/{{p{i}}}")).collect::<String>();
+    let file = format!("route: many\npath: {many}\nverify: {{ scheme: none }}\n");
+    let broken = TempRoutes::new(&[("many.yaml", &file)]);
+    let (code, stdout, stderr) = crate::util::run_router(&["check", broken.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let want = format!("many.yaml:2:7: error: path `{many}` has 26 parameters; at most 16 are allowed");
+    assert!(stdout.contains(&want), "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let routes =
+        TempRoutes::new(&[("a.yaml", &store_route("a", "{ scheme: bearer, token: t0k }", "{}", "fixed-{$.x}"))]);
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(routes.path(), data.path()).await;
+    std::fs::write(routes.path().join("many.yaml"), &file).unwrap();
+    let s = r.eventually("the refused reload", || Some(reloads(&r)).filter(|s| s.failures > 0)).await;
+    assert!(!s.ok && s.problems.iter().any(|p| p.contains("has 26 parameters")), "{s:?}");
+    // The old routes still serve.
+    assert_eq!(post(&r.url("/hooks/a"), "t0k", "{}", &[]).await.0, 200);
+    r.stop().await;
+}
