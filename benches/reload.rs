@@ -47,7 +47,7 @@ async fn main() {
     let loaded = config::load(std::slice::from_ref(&routes), &env).expect("routes load");
     let rt = Runtime::new(loaded.config, DataDir::open(&data).unwrap());
     let env: Arc<dyn EnvSource + Send + Sync> = Arc::new(env);
-    let _watch = reload::start(rt.clone(), vec![routes.clone()], env, true, false).unwrap();
+    let _watch = reload::start(rt.clone(), vec![routes.clone()], env, true, false, false).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -29,7 +29,7 @@ async fn main() {
     let loaded = config::load(std::slice::from_ref(&routes), &env).expect("routes load");
     let rt = Runtime::new(loaded.config, DataDir::open(&data).unwrap());
     let env: Arc<dyn EnvSource + Send + Sync> = Arc::new(env);
-    let _watch = reload::start(rt.clone(), vec![routes], env, false, false).unwrap();
+    let _watch = reload::start(rt.clone(), vec![routes], env, false, false, false).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let limits = server::Limits { max_connections: STREAMS + 64, ..server::Limits::default() };

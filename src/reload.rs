@@ -42,8 +42,21 @@ pub struct ReloadStatus {
 }
 
 /// Loads `paths` and swaps the config if it is valid; returns whether it did.
-pub fn reload(rt: &Runtime, paths: &[PathBuf], env: &dyn EnvSource, cause: &str) -> bool {
-    let result = config::load(paths, env);
+/// `public`: the listener serves the network, so a trial secret (a default
+/// written in a route file) is refused.
+pub fn reload(rt: &Runtime, paths: &[PathBuf], env: &dyn EnvSource, cause: &str, public: bool) -> bool {
+    let result = config::load(paths, env).and_then(|loaded| match loaded.config.trial_secrets.first() {
+        Some(name) if public => {
+            let file = loaded.config.files.first().cloned().unwrap_or_default();
+            let mut diags = config::Diagnostics::default();
+            diags.push(
+                config::Diagnostic::error(&file, config::Pos { line: 1, column: 1 }, format!("`{name}` is not set and this router serves the network: a route would verify with the trial secret written in its file"))
+                    .with_hint(format!("export {name}=<the provider's secret> and reload")),
+            );
+            Err(diags)
+        }
+        _ => Ok(loaded),
+    });
     let mut status = rt.reload_status.lock().unwrap_or_else(|p| p.into_inner());
     status.at = Some(crate::event::format_ms(crate::event::now_ms()));
     status.cause = Some(cause.to_string());
@@ -116,7 +129,14 @@ pub fn fingerprint(paths: &[PathBuf]) -> [u8; 32] {
 
 /// Reloads unless a watch event left every file as the last scan read it.
 /// SIGHUP always reloads: the environment may have changed.
-fn rescan(rt: &Runtime, paths: &[PathBuf], env: &dyn EnvSource, last_read: &Mutex<[u8; 32]>, cause: &str) {
+fn rescan(
+    rt: &Runtime,
+    paths: &[PathBuf],
+    env: &dyn EnvSource,
+    last_read: &Mutex<[u8; 32]>,
+    cause: &str,
+    public: bool,
+) {
     let now = fingerprint(paths);
     let mut last = last_read.lock().unwrap_or_else(|p| p.into_inner());
     if cause == "watch" && *last == now {
@@ -124,7 +144,7 @@ fn rescan(rt: &Runtime, paths: &[PathBuf], env: &dyn EnvSource, last_read: &Mute
         return;
     }
     *last = now;
-    reload(rt, paths, env, cause);
+    reload(rt, paths, env, cause, public);
 }
 
 /// A reload that panicked (a loader defect): shown in `GET /reload` and
@@ -151,13 +171,15 @@ impl Drop for Watch {
 }
 
 /// Starts reloading `paths` into `rt`: on file changes when `watch_files`,
-/// and on SIGHUP when `sighup` (process-wide, so only the binary sets it).
+/// and on SIGHUP when `sighup` (process-wide, so only the binary sets it);
+/// `public`: the listener serves the network (see `reload`).
 pub fn start(
     rt: Arc<Runtime>,
     paths: Vec<PathBuf>,
     env: Arc<dyn EnvSource + Send + Sync>,
     watch_files: bool,
     sighup: bool,
+    public: bool,
 ) -> notify::Result<Watch> {
     let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
     let watcher = if watch_files {
@@ -203,7 +225,8 @@ pub fn start(
                 }
             }
             let job = (rt.clone(), paths.clone(), env.clone(), last_read.clone());
-            let done = tokio::task::spawn_blocking(move || rescan(&job.0, &job.1, job.2.as_ref(), &job.3, cause));
+            let done =
+                tokio::task::spawn_blocking(move || rescan(&job.0, &job.1, job.2.as_ref(), &job.3, cause, public));
             if let Err(e) = done.await {
                 reload_panicked(&rt, &e);
             }

@@ -114,14 +114,27 @@ pub async fn run(routes: &Path, env: &dyn EnvSource) -> Report {
 }
 
 async fn run_file(routes: &Path, file: &Path, env: &dyn EnvSource, report: &mut Report) {
-    let fail = |report: &mut Report, msg: String| report.failures.push(format!("{}: {msg}", file.display()));
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
+    // Every problem in the one diagnostic shape: file:line:col: error: ...
+    let fail_at = |report: &mut Report, at: Pos, msg: String| {
+        report.failures.push(crate::config::Diagnostic::error(file, at, msg).to_string())
+    };
+    let fail = |report: &mut Report, msg: String| fail_at(report, Pos { line: 1, column: 1 }, msg);
+    let text = match std::fs::read(file).map(String::from_utf8) {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            let d = crate::config::not_utf8(file, e.as_bytes(), e.utf8_error().valid_up_to());
+            return report.failures.push(d.to_string());
+        }
         Err(e) => return fail(report, format!("cannot read: {e}")),
     };
     let parsed: TestFile = match serde_saphyr::from_str(&text) {
         Ok(t) => t,
-        Err(e) => return fail(report, e.to_string()),
+        Err(e) => {
+            let at = e.location().map(|l| Pos::from_location(&l)).unwrap_or(Pos { line: 1, column: 1 });
+            let message = e.without_snippet().to_string();
+            let message = message.split_once(" at line ").map_or(message.as_str(), |(m, _)| m).trim().to_string();
+            return fail_at(report, at, message);
+        }
     };
     let config = match crate::config::load(&[routes.to_path_buf()], env) {
         Ok(l) => l.config,
@@ -143,7 +156,8 @@ async fn run_file(routes: &Path, file: &Path, env: &dyn EnvSource, report: &mut 
         if problems.is_empty() {
             report.passed += 1;
         } else {
-            let mut msg = format!("{}:{}: test \"{}\" failed", file.display(), at.line, test.value.name);
+            let mut msg =
+                format!("{}:{}:{}: error: test \"{}\" failed", file.display(), at.line, at.column, test.value.name);
             for p in problems {
                 let _ = write!(msg, "\n  {}", p.replace('\n', "\n  "));
             }

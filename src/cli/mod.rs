@@ -68,12 +68,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `--data` and `--admin` with `--json`, shared by every command that reads data.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DataArgs {
-    /// The data directory (`router serve --data`).
-    #[arg(long, default_value = "data", env = "ROUTER_DATA")]
-    pub data: std::path::PathBuf,
-    /// Admin address of a running router, used when it holds the data directory.
-    #[arg(long, default_value = "127.0.0.1:9090", env = "ROUTER_ADMIN")]
-    pub admin: String,
+    /// The data directory (`router serve --data`) [default: data]. Read
+    /// directly when no router holds it; never created.
+    #[arg(long, env = "ROUTER_DATA")]
+    pub data: Option<std::path::PathBuf>,
+    /// Admin address of a running router [default: 127.0.0.1:9090]. Given
+    /// without `--data`, the answer comes from that router alone; otherwise
+    /// it is asked when a router holds the data directory.
+    #[arg(long, env = "ROUTER_ADMIN")]
+    pub admin: Option<String>,
     /// The admin API's token, when the router was started with one.
     #[arg(long, env = "ROUTER_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

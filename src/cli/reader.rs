@@ -20,12 +20,27 @@ pub struct NotFound(pub String);
 
 impl Reader {
     pub fn open(args: &DataArgs) -> anyhow::Result<Self> {
-        match DataDir::open(&args.data) {
+        let remote = |admin: &str| -> anyhow::Result<Self> {
+            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+            Ok(Reader::Remote { base: format!("http://{admin}"), client, token: args.admin_token.clone() })
+        };
+        let admin = args.admin.as_deref().unwrap_or("127.0.0.1:9090");
+        let data = match (&args.data, &args.admin) {
+            (Some(d), _) => d.clone(),
+            // `--admin` alone names the router to ask.
+            (None, Some(_)) => return remote(admin),
+            (None, None) => std::path::PathBuf::from("data"),
+        };
+        // A reader never creates a data directory (a typo must not look like an empty store).
+        if !data.is_dir() {
+            return Err(anyhow!(
+                "no data directory at {}: pass --data DIR (what `router serve --data` was given), or --admin ADDR to ask a running router",
+                data.display()
+            ));
+        }
+        match DataDir::open(&data) {
             Ok(dir) => Ok(Reader::Local(dir)),
-            Err(OpenError::Locked(_)) => {
-                let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
-                Ok(Reader::Remote { base: format!("http://{}", args.admin), client, token: args.admin_token.clone() })
-            }
+            Err(OpenError::Locked(_)) => remote(admin),
             Err(e) => Err(e.into()),
         }
     }

@@ -23,9 +23,10 @@ pub struct Args {
     /// Data directory (event log and store).
     #[arg(long, default_value = "data", env = "ROUTER_DATA")]
     data: PathBuf,
-    /// Webhook listener address.
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    listen: SocketAddr,
+    /// Webhook listener address [default: 0.0.0.0:8080; 127.0.0.1:8080 while
+    /// a route verifies with a trial secret, a default written in its file].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Admin API address; `off` disables it. A non-loopback address needs `--admin-token`.
     #[arg(long, default_value = "127.0.0.1:9090")]
     admin_listen: String,
@@ -91,10 +92,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             bail!("--admin-listen {a} is not a loopback address: set --admin-token (or ROUTER_ADMIN_TOKEN) so the admin API is not open to the network");
         }
     }
+    let listen = listen_address(args.listen, &loaded.config.trial_secrets)?;
     let data = DataDir::open(&args.data)?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let admin = match admin_addr {
         Some(a) => {
             Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a} (admin)"))?)
@@ -119,7 +119,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..Retention::default()
     });
     let env: Arc<dyn EnvSource + Send + Sync> = Arc::new(ProcessEnv);
-    let _watch = reload::start(rt.clone(), vec![args.routes.clone()], env, !args.no_watch, true)
+    let public = !listen.ip().is_loopback();
+    let _watch = reload::start(rt.clone(), vec![args.routes.clone()], env, !args.no_watch, true, public)
         .with_context(|| format!("cannot watch {}", args.routes.display()))?;
     let limits = Limits {
         max_connections: args.max_connections,
@@ -129,6 +130,25 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     server::serve(listener, admin, rt, limits, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where to listen. A secret that is a default written in a route file
+/// (the shipped one-command trial) is public knowledge: such a config runs
+/// on loopback only, and an explicit network address is refused.
+fn listen_address(asked: Option<SocketAddr>, trial_secrets: &[String]) -> anyhow::Result<SocketAddr> {
+    let Some(first) = trial_secrets.first() else {
+        return Ok(asked.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080))));
+    };
+    match asked {
+        Some(a) if !a.ip().is_loopback() => bail!(
+            "--listen {a} is not a loopback address, and {first} is not set: the route verifies with the trial secret written in its file, which anyone can read. Set {first} to the provider's secret (or listen on 127.0.0.1)"
+        ),
+        Some(a) => Ok(a),
+        None => {
+            tracing::warn!(variable = %first, "A route verifies with the trial secret in its file; listening on 127.0.0.1:8080 only. Set the variable to serve the network.");
+            Ok(SocketAddr::from(([127, 0, 0, 1], 8080)))
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -44,12 +44,21 @@ pub(super) fn compile(
     }
 
     let mut engines = Engines::default();
+    let mut trial_secrets = Vec::new();
     // Directory-wide script limits: `script_limits:` in a file without a route.
     let mut default_limits = Limits::default();
     let mut limits_origin: Option<(PathBuf, Pos)> = None;
     for (path, text, raw) in &files {
         let (Some(l), None) = (&raw.script_limits, &raw.route) else { continue };
-        let mut cx = Cx { file: path, text, env, diags: &mut diags, engines: &mut engines, limits: Limits::default() };
+        let mut cx = Cx {
+            file: path,
+            text,
+            env,
+            diags: &mut diags,
+            engines: &mut engines,
+            limits: Limits::default(),
+            trial_secrets: &mut trial_secrets,
+        };
         if let Some((f, p)) = &limits_origin {
             cx.error(Pos::of(l), "directory-wide `script_limits` are set twice").with_hint(format!(
                 "the first is at {}:{}:{}; keep one, or move this one into a route file to apply to that route only",
@@ -67,7 +76,15 @@ pub(super) fn compile(
     let mut sinks: BTreeMap<String, Arc<Sink>> = BTreeMap::new();
     let mut sink_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     for (path, text, raw) in &files {
-        let mut cx = Cx { file: path, text, env, diags: &mut diags, engines: &mut engines, limits: default_limits };
+        let mut cx = Cx {
+            file: path,
+            text,
+            env,
+            diags: &mut diags,
+            engines: &mut engines,
+            limits: default_limits,
+            trial_secrets: &mut trial_secrets,
+        };
         for (name, sink) in raw.sinks.iter().flat_map(|m| m.0.iter()) {
             if let Some((first_file, first_pos)) = sink_origin.get(&name.value) {
                 cx.error(Pos::of(name), format!("sink `{}` is declared twice", name.value)).with_hint(format!(
@@ -91,7 +108,15 @@ pub(super) fn compile(
     let mut route_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     let mut path_origin: HashMap<String, String> = HashMap::new();
     for (path, text, raw) in &files {
-        let mut cx = Cx { file: path, text, env, diags: &mut diags, engines: &mut engines, limits: default_limits };
+        let mut cx = Cx {
+            file: path,
+            text,
+            env,
+            diags: &mut diags,
+            engines: &mut engines,
+            limits: default_limits,
+            trial_secrets: &mut trial_secrets,
+        };
         if let (Some(l), Some(_)) = (&raw.script_limits, &raw.route) {
             cx.limits = cx.script_limits(l).unwrap_or(default_limits);
         }
@@ -148,7 +173,7 @@ pub(super) fn compile(
         return Err(diags);
     }
     let files = sources.iter().map(|(p, _)| p.clone()).collect();
-    Ok(Loaded { config: Config { routes, views, sinks, table, files }, warnings: diags })
+    Ok(Loaded { config: Config { routes, views, sinks, table, files, trial_secrets }, warnings: diags })
 }
 
 /// Turns a YAML/serde error into a diagnostic, with "did you mean" for unknown keys.
@@ -160,17 +185,44 @@ fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
         Some((head, rest)) if head.contains("line") && head.contains("column") => rest.to_string(),
         _ => full,
     };
-    let mut message = message.lines().next().unwrap_or_default().trim().to_string();
+    let mut message = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
     if let Some(at) = message.rfind(" at line ") {
         if message[at..].contains(", column ") {
             message.truncate(at);
         }
     }
+    let message = plain_yaml_message(message);
     let d = Diagnostic::error(path, pos, message.clone());
     match yaml_hint(&message, source_line(text, pos)) {
         Some(h) => d.with_hint(h),
         None => d,
     }
+}
+
+/// The YAML library's message in an operator's words: no API names or
+/// debug output, and never the offending value itself (it may be a secret
+/// written as a number: `token: 998877665544`).
+fn plain_yaml_message(message: String) -> String {
+    if message.starts_with("multiple YAML documents") {
+        return "a route file holds one YAML document; a second one starts here (split the file in two)".into();
+    }
+    if let Some(budget) = message.strip_prefix("budget breached: ") {
+        return match budget.strip_prefix("Depth { depth: ").and_then(|d| d.strip_suffix(" }")) {
+            Some(depth) => format!("nested more than {} levels deep", depth.parse::<u32>().map_or(64, |d| d - 1)),
+            None => "the file is too large or too deeply nested to load".into(),
+        };
+    }
+    for kind in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(kind) {
+            // `integer `998877665544`, expected a string` → `integer, expected a string`
+            if let (Some(open), Some(close)) = (rest.find(" `"), rest.find("`,")) {
+                if open < close {
+                    return format!("{kind}{}{}", &rest[..open], &rest[close + 1..]);
+                }
+            }
+        }
+    }
+    message
 }
 
 fn source_line(text: &str, at: Pos) -> &str {
@@ -226,6 +278,8 @@ struct Cx<'a> {
     engines: &'a mut Engines,
     /// The sandbox limits of this file's scripts.
     limits: Limits,
+    /// Variables whose default (written in the file) became a verify secret.
+    trial_secrets: &'a mut Vec<String>,
 }
 
 /// A diagnostic just pushed, so a hint can be added fluently.
@@ -741,7 +795,20 @@ impl<'a> Cx<'a> {
     }
 
     /// Secrets that must not all be empty.
+    /// A verify secret: not empty, and a default written in the file (the
+    /// shipped local trial) is flagged so `serve` keeps it off the network.
     fn non_empty_secrets(&mut self, s: &S<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
+        let defaulted: Vec<String> = s.value.0.iter().flat_map(|item| super::env::defaulted(item, self.env)).collect();
+        for name in defaulted {
+            self.warning(
+                Pos::of(s),
+                format!(
+                    "`{name}` is not set: this verifies with the default written in the file, which anyone can read"
+                ),
+            )
+            .with_hint(format!("export {name}=<the provider's secret>; until then `serve` listens on loopback only"));
+            self.trial_secrets.push(name);
+        }
         let secrets = self.secrets(s)?;
         if secrets.is_empty() {
             self.error(Pos::of(s), "the secret is empty").with_hint("set the environment variable it names");

@@ -105,8 +105,11 @@ impl Diagnostics {
         self.0.iter().filter(|d| d.is_error())
     }
 
+    /// Sorts by place and drops repeats: one problem reached several ways
+    /// (a script file that three rules use) is reported once.
     pub fn sort(&mut self) {
         self.0.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        self.0.dedup_by(|a, b| (&a.file, a.line, a.column, &a.message) == (&b.file, b.line, b.column, &b.message));
     }
 }
 

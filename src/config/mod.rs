@@ -26,6 +26,10 @@ pub struct Config {
     pub table: RouteTable,
     /// The files it came from.
     pub files: Vec<PathBuf>,
+    /// Variables left unset whose defaults, written in the route files,
+    /// verify requests (the shipped trial secret): such a config is served
+    /// on loopback only.
+    pub trial_secrets: Vec<String>,
 }
 
 impl Config {
@@ -66,8 +70,9 @@ pub fn load(paths: &[PathBuf], env: &dyn env::EnvSource) -> Result<Loaded, Diagn
     let mut sources = Vec::new();
     let mut diags = Diagnostics::default();
     for file in route_files(paths, &mut diags) {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => sources.push((file, text)),
+        match std::fs::read(&file).map(String::from_utf8) {
+            Ok(Ok(text)) => sources.push((file, text)),
+            Ok(Err(e)) => diags.push(not_utf8(&file, e.as_bytes(), e.utf8_error().valid_up_to())),
             Err(e) => diags.push(Diagnostic::error(&file, Pos::UNKNOWN, format!("cannot read: {e}"))),
         }
     }
@@ -85,6 +90,19 @@ pub fn load(paths: &[PathBuf], env: &dyn env::EnvSource) -> Result<Loaded, Diagn
             ));
             Err(diags)
         },
+    )
+}
+
+/// A file that is not UTF-8, located at its first bad byte.
+pub fn not_utf8(file: &Path, bytes: &[u8], valid_up_to: usize) -> Diagnostic {
+    let good = String::from_utf8_lossy(&bytes[..valid_up_to]);
+    let line = good.matches('\n').count() as u64 + 1;
+    let column = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
+    let byte = bytes.get(valid_up_to).copied().unwrap_or(0);
+    Diagnostic::error(
+        file,
+        Pos { line, column },
+        format!("not valid UTF-8 (byte 0x{byte:02x}); save the file as UTF-8"),
     )
 }
 

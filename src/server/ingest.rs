@@ -17,7 +17,7 @@ use crate::route::table::Endpoint;
 use crate::route::{Route, DEFAULT_EVENT_TYPE};
 use crate::runtime::Runtime;
 use crate::telemetry::Counted;
-use crate::verify::{is_secret_header, Unverified, REDACTED};
+use crate::verify::{is_secret_header, is_secret_query, Unverified, REDACTED};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method};
@@ -140,6 +140,9 @@ async fn ingest(
 
     let deliveries = route.plan(&meta.kind, &ctx);
     let has_work = !deliveries.is_empty();
+    // Credentials in the URL are for this request's checks, not the log.
+    let query =
+        query.into_iter().map(|(k, v)| if is_secret_query(&k) { (k, REDACTED.to_string()) } else { (k, v) }).collect();
     let event = NewEvent {
         route: route.name.clone(),
         event_type: meta.kind.clone(),

@@ -172,5 +172,18 @@ pub fn is_secret_header(name: &str, route_secret: Option<&str>) -> bool {
         || route_secret.is_some_and(|s| s.eq_ignore_ascii_case(name))
 }
 
+/// Query parameters that carry credentials (`?token=`, `?api_key=`, a
+/// signed URL's `sig`): compared without case, `-` and `_`, and as a
+/// suffix (`access_token`, `x-api-key`).
+const SECRET_QUERY_SUFFIXES: &[&str] =
+    &["token", "apikey", "key", "secret", "password", "passwd", "signature", "sig", "auth", "credentials"];
+
+/// Whether a query parameter carries a credential: never stored, printed
+/// or shown as is.
+pub fn is_secret_query(name: &str) -> bool {
+    let plain: String = name.chars().filter(|c| !matches!(c, '-' | '_')).collect::<String>().to_ascii_lowercase();
+    SECRET_QUERY_SUFFIXES.iter().any(|s| plain.ends_with(s))
+}
+
 /// What is stored in place of a secret header's value.
 pub const REDACTED: &str = "[redacted]";

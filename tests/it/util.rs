@@ -78,7 +78,8 @@ impl TestRouter {
         let rt = Runtime::new(loaded.config, dir);
         configure(&rt);
         let env: Arc<dyn webhook_router::config::env::EnvSource + Send + Sync> = Arc::new(env);
-        let watch = reload::start(rt.clone(), vec![routes.to_path_buf()], env, true, false).expect("watch routes");
+        let watch =
+            reload::start(rt.clone(), vec![routes.to_path_buf()], env, true, false, false).expect("watch routes");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
