@@ -42,11 +42,22 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     let mut tasks = JoinSet::new();
     while !*stop.borrow() {
         while tasks.try_join_next().is_some() {}
+        // While the store refuses outcomes, running deliveries again would
+        // only redo them: wait, longer each time.
+        let wait = rt.outcome_writes.backoff();
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => continue,
+            }
+        }
         let now = crate::event::now_ms();
         let due = match rt.data.log.due(now, SCAN) {
             Ok(d) => d,
             Err(e) => {
-                tracing::error!(error = %e, "Cannot read the due queue.");
+                if let Some(times) = rt.outcome_writes.failed() {
+                    tracing::error!(error = %e, times, "Cannot read the due queue; backing off.");
+                }
                 Vec::new()
             }
         };
@@ -334,13 +345,20 @@ fn record_all(
     let outcomes: Vec<Outcome> = settled.iter().map(|(_, o, _)| o.clone()).collect();
     match rt.data.log.record(settled) {
         Ok(updated) => {
+            if rt.outcome_writes.ok() {
+                tracing::info!("Delivery outcomes are recorded again.");
+            }
             for (d, outcome) in updated.iter().zip(outcomes) {
                 let event = events.get(&d.event).and_then(|e| e.as_ref()).map(|(e, _)| e);
                 let (route, received_ms) = event.map_or(("", 0), |e| (e.route.as_str(), e.received_ms));
                 report(rt, route, received_ms, d, &outcome);
             }
         }
-        Err(e) => tracing::error!(error = %e, "Cannot record delivery outcomes; they will run again."),
+        Err(e) => {
+            if let Some(times) = rt.outcome_writes.failed() {
+                tracing::error!(error = %e, times, "Cannot record delivery outcomes; they will run again. Backing off.");
+            }
+        }
     }
 }
 

@@ -76,6 +76,11 @@ pub struct Runtime {
     current: ArcSwap<Config>,
     pub data: DataDir,
     pub stats: Stats,
+    /// Events the store could not take (answered 503): logged once per interval.
+    pub event_writes: crate::telemetry::fault::Fault,
+    /// Writes of delivery outcomes the store refused (disk full...): the
+    /// dispatcher backs off and logs them once per interval.
+    pub outcome_writes: crate::telemetry::fault::Fault,
     /// Wakes the dispatcher when new deliveries are logged.
     pub work: tokio::sync::Notify,
     /// The last reload's outcome (admin `GET /reload`).
@@ -109,6 +114,8 @@ impl Runtime {
             current: ArcSwap::from_pointee(config),
             data,
             stats: Stats::default(),
+            event_writes: Default::default(),
+            outcome_writes: Default::default(),
             work: tokio::sync::Notify::new(),
             reload_status: Mutex::new(ReloadStatus { ok: true, ..ReloadStatus::default() }),
             changes: broadcast::channel(CHANGE_BUFFER).0,

@@ -44,6 +44,14 @@ pub struct Args {
     /// Time a client has to send its body.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     body_timeout: Duration,
+    /// On SIGTERM, how long requests in flight may take before their
+    /// connections are cut (at least the body timeout, so a slow upload
+    /// can finish).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+    /// How long a request waits for its event to be durable before a 503.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    store_timeout: Duration,
     /// Do not watch the routes directory; reload only on SIGHUP.
     #[arg(long)]
     no_watch: bool,
@@ -126,7 +134,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_connections: args.max_connections,
         header_timeout: args.header_timeout,
         body_timeout: args.body_timeout,
-        ..Limits::default()
+        shutdown_grace: args.shutdown_grace,
+        store_timeout: args.store_timeout,
     };
     server::serve(listener, admin, rt, limits, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

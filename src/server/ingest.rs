@@ -11,7 +11,7 @@ use super::response::{Accepted, IngestError};
 use super::{views, Limits};
 use crate::config::Config;
 use crate::event::{format_nanos, parse_time, EventMeta};
-use crate::log::{Appended, NewEvent};
+use crate::log::{Appended, LogError, NewEvent};
 use crate::mapping::Context;
 use crate::route::table::Endpoint;
 use crate::route::{Route, DEFAULT_EVENT_TYPE};
@@ -154,7 +154,15 @@ async fn ingest(
         headers,
         body: body.to_vec(),
     };
-    match state.rt.data.log.append(event, deliveries).await {
+    // No request waits on the store without a deadline: a store stuck on a
+    // full disk answers 503, so the provider retries later.
+    let appended = tokio::time::timeout(state.limits.store_timeout, state.rt.data.log.append(event, deliveries))
+        .await
+        .unwrap_or_else(|_| Err(LogError::Unavailable(format!("no answer within {:?}", state.limits.store_timeout))));
+    if appended.is_ok() && state.rt.event_writes.ok() {
+        tracing::info!("The event store takes writes again.");
+    }
+    match appended {
         Ok(Appended::New(id)) => {
             if has_work {
                 state.rt.work.notify_one();
@@ -164,7 +172,9 @@ async fn ingest(
         }
         Ok(Appended::Duplicate(id)) => Ok(Accepted::Duplicate { id, event: meta.kind }),
         Err(e) => {
-            tracing::error!(route = %route.name, error = %e, "Cannot write an event; answering 503.");
+            if let Some(times) = state.rt.event_writes.failed() {
+                tracing::error!(route = %route.name, error = %e, times, "Cannot write events; answering 503.");
+            }
             Err(IngestError::Unavailable)
         }
     }
@@ -174,6 +184,10 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize, limits: Limits
     // Refuse a declared oversize body before reading a byte of it.
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        // A body we may read to its end is read, so the client gets the 413.
+        if declared.is_some_and(|n| n <= super::body::DRAIN_BYTES as u64) {
+            super::body::drain(body, super::body::DRAIN_BYTES).await;
+        }
         return Err(IngestError::TooLarge { limit });
     }
     read_capped(body, limit, limits.body_timeout).await.map_err(|e| match e {

@@ -4,6 +4,7 @@
 //! reload never rebuilds or rebinds anything.
 
 mod body;
+mod conn;
 mod ingest;
 mod response;
 mod views;
@@ -12,6 +13,7 @@ pub use body::read_capped;
 
 use crate::runtime::Runtime;
 use axum::Router;
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
@@ -23,7 +25,8 @@ use tokio::sync::{watch, Semaphore};
 /// Limits that protect the listener from hostile or broken clients.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Open connections at once; more wait in the kernel's accept queue.
+    /// Open connections at once; past it the quietest one outside a
+    /// request is closed for each new one.
     pub max_connections: usize,
     /// Time allowed for a request's headers to arrive (slowloris).
     pub header_timeout: Duration,
@@ -31,6 +34,8 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// How long a request waits for its event to be durable (503 after).
+    pub store_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -39,7 +44,8 @@ impl Default for Limits {
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
-            shutdown_grace: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            store_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -77,12 +83,23 @@ pub async fn serve(
     let _ = dispatcher.await;
     let _ = retention.await;
     let _ = upkeep.await;
-    let rt2 = rt.clone();
-    tokio::task::spawn_blocking(move || rt2.data.log.flush_blocking())
-        .await
-        .map_err(std::io::Error::other)?
-        .map_err(std::io::Error::other)?;
-    tracing::info!("Stopped.");
+    // A store stuck on a dead disk must not keep the process from stopping.
+    let flushing = rt.clone();
+    let flushed = tokio::time::timeout(
+        limits.store_timeout,
+        tokio::task::spawn_blocking(move || flushing.data.log.flush_blocking()),
+    )
+    .await;
+    match flushed {
+        Ok(Ok(Ok(()))) => tracing::info!("Stopped."),
+        Ok(Ok(Err(e))) => {
+            tracing::error!(error = %e, "Stopped; the last flush failed (acknowledged events were already synced).")
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "Stopped; the last flush panicked."),
+        Err(_) => tracing::error!(
+            "Stopped; the store did not answer the last flush (acknowledged events were already synced)."
+        ),
+    }
     Ok(())
 }
 
@@ -104,13 +121,10 @@ async fn every(period: Duration, mut stop: watch::Receiver<bool>, f: impl Fn()) 
 
 async fn accept_loop(listener: TcpListener, app: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let table = Arc::new(conn::Table::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let service = TowerToHyperService::new(app);
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = stop.changed() => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -123,20 +137,53 @@ async fn accept_loop(listener: TcpListener, app: Router, limits: Limits, mut sto
             },
             _ = stop.changed() => break,
         };
+        // Every slot taken: the quietest connection outside a request makes
+        // room, so silent clients cannot keep this one waiting.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                table.shed_idlest();
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+                    _ = stop.changed() => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
+        let (id, conn) = table.open();
+        let io = TokioIo::new(table.track(stream, conn.clone()));
+        let (service, in_conn) = (service.clone(), conn.clone());
+        let counted = hyper::service::service_fn(move |req| {
+            let busy = in_conn.request();
+            let answer = service.call(req);
+            async move {
+                let answer = answer.await;
+                drop(busy);
+                answer
+            }
+        });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
-        let conn = builder.serve_connection(TokioIo::new(stream), service.clone());
-        let conn = graceful.watch(conn);
+        let served = graceful.watch(builder.serve_connection(io, counted));
+        let table = table.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "Connection closed with an error.");
+            tokio::select! {
+                r = served => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "Connection closed with an error.");
+                },
+                _ = conn.shed.notified() => tracing::debug!(%peer, "Closed a quiet connection to make room for a new one."),
             }
+            table.close(id);
             drop(permit);
         });
     }
     drop(listener);
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!("Requests still running after the shutdown grace period; closing them.");
+        let open = limits.max_connections - slots.available_permits();
+        tracing::warn!(
+            connections = open,
+            grace = ?limits.shutdown_grace,
+            "Shutdown grace period over: cutting off {open} connection(s) still open (a request not yet answered was not acknowledged, so its sender retries)."
+        );
     }
 }

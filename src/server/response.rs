@@ -55,7 +55,12 @@ impl IntoResponse for IngestError {
                 return r;
             }
             IngestError::TooLarge { limit } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "body too large", "limit_bytes": limit}))
+                // The rest of an oversize body may still be on its way: this
+                // connection is done after the answer.
+                let body = Json(json!({"error": "body too large", "limit_bytes": limit}));
+                let mut r = (StatusCode::PAYLOAD_TOO_LARGE, body).into_response();
+                r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return r;
             }
             IngestError::Timeout => (StatusCode::REQUEST_TIMEOUT, json!({"error": "body not received in time"})),
             IngestError::BadBody => (StatusCode::BAD_REQUEST, json!({"error": "body could not be read"})),

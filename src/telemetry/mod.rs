@@ -1,6 +1,7 @@
 //! Logging setup, and the in-process statistics behind the admin API, the
 //! dashboard and Prometheus `/metrics`.
 
+pub mod fault;
 pub mod prometheus;
 pub mod stats;
 

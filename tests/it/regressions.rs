@@ -382,3 +382,112 @@ fn diagnostics_have_one_shape_and_say_each_problem_once() {
         "{stdout}"
     );
 }
+
+/// Item 9: with every connection slot held by clients that connect and
+/// send nothing, a real sender waited in the accept queue until the
+/// header timeout (up to 11 s). Now the quietest connection makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_do_not_stall_real_senders() {
+    let routes =
+        TempRoutes::new(&[("a.yaml", &store_route("a", "{ scheme: bearer, token: t0k }", "{}", "fixed-{$.x}"))]);
+    let data = tempfile::tempdir().unwrap();
+    let limits = webhook_router::server::Limits {
+        max_connections: 64,
+        header_timeout: std::time::Duration::from_secs(30),
+        ..crate::util::test_limits()
+    };
+    let r = TestRouter::start_full(routes.path(), data.path(), HashMap::new(), limits).await;
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    }
+    // Well under the header timeout: the old code answered only after it.
+    let quick = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap();
+    for i in 0..5 {
+        let resp = quick.post(r.url("/hooks/a")).bearer_auth("t0k").body(format!(r#"{{"x":{i}}}"#)).send().await;
+        assert_eq!(resp.expect("answered while the slots are full of silent clients").status(), 200);
+    }
+    drop(silent);
+    r.stop().await;
+}
+
+/// Item 10: the router closed while an oversize body was still coming, so
+/// Python's urllib and Node's fetch saw EPIPE / a reset instead of the 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_clients_read_the_413() {
+    let route = "route: small\npath: /hooks/small\nverify: { scheme: bearer, token: t0k }\nbody_limit: 2KiB\n";
+    let routes = TempRoutes::new(&[("small.yaml", route)]);
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(routes.path(), data.path()).await;
+    let url = r.url("/hooks/small");
+    let python = format!(
+        "import urllib.request, urllib.error\n\
+         req = urllib.request.Request('{url}', data=b'x' * (4 << 20), headers={{'Authorization': 'Bearer t0k'}})\n\
+         try:\n    urllib.request.urlopen(req, timeout=10)\n    print('no error')\n\
+         except urllib.error.HTTPError as e:\n    print(e.code, e.read().decode())\n"
+    );
+    let node = format!(
+        "const r = await fetch('{url}', {{ method: 'POST', headers: {{ authorization: 'Bearer t0k' }}, body: 'x'.repeat(4 << 20) }});\n\
+         console.log(r.status, await r.text());"
+    );
+    for (cmd, args) in
+        [("python3", vec!["-c", python.as_str()]), ("node", vec!["--input-type=module", "-e", node.as_str()])]
+    {
+        let (cmd, args) = (cmd.to_string(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        let out = tokio::task::spawn_blocking(move || std::process::Command::new(&cmd).args(&args).output().unwrap())
+            .await
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.starts_with("413 {\"error\":\"body too large\""),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    r.stop().await;
+}
+
+/// Item 11: the shutdown grace (10 s, no setting) was shorter than the body
+/// timeout, and nothing said what was cut off.
+#[test]
+fn shutdown_grace_is_a_setting_and_says_what_it_cut_off() {
+    use std::io::Write;
+    let routes =
+        TempRoutes::new(&[("a.yaml", &store_route("a", "{ scheme: bearer, token: t0k }", "{}", "fixed-{$.x}"))]);
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(crate::util::router_bin())
+        .args(["serve", "--admin-listen", "off", "--listen", &listen, "--shutdown-grace", "1s", "--routes"])
+        .arg(routes.path())
+        .arg("--data")
+        .arg(data.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut slow = loop {
+        if let Ok(s) = std::net::TcpStream::connect(&listen) {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // Headers and half the body: the body timeout (30 s) is far away.
+    slow.write_all(
+        b"POST /hooks/a HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer t0k\r\nContent-Length: 100\r\n\r\n{\"x\":",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("Shutdown grace period over: cutting off 1 connection(s) still open"), "{log}");
+}

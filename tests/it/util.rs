@@ -37,7 +37,12 @@ impl TempRoutes {
 
 /// Limits short enough for tests of slow clients.
 pub fn test_limits() -> Limits {
-    Limits { header_timeout: Duration::from_millis(500), body_timeout: Duration::from_millis(500), ..Limits::default() }
+    Limits {
+        header_timeout: Duration::from_millis(500),
+        body_timeout: Duration::from_millis(500),
+        shutdown_grace: Duration::from_secs(10),
+        ..Limits::default()
+    }
 }
 
 pub struct TestRouter {
