@@ -21,11 +21,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Default event expressions a scheme brings (GitHub's `X-GitHub-Event`...).
+/// What a scheme brings when the route does not say: event expressions
+/// (GitHub's `X-GitHub-Event`...) and the provider's own body cap.
 #[derive(Debug, Default, Clone, Copy)]
 struct Defaults {
     kind: Option<&'static str>,
     id: Option<&'static str>,
+    body_limit: Option<usize>,
 }
 
 pub(super) fn compile(
@@ -617,7 +619,12 @@ impl<'a> Cx<'a> {
                                 "public_url: https://hooks.example.com (the URL the provider calls, up to the path)",
                             );
                             }
-                            (p.specs, Defaults { kind: p.event_type, id: p.event_id }, p.handshake, p.challenge_type)
+                            (
+                                p.specs,
+                                Defaults { kind: p.event_type, id: p.event_id, body_limit: p.body_limit },
+                                p.handshake,
+                                p.challenge_type,
+                            )
                         }
                         None => (vec![self.hmac_spec(raw)?], none, false, None),
                     };
@@ -972,7 +979,8 @@ impl<'a> Cx<'a> {
             }
         }
 
-        let body_limit = raw.body_limit.as_ref().map_or(DEFAULT_BODY_LIMIT, |b| b.value.0 as usize);
+        let body_limit =
+            raw.body_limit.as_ref().map_or(defaults.body_limit.unwrap_or(DEFAULT_BODY_LIMIT), |b| b.value.0 as usize);
         if body_limit == 0 {
             self.error(Pos::of(raw.body_limit.as_ref().expect("set when zero")), "body_limit must be above 0");
             ok = false;

@@ -22,6 +22,10 @@ pub struct Preset {
     pub needs_public_url: bool,
     /// What `router secret new` prints: a prefix and the encoding of 32 random bytes.
     pub secret_style: (&'static str, Encoding),
+    /// The body cap when the route sets none: the provider's own maximum
+    /// (a smaller cap would refuse, and the provider re-send forever, its
+    /// largest events).
+    pub body_limit: Option<usize>,
 }
 
 /// The scheme names `verify.scheme` accepts, tokens included.
@@ -107,6 +111,7 @@ fn preset(specs: Vec<HmacSpec>) -> Preset {
         challenge_type: None,
         needs_public_url: false,
         secret_style: ("", Encoding::Hex),
+        body_limit: None,
     }
 }
 
@@ -140,6 +145,8 @@ pub fn preset_for(scheme: &str, legacy: bool) -> Option<Preset> {
             Preset {
                 event_type: Some("header:X-GitHub-Event"),
                 event_id: Some("header:X-GitHub-Delivery"),
+                // "Payloads are capped at 25 MB" (GitHub's webhook docs).
+                body_limit: Some(25 << 20),
                 ..preset(specs)
             }
         }

@@ -491,3 +491,36 @@ fn shutdown_grace_is_a_setting_and_says_what_it_cut_off() {
     assert!(status.success(), "{log}");
     assert!(log.contains("Shutdown grace period over: cutting off 1 connection(s) still open"), "{log}");
 }
+
+/// Item 17: a body starting with a UTF-8 BOM got 400 (so the provider
+/// retried forever), and GitHub routes capped bodies at 1 MiB although
+/// GitHub sends up to 25 MB.
+#[tokio::test]
+async fn provider_defaults_bom_and_github_body_limit() {
+    let github = "route: gh\npath: /hooks/gh\nverify: { scheme: github, secret: s }\n";
+    let capped = "route: gh2\npath: /hooks/gh2\nverify: { scheme: github, secret: s }\nbody_limit: 1KiB\n";
+    let routes = TempRoutes::new(&[
+        ("gh.yaml", github),
+        ("gh2.yaml", capped),
+        ("b.yaml", &store_route("b", "{ scheme: bearer, token: t0k }", "{ type: $.type }", "{$.id}")),
+    ]);
+    let config = webhook_router::config::load(&[routes.path().to_path_buf()], &HashMap::new()).unwrap().config;
+    assert_eq!(config.route("gh").unwrap().body_limit, 25 << 20);
+    assert_eq!(config.route("gh2").unwrap().body_limit, 1024);
+
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(routes.path(), data.path()).await;
+    let resp = client()
+        .post(r.url("/hooks/b"))
+        .bearer_auth("t0k")
+        .header("content-type", "application/json; charset=utf-8")
+        .body(b"\xEF\xBB\xBF{\"type\":\"a\",\"id\":\"bom-1\"}".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = log_id(&resp.json().await.unwrap());
+    assert_eq!(settled(&r, id).await[0].status, DeliveryStatus::Delivered);
+    assert_eq!(r.rt.data.records.get("b", "bom-1").unwrap().unwrap()["type"], "a");
+    r.stop().await;
+}
