@@ -11,7 +11,7 @@ use super::{Config, Loaded, View};
 use crate::mapping::{Expr, ExprError, Mapping};
 use crate::route::filter::EventFilter;
 use crate::route::table::{template_params, Endpoint, RouteTable};
-use crate::route::{EventSpec, Requirement, Route, Rule, Target, ValueKind, DEFAULT_BODY_LIMIT};
+use crate::route::{EventSpec, Requirement, Respond, RespondBody, Route, Rule, Target, ValueKind, DEFAULT_BODY_LIMIT};
 use crate::script::{self, Engines, Limits};
 use crate::sink::http::{self as http_sink, HttpSink};
 use crate::sink::{RetryPolicy, Sink, SinkKind, StoreMode, StoreSink, SINK_TYPES};
@@ -979,6 +979,12 @@ impl<'a> Cx<'a> {
             }
         }
 
+        let respond = match &raw.respond {
+            Some(r) => self.respond(r, &params),
+            None => Ok(None),
+        };
+        ok &= respond.is_ok();
+        let respond = respond.unwrap_or(None);
         let body_limit =
             raw.body_limit.as_ref().map_or(defaults.body_limit.unwrap_or(DEFAULT_BODY_LIMIT), |b| b.value.0 as usize);
         if body_limit == 0 {
@@ -1001,7 +1007,41 @@ impl<'a> Cx<'a> {
             body_limit,
             dedup: raw.dedup.as_ref().is_none_or(|d| d.value),
             examples: raw.examples.iter().flat_map(|m| m.0.iter()).map(|(k, v)| (k.value.clone(), v.clone())).collect(),
+            respond,
         })
+    }
+
+    /// `respond:`: a 2xx status (anything else would make the provider
+    /// retry an event that was accepted), and a text or JSON body.
+    fn respond(&mut self, raw: &S<raw::RawRespond>, params: &[String]) -> Result<Option<Respond>, ()> {
+        let r = &raw.value;
+        let status = r.status.as_ref().map_or(200, |s| s.value);
+        if !(200..300).contains(&status) {
+            let at = Pos::of(r.status.as_ref().expect("only a set status can be wrong"));
+            self.error(at, format!("respond status {status} is not a success"))
+                .with_hint("an accepted event is answered 2xx, or the provider sends it again: use 200-299");
+            return Err(());
+        }
+        let (body, default_type) = match (&r.body, &r.json) {
+            (Some(_), Some(j)) => {
+                self.error(Pos::of(j), "`respond` has both `body` and `json`").with_hint("keep one of them");
+                return Err(());
+            }
+            (Some(b), None) if b.value.is_empty() => (RespondBody::Text(None), "text/plain; charset=utf-8"),
+            (Some(b), None) => {
+                (RespondBody::Text(Some(self.checked_expr(b, true, params).ok_or(())?)), "text/plain; charset=utf-8")
+            }
+            (None, Some(j)) => (RespondBody::Json(self.mapping(j, params).ok_or(())?), "application/json"),
+            (None, None) => (RespondBody::Text(None), "text/plain; charset=utf-8"),
+        };
+        let content_type = r.content_type.as_ref().map_or(default_type.to_string(), |c| c.value.clone());
+        if http::HeaderValue::from_str(&content_type).is_err() {
+            let at = Pos::of(r.content_type.as_ref().expect("only a set type can be wrong"));
+            self.error(at, format!("`{content_type}` is not a valid content type"))
+                .with_hint("e.g. text/plain; charset=utf-8");
+            return Err(());
+        }
+        Ok(Some(Respond { status, content_type, body }))
     }
 
     fn rule(

@@ -71,6 +71,9 @@ pub struct RawFile {
     /// Sandbox limits of this route's scripts; in a file without a route,
     /// the default for the whole directory.
     pub script_limits: Option<S<RawScriptLimits>>,
+    /// What the route answers an accepted request with, instead of the
+    /// router's JSON (Slack slash commands show it to the user).
+    pub respond: Option<S<RawRespond>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -88,8 +91,23 @@ pub struct RawScriptLimits {
     pub wall_time: Option<S<String>>,
 }
 
+/// A route's own answer to an accepted (new, duplicate or filtered) request.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRespond {
+    /// A 2xx status; 200 unless set.
+    pub status: Option<S<u16>>,
+    /// A text template over the request (`Deploying {$.text}`); `""` for an empty body.
+    pub body: Option<S<String>>,
+    /// A JSON answer, written like a rule's `map:`.
+    pub json: Option<S<MapNode>>,
+    /// The answer's content type; `text/plain; charset=utf-8` for `body:`, `application/json` for `json:`.
+    pub content_type: Option<S<String>>,
+}
+
 /// The keys a route file may hold at top level (for "did you mean" hints).
 pub const FILE_KEYS: &[&str] = &[
+    "respond",
     "route",
     "path",
     "verify",

@@ -36,6 +36,36 @@ pub struct Route {
     pub dedup: bool,
     /// `examples:`: sample payloads per event type (`router send`).
     pub examples: Vec<(String, Value)>,
+    /// `respond:`: the route's own answer to an accepted request.
+    pub respond: Option<Respond>,
+}
+
+/// A route's own 2xx answer, rendered from the request.
+#[derive(Debug)]
+pub struct Respond {
+    pub status: u16,
+    pub content_type: String,
+    pub body: RespondBody,
+}
+
+#[derive(Debug)]
+pub enum RespondBody {
+    /// A text template (`Expr`), or nothing at all.
+    Text(Option<Expr>),
+    /// A JSON document built like `map:`.
+    Json(Mapping),
+}
+
+impl Respond {
+    /// The answer's bytes for this request; a template field the request
+    /// lacks renders as empty text (the sender still gets its 2xx).
+    pub fn render(&self, ctx: &Context) -> Vec<u8> {
+        match &self.body {
+            RespondBody::Text(None) => Vec::new(),
+            RespondBody::Text(Some(e)) => e.eval_string(ctx).unwrap_or_default().into_bytes(),
+            RespondBody::Json(m) => serde_json::to_vec(&m.build(ctx)).unwrap_or_default(),
+        }
+    }
 }
 
 /// Where an event's type, id and time are read from.

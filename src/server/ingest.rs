@@ -53,7 +53,10 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
             let route = config.routes[i].clone();
             match *req.method() {
                 Method::POST => {
-                    let result = ingest(&state, &route, matched.params, query, req).await;
+                    let (result, answer) = match ingest(&state, &route, matched.params, query, req).await {
+                        Ok((accepted, answer)) => (Ok(accepted), answer),
+                        Err(e) => (Err(e), None),
+                    };
                     let counted = match &result {
                         Ok(Accepted::New { .. }) => Counted::Accepted,
                         Ok(Accepted::Duplicate { .. }) => Counted::Duplicate,
@@ -61,9 +64,10 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
                         Err(e) => Counted::Rejected(e.reason()),
                     };
                     state.rt.stats.request(&route.name, counted, started.elapsed());
-                    match result {
-                        Ok(a) => a.into_response(),
-                        Err(e) => e.into_response(),
+                    match (result, answer) {
+                        (Ok(_), Some(own)) => own,
+                        (Ok(a), None) => a.into_response(),
+                        (Err(e), _) => e.into_response(),
                     }
                 }
                 Method::GET | Method::HEAD => match route.verifier.handshake(&query) {
@@ -102,7 +106,7 @@ async fn ingest(
     params: Vec<(String, String)>,
     query: Vec<(String, String)>,
     req: Request,
-) -> Result<Accepted, IngestError> {
+) -> Result<(Accepted, Option<Response>), IngestError> {
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, route.body_limit, state.limits).await?;
 
@@ -116,7 +120,7 @@ async fn ingest(
     let payload = crate::payload::parse(content_type, verified.body())
         .map_err(|e| IngestError::Invalid { error: "body is not valid JSON", problems: vec![e.0] })?;
     if let Some(challenge) = route.verifier.challenge(&payload) {
-        return Ok(Accepted::Challenge(challenge.to_string()));
+        return Ok((Accepted::Challenge(challenge.to_string()), None));
     }
     let headers = header_pairs(verified.headers(), route.verifier.secret_header());
     let ctx = Context { body: &payload, params: &params, query: &query, headers: &headers };
@@ -131,7 +135,7 @@ async fn ingest(
         })?,
     };
     if !route.filter.admits(&kind) {
-        return Ok(Accepted::Filtered { event: kind });
+        return Ok((Accepted::Filtered { event: kind }, own_answer(route, &ctx)));
     }
     let mut meta = event_meta(route, &ctx, kind)?;
     if route.event.id.is_none() {
@@ -139,6 +143,7 @@ async fn ingest(
     }
 
     let deliveries = route.plan(&meta.kind, &ctx);
+    let answer = own_answer(route, &ctx);
     let has_work = !deliveries.is_empty();
     // Credentials in the URL are for this request's checks, not the log.
     let query =
@@ -168,9 +173,9 @@ async fn ingest(
                 state.rt.work.notify_one();
             }
             tracing::debug!(route = %route.name, id, event = %meta.kind, "Event accepted.");
-            Ok(Accepted::New { id, event: meta.kind })
+            Ok((Accepted::New { id, event: meta.kind }, answer))
         }
-        Ok(Appended::Duplicate(id)) => Ok(Accepted::Duplicate { id, event: meta.kind }),
+        Ok(Appended::Duplicate(id)) => Ok((Accepted::Duplicate { id, event: meta.kind }, answer)),
         Err(e) => {
             if let Some(times) = state.rt.event_writes.failed() {
                 tracing::error!(route = %route.name, error = %e, times, "Cannot write events; answering 503.");
@@ -178,6 +183,13 @@ async fn ingest(
             Err(IngestError::Unavailable)
         }
     }
+}
+
+/// The route's `respond:` answer for this request, if it has one.
+fn own_answer(route: &Route, ctx: &Context) -> Option<Response> {
+    let respond = route.respond.as_ref()?;
+    let status = axum::http::StatusCode::from_u16(respond.status).unwrap_or(axum::http::StatusCode::OK);
+    Some((status, [(header::CONTENT_TYPE, respond.content_type.clone())], respond.render(ctx)).into_response())
 }
 
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize, limits: Limits) -> Result<bytes::Bytes, IngestError> {

@@ -524,3 +524,57 @@ async fn provider_defaults_bom_and_github_body_limit() {
     assert_eq!(r.rt.data.records.get("b", "bom-1").unwrap().unwrap()["type"], "a");
     r.stop().await;
 }
+
+/// Item 16: a route could only answer the router's JSON; Slack shows a
+/// slash command's answer to the user, so it must be the route's own.
+#[tokio::test]
+async fn a_route_answers_with_its_own_respond() {
+    let slack = "route: deploy\npath: /hooks/deploy\nverify: { scheme: slack, secret: slacksecret }\n\
+                 event: { type: $.command }\nrespond:\n  body: \"Deploying {$.text} for <@{$.user_id}>\"\n";
+    let empty = "route: quiet\npath: /hooks/quiet\nverify: { scheme: bearer, token: t0k }\nrespond: { status: 204, body: \"\" }\n";
+    let json = "route: js\npath: /hooks/js\nverify: { scheme: bearer, token: t0k }\nevent: { type: $.type }\n\
+                events: [a]\nrespond:\n  json: { ok: true, got: $.type }\n";
+    let routes = TempRoutes::new(&[("deploy.yaml", slack), ("quiet.yaml", empty), ("js.yaml", json)]);
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(routes.path(), data.path()).await;
+
+    let slash = form(&[("command", "/deploy"), ("text", "api"), ("user_id", "U1")]);
+    let signed =
+        &sdk_sign(false, &[json!({"scheme": "slack", "secret": "slacksecret", "body": slash, "timestamp": now()})])[0];
+    let mut req =
+        client().post(r.url("/hooks/deploy")).header("content-type", "application/x-www-form-urlencoded").body(slash);
+    for (k, v) in signed {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), resp.headers()["content-type"].to_str().unwrap()),
+        (200, "text/plain; charset=utf-8")
+    );
+    assert_eq!(resp.text().await.unwrap(), "Deploying api for <@U1>");
+    assert_eq!(r.rt.data.log.event(1).unwrap().event_type, "/deploy", "the event is still logged");
+
+    let resp = client().post(r.url("/hooks/quiet")).bearer_auth("t0k").body("{}").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    assert_eq!(resp.text().await.unwrap(), "");
+    // Filtered types get the route's answer too; errors keep the router's.
+    for (kind, want) in [("a", r#"{"ok":true,"got":"a"}"#), ("b", r#"{"ok":true,"got":"b"}"#)] {
+        let resp = client()
+            .post(r.url("/hooks/js"))
+            .bearer_auth("t0k")
+            .body(format!(r#"{{"type":"{kind}"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.text().await.unwrap(), want);
+    }
+    let resp = client().post(r.url("/hooks/js")).bearer_auth("nope").body("{}").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    r.stop().await;
+
+    let bad =
+        TempRoutes::new(&[("b.yaml", "route: b\npath: /b\nverify: { scheme: none }\nrespond: { status: 302 }\n")]);
+    let (code, stdout, _) = router_in(bad.path(), &["check", "."], &[]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("b.yaml:4:20: error: respond status 302 is not a success"), "{stdout}");
+}
