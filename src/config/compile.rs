@@ -1261,7 +1261,15 @@ impl<'a> Cx<'a> {
             path: raw.path.value.clone(),
             tree: self.interp(&raw.tree)?,
             key,
-            filter_by: raw.filter_by.iter().flatten().map(|f| f.value.clone()).collect(),
+            filter_by: raw
+                .filter_by
+                .iter()
+                .flatten()
+                .map(|f| match f.value.split_once('=') {
+                    Some((param, field)) => (param.trim().to_string(), field.trim().to_string()),
+                    None => (f.value.clone(), f.value.clone()),
+                })
+                .collect(),
             summary: raw.summary.as_ref().map(|s| s.value.clone()),
             summary_values: raw.summary_values.iter().flatten().map(|v| v.value.clone()).collect(),
             script,

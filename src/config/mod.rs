@@ -45,7 +45,8 @@ pub struct View {
     pub tree: String,
     /// One record under this key; `None` makes a list view.
     pub key: Option<Expr>,
-    pub filter_by: Vec<String>,
+    /// (query parameter, record field) pairs.
+    pub filter_by: Vec<(String, String)>,
     pub summary: Option<String>,
     /// Values counted even when 0 (the page expects every bucket).
     pub summary_values: Vec<String>,

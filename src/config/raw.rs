@@ -258,7 +258,8 @@ pub struct RawView {
     pub tree: S<String>,
     /// One record: the key template, e.g. `"{sessionId}"`. Absent = a list view.
     pub key: Option<S<String>>,
-    /// List views: query parameters that filter on the record field of the same name.
+    /// List views: query parameters that filter on the record field of the
+    /// same name; `param=field` filters on another field (`status=connection`).
     pub filter_by: Option<Vec<S<String>>>,
     /// List views: a field whose values are counted into `summary`.
     pub summary: Option<S<String>>,

@@ -138,7 +138,8 @@ fn render_blocking(rt: &Runtime, view: &View, read: &Read) -> sled::Result<(Stat
         });
     }
     let get = |name: &str| read.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let filter: Vec<(String, String)> = view.filter_by.iter().filter_map(|f| get(f).map(|v| (f.clone(), v))).collect();
+    let filter: Vec<(String, String)> =
+        view.filter_by.iter().filter_map(|(param, field)| get(param).map(|v| (field.clone(), v))).collect();
     let limit = get("limit").and_then(|l| l.parse().ok()).unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let page = records.list(&view.tree, &filter, get("cursor").as_deref(), limit + 1)?;
     let next = (page.len() > limit).then(|| page[limit - 1].0.clone());

@@ -173,6 +173,7 @@ async fn seed_003_whatsapp_sessions() {
     let s = status_of("session-123").await["data"].clone();
     assert_eq!((&s["status"], &s["loadingPercent"], &s["isLoading"]), (&json!("loading"), &json!(75), &json!(true)));
 
+    accept(&r, &hook("session-123", "user-456"), &payload(&dir, "change_state"), &auth).await;
     accept(&r, &hook("session-123", "user-456"), &payload(&dir, "ready"), &auth).await;
     let s = status_of("session-123").await["data"].clone();
     assert_eq!(
@@ -181,6 +182,22 @@ async fn seed_003_whatsapp_sessions() {
     );
     assert!(s.get("qr").is_none() && s.get("qrImage").is_none(), "QR cleared: {s}");
     assert_eq!(s["createdAt"], created, "createdAt is kept");
+    // `ready` leaves nothing stale: no raw payload (`data.qr`), no earlier
+    // state or loading progress.
+    assert!(s.get("data").is_none() && s.get("event").is_none(), "raw payload kept: {s}");
+    assert!(s.get("loadingPercent").is_none() && s["state"] == "CONNECTED", "stale fields: {s}");
+    // The seed's own list query.
+    let list = r.url("/api/whatsapp/session/list-realtime?status=connected");
+    let connected = client().get(list).send().await.unwrap().json::<Value>().await.unwrap();
+    let ids: Vec<&Value> = connected["data"].as_array().unwrap().iter().map(|s| &s["sessionId"]).collect();
+    assert_eq!(ids, [&json!("session-123")], "{connected}");
+    assert_eq!(connected["summary"]["connected"], 1, "{connected}");
+
+    // An empty QR string is no QR.
+    let empty_qr = json!({"event": "qr", "data": {"qr": ""}});
+    accept(&r, &hook("session-e", "user-e"), &empty_qr.to_string(), &auth).await;
+    let s = status_of("session-e").await["data"].clone();
+    assert_eq!((&s["needsQR"], &s["hasQR"], s.get("qrImage")), (&json!(false), &json!(false), None), "{s}");
 
     accept(&r, &hook("session-123", "user-456"), &payload(&dir, "change_state"), &auth).await;
     assert_eq!(status_of("session-123").await["data"]["status"], "connecting");
@@ -211,7 +228,7 @@ async fn seed_003_whatsapp_sessions() {
     // The seed's summary, every bucket present.
     let want = json!({"connected": 0, "disconnected": 1, "loading": 0, "needsQR": 0, "error": 1, "total": 2});
     assert_eq!(list["summary"], want);
-    assert_eq!(list["data"][0]["bucket"], "disconnected", "the view script's field is shown");
+    assert_eq!(list["data"][0]["connection"], "disconnected", "the bucket is stored with the session");
     let (code, missing) = (client().get(r.url("/api/whatsapp/session/status/nope")).send().await.unwrap().status(), ());
     assert_eq!((code.as_u16(), missing), (404, ()));
 
