@@ -18,6 +18,7 @@
 //!   sandboxed Rhai) on the way.
 //! - [`runtime`] holds what they share: the config snapshot and the data dir;
 //!   [`reload`] swaps the snapshot when the routes directory changes;
+//!   [`recovery`] gets a working store back after a disk fault;
 //!   [`retention`] prunes settled events past their keep period.
 //! - [`cli`] is the command line; [`telemetry`] logging, counters and
 //!   latency figures.
@@ -30,6 +31,7 @@ pub mod event;
 pub mod log;
 pub mod mapping;
 pub mod payload;
+pub mod recovery;
 pub mod reload;
 pub mod retention;
 pub mod route;

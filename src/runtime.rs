@@ -76,6 +76,8 @@ pub struct Runtime {
     current: ArcSwap<Config>,
     pub data: DataDir,
     pub stats: Stats,
+    /// The store does not take writes (`recovery` sets it; `/healthz` fails).
+    pub store_down: std::sync::atomic::AtomicBool,
     /// Events the store could not take (answered 503): logged once per interval.
     pub event_writes: crate::telemetry::fault::Fault,
     /// Writes of delivery outcomes the store refused (disk full...): the
@@ -114,6 +116,7 @@ impl Runtime {
             current: ArcSwap::from_pointee(config),
             data,
             stats: Stats::default(),
+            store_down: Default::default(),
             event_writes: Default::default(),
             outcome_writes: Default::default(),
             work: tokio::sync::Notify::new(),

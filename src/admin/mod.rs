@@ -25,7 +25,7 @@ use std::sync::Arc;
 pub fn router(rt: Arc<Runtime>) -> Router {
     let guard = rt.clone();
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(stats::health))
         .route("/readyz", get(stats::ready))
         .route("/metrics", get(stats::metrics))
         .route("/stats", get(stats::stats))

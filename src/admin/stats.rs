@@ -61,17 +61,31 @@ pub async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
+/// `GET /healthz`: 503 while the store does not take writes (and the
+/// router could not get it back by itself), so a supervisor restarts it.
+pub async fn health(State(rt): State<Arc<Runtime>>) -> Response {
+    if rt.store_down.load(std::sync::atomic::Ordering::Relaxed) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the store does not take writes");
+    }
+    Json(json!({"status": "ok"})).into_response()
+}
+
 /// `GET /readyz`: 200 when the store takes a synced write and a config is
 /// loaded and the router is not stopping; 503 with the reason otherwise.
 pub async fn ready(State(rt): State<Arc<Runtime>>) -> Response {
     if *rt.stopping.borrow() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "stopping");
     }
-    let rt2 = rt.clone();
-    match blocking(move || rt2.data.probe_write()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("store not writable: {e}")),
-        Err(r) => return r,
+    let probing = rt.clone();
+    // A store stuck on a dead disk must not hang the probe with it.
+    match tokio::time::timeout(std::time::Duration::from_secs(2), blocking(move || probing.data.probe_write())).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "Readiness probe: the store does not take writes.");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "store not writable");
+        }
+        Ok(Err(r)) => return r,
+        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "store not answering"),
     }
     let config = rt.config();
     let reload = rt.reload_status.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -2,6 +2,7 @@
 //! SIGTERM or Ctrl-C.
 
 use crate::config::{self, env::EnvSource, env::ProcessEnv};
+use crate::recovery::{self, Verdict};
 use crate::reload;
 use crate::retention::Retention;
 use crate::runtime::{DataDir, Runtime};
@@ -101,7 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let listen = listen_address(args.listen, &loaded.config.trial_secrets)?;
-    let data = DataDir::open(&args.data)?;
+    let data = open_data(&args.data).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let admin = match admin_addr {
         Some(a) => {
@@ -137,8 +138,63 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         shutdown_grace: args.shutdown_grace,
         store_timeout: args.store_timeout,
     };
-    server::serve(listener, admin, rt, limits, shutdown_signal()).await?;
+    // The store supervisor may conclude that only a restart in place gets a
+    // working store back (see `recovery`): then stop as on SIGTERM, and exec.
+    let (stop_supervisor, supervisor_stop) = tokio::sync::watch::channel(false);
+    let mut supervisor = tokio::spawn(recovery::supervise(rt.clone(), args.data.clone(), supervisor_stop));
+    let reopen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shutdown = {
+        let reopen = reopen.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                verdict = &mut supervisor => {
+                    reopen.store(matches!(verdict, Ok(Some(Verdict::Reopen))), std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    server::serve(listener, admin, rt, limits, shutdown).await?;
+    let _ = stop_supervisor.send(true);
+    if reopen.load(std::sync::atomic::Ordering::Relaxed) {
+        return restart_in_place();
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Set on the process `restart_in_place` starts: its data directory may
+/// still be unusable for a moment, so opening it is retried, not fatal.
+const REOPEN_ENV: &str = "ROUTER_REOPEN";
+
+/// Replaces this process with a fresh copy of itself (same arguments and
+/// environment): every sled handle, lock and stuck thread goes with the old
+/// image. Only returns on failure.
+fn restart_in_place() -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find this program to restart it")?;
+    tracing::warn!(program = %exe.display(), "Restarting in place to reopen the store.");
+    let err = std::process::Command::new(&exe).args(std::env::args_os().skip(1)).env(REOPEN_ENV, "1").exec();
+    Err(anyhow::Error::new(err).context(format!("cannot restart {}", exe.display())))
+}
+
+/// Opens the data directory. After a restart in place it may still refuse
+/// (the old image's lock lingers a moment): keep trying, not exit.
+async fn open_data(path: &std::path::Path) -> anyhow::Result<DataDir> {
+    if std::env::var_os(REOPEN_ENV).is_none() {
+        return Ok(DataDir::open(path)?);
+    }
+    let fault = crate::telemetry::fault::Fault::default();
+    loop {
+        match DataDir::open(path) {
+            Ok(d) => return Ok(d),
+            Err(e) => {
+                if let Some(times) = fault.failed() {
+                    tracing::error!(error = %e, times, "Cannot reopen the data directory yet; retrying.");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// Where to listen. A secret that is a default written in a route file

@@ -45,6 +45,8 @@ impl GroupCommit {
     pub fn start(db: sled::Db, dir: &Path, mut apply: ApplyGroup) -> std::io::Result<Self> {
         let mut syncer = Syncer::new(db, dir)?;
         let (queue, rx) = mpsc::channel::<Job>();
+        // A dead disk fails every group: say so once per interval, not per group.
+        let sync_faults = crate::telemetry::fault::Fault::default();
         std::thread::Builder::new().name("log-writer".into()).spawn(move || {
             // Ends when every GroupCommit handle is dropped.
             while let Ok(first) = rx.recv() {
@@ -62,8 +64,13 @@ impl GroupCommit {
                 }
                 let applied = if appends.is_empty() { Ok(Vec::new()) } else { apply(appends) };
                 let synced = syncer.sync().map_err(|e| LogError::Unavailable(e.to_string()));
-                if let Err(e) = &synced {
-                    tracing::error!(error = %e, "Event log sync failed; requests get 503.");
+                match &synced {
+                    Err(e) => {
+                        if let Some(times) = sync_faults.failed() {
+                            tracing::error!(error = %e, times, "Event log sync failed; requests get 503.");
+                        }
+                    }
+                    Ok(()) => _ = sync_faults.ok(),
                 }
                 for reply in syncs {
                     let _ = reply.send(synced.clone());

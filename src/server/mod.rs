@@ -80,9 +80,13 @@ pub async fn serve(
     if let Some(a) = admin {
         let _ = a.await;
     }
-    let _ = dispatcher.await;
-    let _ = retention.await;
-    let _ = upkeep.await;
+    // A store stuck on a dead disk may hold a delivery round or a sweep for
+    // good: give them the store's deadline, then go (they stay due).
+    for (what, task) in [("dispatcher", dispatcher), ("retention", retention), ("upkeep", upkeep)] {
+        if tokio::time::timeout(limits.store_timeout, task).await.is_err() {
+            tracing::warn!(task = what, "Still waiting on the store at shutdown; not waiting longer.");
+        }
+    }
     // A store stuck on a dead disk must not keep the process from stopping.
     let flushing = rt.clone();
     let flushed = tokio::time::timeout(

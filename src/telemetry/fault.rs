@@ -48,6 +48,11 @@ impl Fault {
         ended
     }
 
+    /// Whether the last attempt failed.
+    pub fn failing(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).streak > 0
+    }
+
     /// How long the loop meeting this fault should wait before trying again
     /// (zero while healthy): doubling from 100 ms to 5 s.
     pub fn backoff(&self) -> Duration {
