@@ -171,30 +171,36 @@ fn reloads(r: &TestRouter) -> webhook_router::reload::ReloadStatus {
 /// access events, each reload read the files again, and the router
 /// reloaded every ~150 ms forever. Two real changes must be two reloads,
 /// however often the files are read around them.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_route_files_does_not_reload() {
     let routes =
         TempRoutes::new(&[("a.yaml", &store_route("a", "{ scheme: bearer, token: t0k }", "{}", "fixed-{$.x}"))]);
     let data = tempfile::tempdir().unwrap();
     let r = TestRouter::start(routes.path(), data.path()).await;
     let file = routes.path().join("a.yaml");
+    // Off the runtime's threads, so the watcher and reloads run meanwhile.
     let read_around = || {
-        for _ in 0..20 {
-            std::fs::read_to_string(&file).unwrap();
-            assert_eq!(crate::util::run_router(&["check", "--no-tests", routes.path().to_str().unwrap()]).0, 0);
-        }
+        let (file, dir) = (file.clone(), routes.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            for _ in 0..20 {
+                std::fs::read_to_string(&file).unwrap();
+                assert_eq!(crate::util::run_router(&["check", "--no-tests", dir.to_str().unwrap()]).0, 0);
+            }
+        })
     };
-    for (round, name) in ["b", "c"].iter().enumerate() {
-        read_around();
+    for name in ["b", "c"] {
+        read_around().await.unwrap();
         // An unchanged rewrite is not a change either.
         std::fs::write(&file, std::fs::read(&file).unwrap()).unwrap();
         std::fs::write(&file, store_route(name, "{ scheme: bearer, token: t0k }", "{}", "fixed-{$.x}")).unwrap();
         let path = format!("/hooks/{name}");
         r.eventually("the change to be live", || r.rt.config().table.lookup(&path).map(|_| ())).await;
-        read_around();
-        let s = reloads(&r);
-        assert_eq!((s.reloads, s.failures), (round as u64 + 1, 0), "{s:?}");
+        read_around().await.unwrap();
     }
+    // The reads between and after the two changes reloaded nothing (the
+    // old watcher reloaded every ~150 ms from the first read on).
+    let s = reloads(&r);
+    assert_eq!((s.reloads, s.failures), (2, 0), "{s:?}");
     r.stop().await;
 }
 
@@ -225,8 +231,12 @@ async fn a_path_with_many_params_is_a_problem_not_a_panic() {
 }
 
 /// Runs the binary in `dir` with `env` (nothing else of the test's own).
+/// With `("TIMEOUT", "1")` in `env`, `args` start with a duration and the
+/// program: it runs under coreutils' `timeout` (exit 124 when cut off).
 fn router_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = std::process::Command::new(crate::util::router_bin())
+    let bounded = env.contains(&("TIMEOUT", "1"));
+    let program = if bounded { std::path::PathBuf::from("timeout") } else { crate::util::router_bin() };
+    let out = std::process::Command::new(program)
         .args(args)
         .current_dir(dir)
         .env_remove("WHOP_WEBHOOK_SECRET")
@@ -247,8 +257,14 @@ fn the_trial_secret_never_serves_the_network() {
     let routes = routes.to_str().unwrap();
     let data = tempfile::tempdir().unwrap();
     let args = ["serve", "--routes", routes, "--data", data.path().to_str().unwrap(), "--admin-listen", "off"];
-    let (code, _, stderr) = router_in(data.path(), &[&args[..], &["--listen", "0.0.0.0:0"]].concat(), &[]);
-    assert_ne!(code, 0, "{stderr}");
+    // Run with a deadline: the old code served instead of refusing.
+    let args = [&args[..], &["--listen", "0.0.0.0:0"]].concat();
+    let (code, _, stderr) = router_in(
+        data.path(),
+        &[&["10s", crate::util::router_bin().to_str().unwrap()][..], &args].concat(),
+        &[("TIMEOUT", "1")],
+    );
+    assert!(code != 0 && code != 124, "{code}: {stderr}");
     assert!(
         stderr.contains("--listen 0.0.0.0:0 is not a loopback address, and WHOP_WEBHOOK_SECRET is not set"),
         "{stderr}"
@@ -466,10 +482,13 @@ fn shutdown_grace_is_a_setting_and_says_what_it_cut_off() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let up = std::time::Instant::now();
     let mut slow = loop {
         if let Ok(s) = std::net::TcpStream::connect(&listen) {
             break s;
         }
+        assert!(child.try_wait().unwrap().is_none(), "serve exited at start");
+        assert!(up.elapsed() < std::time::Duration::from_secs(20), "serve never listened");
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     // Headers and half the body: the body timeout (30 s) is far away.
