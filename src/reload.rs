@@ -46,11 +46,11 @@ pub struct ReloadStatus {
 /// written in a route file) is refused.
 pub fn reload(rt: &Runtime, paths: &[PathBuf], env: &dyn EnvSource, cause: &str, public: bool) -> bool {
     let result = config::load(paths, env).and_then(|loaded| match loaded.config.trial_secrets.first() {
-        Some(name) if public => {
-            let file = loaded.config.files.first().cloned().unwrap_or_default();
+        Some(trial) if public => {
+            let name = &trial.variable;
             let mut diags = config::Diagnostics::default();
             diags.push(
-                config::Diagnostic::error(&file, config::Pos { line: 1, column: 1 }, format!("`{name}` is not set and this router serves the network: a route would verify with the trial secret written in its file"))
+                config::Diagnostic::error(&trial.file, trial.at, format!("`{name}` is not set and this router serves the network: a route would verify with the trial secret written in its file"))
                     .with_hint(format!("export {name}=<the provider's secret> and reload")),
             );
             Err(diags)

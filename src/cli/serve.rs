@@ -200,8 +200,8 @@ async fn open_data(path: &std::path::Path) -> anyhow::Result<DataDir> {
 /// Where to listen. A secret that is a default written in a route file
 /// (the shipped one-command trial) is public knowledge: such a config runs
 /// on loopback only, and an explicit network address is refused.
-fn listen_address(asked: Option<SocketAddr>, trial_secrets: &[String]) -> anyhow::Result<SocketAddr> {
-    let Some(first) = trial_secrets.first() else {
+fn listen_address(asked: Option<SocketAddr>, trial_secrets: &[config::TrialSecret]) -> anyhow::Result<SocketAddr> {
+    let Some(first) = trial_secrets.first().map(|t| &t.variable) else {
         return Ok(asked.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080))));
     };
     match asked {

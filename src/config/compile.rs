@@ -281,7 +281,7 @@ struct Cx<'a> {
     /// The sandbox limits of this file's scripts.
     limits: Limits,
     /// Variables whose default (written in the file) became a verify secret.
-    trial_secrets: &'a mut Vec<String>,
+    trial_secrets: &'a mut Vec<super::TrialSecret>,
 }
 
 /// A diagnostic just pushed, so a hint can be added fluently.
@@ -814,7 +814,11 @@ impl<'a> Cx<'a> {
                 ),
             )
             .with_hint(format!("export {name}=<the provider's secret>; until then `serve` listens on loopback only"));
-            self.trial_secrets.push(name);
+            self.trial_secrets.push(super::TrialSecret {
+                variable: name,
+                file: self.file.to_path_buf(),
+                at: Pos::of(s),
+            });
         }
         let secrets = self.secrets(s)?;
         if secrets.is_empty() {

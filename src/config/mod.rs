@@ -26,10 +26,19 @@ pub struct Config {
     pub table: RouteTable,
     /// The files it came from.
     pub files: Vec<PathBuf>,
-    /// Variables left unset whose defaults, written in the route files,
-    /// verify requests (the shipped trial secret): such a config is served
+    /// Verify secrets that are defaults written in the route files (their
+    /// variable unset: the shipped trial secret): such a config is served
     /// on loopback only.
-    pub trial_secrets: Vec<String>,
+    pub trial_secrets: Vec<TrialSecret>,
+}
+
+/// A verify secret taken from `${VAR:-default}` with `VAR` unset.
+#[derive(Debug, Clone)]
+pub struct TrialSecret {
+    /// The variable to set.
+    pub variable: String,
+    pub file: PathBuf,
+    pub at: Pos,
 }
 
 impl Config {

@@ -231,11 +231,18 @@ async fn a_path_with_many_params_is_a_problem_not_a_panic() {
 }
 
 /// Runs the binary in `dir` with `env` (nothing else of the test's own).
-/// With `("TIMEOUT", "1")` in `env`, `args` start with a duration and the
-/// program: it runs under coreutils' `timeout` (exit 124 when cut off).
 fn router_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let bounded = env.contains(&("TIMEOUT", "1"));
-    let program = if bounded { std::path::PathBuf::from("timeout") } else { crate::util::router_bin() };
+    run_in(dir, &crate::util::router_bin(), args, env)
+}
+
+/// Runs `program` in `dir` with `env` and without the router variables of
+/// the test's own environment.
+fn run_in(
+    dir: &std::path::Path,
+    program: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let out = std::process::Command::new(program)
         .args(args)
         .current_dir(dir)
@@ -259,11 +266,10 @@ fn the_trial_secret_never_serves_the_network() {
     let args = ["serve", "--routes", routes, "--data", data.path().to_str().unwrap(), "--admin-listen", "off"];
     // Run with a deadline: the old code served instead of refusing.
     let args = [&args[..], &["--listen", "0.0.0.0:0"]].concat();
-    let (code, _, stderr) = router_in(
-        data.path(),
-        &[&["10s", crate::util::router_bin().to_str().unwrap()][..], &args].concat(),
-        &[("TIMEOUT", "1")],
-    );
+    let bin = crate::util::router_bin();
+    let bounded = [&["10s", bin.to_str().unwrap()][..], &args].concat();
+    // coreutils' `timeout` exits 124 when it had to cut the command off.
+    let (code, _, stderr) = run_in(data.path(), std::path::Path::new("timeout"), &bounded, &[]);
     assert!(code != 0 && code != 124, "{code}: {stderr}");
     assert!(
         stderr.contains("--listen 0.0.0.0:0 is not a loopback address, and WHOP_WEBHOOK_SECRET is not set"),
@@ -275,6 +281,26 @@ fn the_trial_secret_never_serves_the_network() {
     assert!(stdout.contains("whop-members.yaml:11:11: warning: `WHOP_WEBHOOK_SECRET` is not set"), "{stdout}");
     let set = [("WHOP_WEBHOOK_SECRET", "ws_real_secret")];
     assert_eq!(router_in(data.path(), &["check", "--strict", "--no-tests", routes], &set).0, 0);
+}
+
+/// Item 12, on reload: a router serving the network refuses a reload that
+/// would verify with a trial secret, at the place the secret is written.
+#[tokio::test]
+async fn a_reload_never_brings_a_trial_secret_to_the_network() {
+    let trial = "route: t\npath: /t\nverify: { scheme: bearer, token: \"${TRIAL_TOKEN:-trial}\" }\n";
+    let routes = TempRoutes::new(&[("t.yaml", trial)]);
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(routes.path(), data.path()).await;
+    let paths = [routes.path().to_path_buf()];
+    assert!(webhook_router::reload::reload(&r.rt, &paths, &HashMap::new(), "watch", false), "loopback: allowed");
+    assert!(!webhook_router::reload::reload(&r.rt, &paths, &HashMap::new(), "watch", true));
+    let s = reloads(&r);
+    let want = format!(
+        "{}:3:34: error: `TRIAL_TOKEN` is not set and this router serves the network",
+        routes.path().join("t.yaml").display()
+    );
+    assert!(s.problems.iter().any(|p| p.starts_with(&want)), "{s:?}");
+    r.stop().await;
 }
 
 /// Item 13: a secret written as a number was echoed in the type error, and
