@@ -6,8 +6,8 @@
 use serde_json::{json, Value};
 use std::time::Instant;
 use webhook_router::config;
-use webhook_router::log::EventV1;
 use webhook_router::mapping::Context;
+use webhook_router::storage::EventV1;
 
 const RUNS: u32 = 200_000;
 

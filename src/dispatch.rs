@@ -1,17 +1,18 @@
 //! Background delivery: claims due deliveries from the log, builds each
-//! rule's document, hands it to the sink and records the outcome.
+//! rule's document, hands it to the sink and records the next state
+//! (`delivery::next` decides it).
 //!
-//! Store deliveries are taken in batches and run on one blocking thread:
-//! their writes take microseconds, so one thread hop, one parse per event and
-//! one log batch per round beat a task per delivery. HTTP deliveries run as
-//! async tasks, at most `concurrency` per sink: a slow or dead sink only
-//! holds its own deliveries (they stay due in the log), never ingest or
-//! other sinks. The due queue lives in the log, so nothing here is lost on a
-//! crash: a delivery run but not recorded is due again after a restart
-//! (store writes are idempotent per event; HTTP receivers get a stable
-//! `x-router-event-id` to dedup on).
+//! A claim comes with its event already parsed (the log keeps what ingest
+//! just appended), so nothing is read back or parsed twice. Store
+//! deliveries are taken in batches and run on one blocking thread: their
+//! writes take microseconds, so one thread hop and one log write per round
+//! beat a task per delivery. HTTP deliveries run as async tasks, at most
+//! `concurrency` per sink: a slow or dead sink only holds its own
+//! deliveries (released claims stay due in the log), never ingest or other
+//! sinks. Nothing here is lost on a crash: a delivery run but not recorded
+//! is due again after a restart (store writes are idempotent per event;
+//! HTTP receivers get a stable `x-router-event-id` to dedup on).
 
-use crate::log::{DeliveryKey, DeliveryStatus, DeliveryV1, EventV1};
 use crate::mapping::Context;
 use crate::route::{Route, Rule, Target};
 use crate::runtime::Runtime;
@@ -19,25 +20,28 @@ use crate::script;
 use crate::sink::http::Envelope;
 use crate::sink::store::SyncMetadata;
 use crate::sink::{Outcome, RetryPolicy, Sink, SinkKind};
+use crate::storage::{Claimed, DeliveryKey, DeliveryStatus, DeliveryV1, EventV1, StoredEvent};
 use crate::telemetry::Delivered;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-/// Due deliveries looked at per round.
+/// Due deliveries claimed per round.
 const SCAN: usize = 1024;
-/// Longest sleep between queue scans when nothing is due (new work wakes us sooner).
+/// Longest sleep between rounds when nothing is due (new work wakes us sooner).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How long shutdown waits for HTTP deliveries in flight (unfinished ones stay due).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// One attempt's result, ready to record.
+type Settled = (Claimed, Outcome, RetryPolicy);
+
 /// Runs until `stop` turns true; work in progress finishes first.
 pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     let client = crate::sink::http::client();
-    let in_flight: Arc<Mutex<HashSet<DeliveryKey>>> = Arc::default();
     let mut per_sink: HashMap<String, Arc<Semaphore>> = HashMap::new();
     let mut tasks = JoinSet::new();
     while !*stop.borrow() {
@@ -52,99 +56,95 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
             }
         }
         let now = crate::event::now_ms();
-        let due = match rt.data.log.due(now, SCAN) {
-            Ok(d) => d,
-            Err(e) => {
+        let log = rt.data.log.clone();
+        let due = match tokio::task::spawn_blocking(move || log.claim(now, SCAN)).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
                 if let Some(times) = rt.outcome_writes.failed() {
                     tracing::error!(error = %e, times, "Cannot read the due queue; backing off.");
                 }
                 Vec::new()
             }
+            Err(e) => {
+                tracing::error!(error = %e, "Claiming deliveries panicked.");
+                Vec::new()
+            }
         };
         let config = rt.config();
         let mut stored = Vec::new();
-        let mut batched: HashMap<String, Vec<DeliveryV1>> = HashMap::new();
+        let mut batched: HashMap<String, Vec<Claimed>> = HashMap::new();
+        let mut unstarted = Vec::new();
         let mut started = 0;
         // When a batch that is not full yet must go anyway (its oldest waited max_wait).
         let mut batch_due: Option<i64> = None;
-        for key in due {
-            if in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
-                continue;
-            }
-            let d = match rt.data.log.delivery(key) {
-                Ok(d) if d.status.is_open() => d,
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::error!(event = key.event, delivery = key.index, error = %e, "Cannot read a due delivery.");
-                    continue;
+        for c in due {
+            match config.sinks.get(&c.delivery.sink).map(|s| &s.kind) {
+                Some(SinkKind::Http(h)) if h.batch.is_some() => {
+                    batched.entry(c.delivery.sink.clone()).or_default().push(c)
                 }
-            };
-            // `ordered_by`: a later delivery of the same key waits for the earlier one.
-            if !rt.data.log.is_next_in_order(&d).unwrap_or(false) {
-                continue;
-            }
-            match config.sinks.get(&d.sink).map(|s| &s.kind) {
-                Some(SinkKind::Http(h)) if h.batch.is_some() => batched.entry(d.sink.clone()).or_default().push(d),
                 Some(SinkKind::Http(h)) => {
-                    let limit =
-                        per_sink.entry(d.sink.clone()).or_insert_with(|| Arc::new(Semaphore::new(h.concurrency)));
+                    let limit = per_sink
+                        .entry(c.delivery.sink.clone())
+                        .or_insert_with(|| Arc::new(Semaphore::new(h.concurrency)));
                     // A saturated sink's deliveries wait in the log; the others go on.
-                    let Ok(permit) = limit.clone().try_acquire_owned() else { continue };
-                    in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        unstarted.push(DeliveryKey::of(&c.delivery));
+                        continue;
+                    };
                     started += 1;
-                    let (rt, client, in_flight) = (rt.clone(), client.clone(), in_flight.clone());
+                    let (rt, client) = (rt.clone(), client.clone());
                     tasks.spawn(async move {
-                        deliver_http(&rt, &client, d).await;
-                        in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                        deliver_http(&rt, &client, c).await;
                         drop(permit);
                         rt.work.notify_one();
                     });
                 }
                 // Store sinks, and sinks gone from the config (they fail with a clear error).
-                _ => stored.push(d),
+                _ => stored.push(c),
             }
         }
-        for (sink, mut ds) in batched {
+        for (sink, mut cs) in batched {
             let Some(SinkKind::Http(h)) = config.sinks.get(&sink).map(|s| &s.kind) else { continue };
             let batch = h.batch.expect("only batching sinks are collected");
-            let oldest = ds.iter().filter_map(|d| d.next_attempt_ms).min().unwrap_or(now);
+            let oldest = cs.iter().filter_map(|c| c.delivery.next_attempt_ms).min().unwrap_or(now);
             let send_by = oldest + batch.max_wait.as_millis() as i64;
-            if ds.len() < batch.max_events && send_by > now {
+            if cs.len() < batch.max_events && send_by > now {
                 batch_due = Some(batch_due.map_or(send_by, |b| b.min(send_by)));
+                unstarted.extend(cs.iter().map(|c| DeliveryKey::of(&c.delivery)));
                 continue;
             }
             let limit = per_sink.entry(sink.clone()).or_insert_with(|| Arc::new(Semaphore::new(h.concurrency)));
-            while !ds.is_empty() {
+            while !cs.is_empty() {
                 let Ok(permit) = limit.clone().try_acquire_owned() else { break };
-                let chunk: Vec<DeliveryV1> = ds.drain(..ds.len().min(batch.max_events)).collect();
-                let keys: Vec<DeliveryKey> =
-                    chunk.iter().map(|d| DeliveryKey { event: d.event, index: d.index }).collect();
-                in_flight.lock().unwrap_or_else(|p| p.into_inner()).extend(keys.iter().copied());
+                let chunk: Vec<Claimed> = cs.drain(..cs.len().min(batch.max_events)).collect();
                 started += chunk.len();
-                let (rt, client, in_flight) = (rt.clone(), client.clone(), in_flight.clone());
+                let (rt, client) = (rt.clone(), client.clone());
                 tasks.spawn(async move {
                     deliver_http_batch(&rt, &client, chunk).await;
-                    let mut busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                    keys.iter().for_each(|k| {
-                        busy.remove(k);
-                    });
-                    drop(busy);
                     drop(permit);
                     rt.work.notify_one();
                 });
             }
+            unstarted.extend(cs.iter().map(|c| DeliveryKey::of(&c.delivery)));
         }
+        rt.data.log.release(&unstarted);
         if !stored.is_empty() {
             started += stored.len();
             let rt2 = rt.clone();
-            if let Err(e) = tokio::task::spawn_blocking(move || deliver_batch(&rt2, stored)).await {
-                tracing::error!(error = %e, "Delivery round panicked; its deliveries stay due.");
+            match tokio::task::spawn_blocking(move || deliver_batch(&rt2, stored)).await {
+                Ok(Ok(settled)) => record_all(&rt, settled).await,
+                Ok(Err(e)) => {
+                    if let Some(times) = rt.outcome_writes.failed() {
+                        tracing::error!(error = %e, times, "Cannot sync the store's records; the deliveries run again. Backing off.");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "Delivery round panicked; its deliveries stay due."),
             }
         }
         if started == 0 {
             // Nothing could start: what is due now waits for a delivery in
             // flight (ordering, sink limits), which notifies when it ends.
-            let next = rt.data.log.next_due_after(now).ok().flatten();
+            let next = rt.data.log.next_due_after(now);
             let wait = match next.into_iter().chain(batch_due).min() {
                 Some(at) => Duration::from_millis((at - now).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
                 None => IDLE_POLL,
@@ -165,69 +165,54 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
 /// One attempt of one HTTP delivery, recorded. A rule with `when:` or
 /// `script:` builds its document on the blocking pool, so a slow script
 /// holds a blocking thread, never an async worker.
-async fn deliver_http(rt: &Arc<Runtime>, client: &reqwest::Client, d: DeliveryV1) {
-    let loaded = load_event(rt, d.event);
-    let (outcome, policy) = match &loaded {
-        None => (Outcome::Retry { error: "cannot read the event".into(), after: None }, RetryPolicy::default()),
-        Some((event, payload)) => match prepare(rt, event, payload, &d) {
-            Err(failed) => failed,
-            Ok(p) => {
-                let policy = p.sink.retry;
-                let built = if p.rule().has_scripts() {
-                    let (rt, event, payload, p) = (rt.clone(), event.clone(), payload.clone(), p.clone());
-                    tokio::task::spawn_blocking(move || http_document(&rt, &p, &event, &payload))
-                        .await
-                        .unwrap_or_else(|e| Err(Outcome::Failed { error: format!("the script panicked: {e}") }))
-                } else {
-                    Ok(p.doc.clone())
-                };
-                match (built, &p.sink.kind) {
-                    (Err(outcome), _) => (outcome, policy),
-                    (Ok(doc), SinkKind::Http(h)) => {
-                        let event_id = delivery_event_id(event);
-                        let envelope = Envelope { event_type: &event.event_type, event_id: &event_id };
-                        let last_try = d.attempts + 1 >= p.sink.retry.attempts;
-                        (h.deliver(client, &h.item(doc, &envelope), &envelope, last_try).await, policy)
-                    }
-                    (Ok(_), SinkKind::Store(_)) => {
-                        (Outcome::Retry { error: "sink changed type".into(), after: None }, policy)
-                    }
+async fn deliver_http(rt: &Arc<Runtime>, client: &reqwest::Client, c: Claimed) {
+    let (event, payload, d) = (&c.event.event, &c.event.payload, &c.delivery);
+    let (outcome, policy) = match prepare(rt, event, payload, d) {
+        Err(failed) => failed,
+        Ok(p) => {
+            let policy = p.sink.retry;
+            let built = if p.rule().has_scripts() {
+                let (rt, stored, p) = (rt.clone(), c.event.clone(), p.clone());
+                tokio::task::spawn_blocking(move || http_document(&rt, &p, &stored.event, &stored.payload))
+                    .await
+                    .unwrap_or_else(|e| Err(Outcome::Failed { error: format!("the script panicked: {e}") }))
+            } else {
+                Ok(p.doc.clone())
+            };
+            match (built, &p.sink.kind) {
+                (Err(outcome), _) => (outcome, policy),
+                (Ok(doc), SinkKind::Http(h)) => {
+                    let event_id = delivery_event_id(event);
+                    let envelope = Envelope { event_type: &event.event_type, event_id: &event_id };
+                    let last_try = d.attempts + 1 >= p.sink.retry.attempts;
+                    (h.deliver(client, &h.item(doc, &envelope), &envelope, last_try).await, policy)
+                }
+                (Ok(_), SinkKind::Store(_)) => {
+                    (Outcome::Retry { error: "sink changed type".into(), after: None }, policy)
                 }
             }
-        },
-    };
-    let event = d.event;
-    record_all(rt, &HashMap::from([(event, loaded)]), vec![(d, outcome, policy)]);
-}
-
-/// One attempt of each store delivery, then every outcome recorded at once.
-fn deliver_batch(rt: &Runtime, deliveries: Vec<DeliveryV1>) {
-    let mut events: HashMap<u64, Option<(EventV1, Value)>> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        let loaded = events.entry(delivery.event).or_insert_with(|| load_event(rt, delivery.event));
-        let (outcome, policy) = match loaded {
-            Some((event, payload)) => attempt(rt, event, payload, &delivery),
-            None => (Outcome::Retry { error: "cannot read the event".into(), after: None }, RetryPolicy::default()),
-        };
-        outcomes.push((delivery, outcome, policy));
-    }
-    record_all(rt, &events, outcomes);
-}
-
-fn load_event(rt: &Runtime, id: u64) -> Option<(EventV1, Value)> {
-    let event =
-        rt.data.log.event(id).map_err(|e| tracing::error!(event = id, error = %e, "Cannot read an event.")).ok()?;
-    let body = rt.data.log.body(id).ok()?;
-    // The same parser as ingest, so a delivery sees the document ingest saw
-    // (a form body's fields too). It parsed then; failing now means damage.
-    match crate::payload::parse_stored(&event.headers, &body) {
-        Ok(payload) => Some((event, payload)),
-        Err(e) => {
-            tracing::error!(event = id, error = %e, "A logged body no longer parses.");
-            None
         }
+    };
+    record_all(rt, vec![(c, outcome, policy)]).await;
+}
+
+/// One attempt of each store delivery, then one sync of the records they
+/// wrote; the outcomes are recorded together afterwards. When the sync
+/// fails the claims are given back: the deliveries run again.
+fn deliver_batch(rt: &Runtime, claims: Vec<Claimed>) -> std::io::Result<Vec<Settled>> {
+    let settled: Vec<Settled> = claims
+        .into_iter()
+        .map(|c| {
+            let (outcome, policy) = attempt(rt, &c.event.event, &c.event.payload, &c.delivery);
+            (c, outcome, policy)
+        })
+        .collect();
+    if let Err(e) = rt.data.records.sync() {
+        let keys: Vec<DeliveryKey> = settled.iter().map(|(c, _, _)| DeliveryKey::of(&c.delivery)).collect();
+        rt.data.log.release(&keys);
+        return Err(e);
     }
+    Ok(settled)
 }
 
 /// Counts and logs one recorded outcome. `received_ms`: when the event came in.
@@ -273,88 +258,90 @@ fn delivery_event_id(event: &EventV1) -> String {
 /// One attempt of a batch: one request with a JSON array, the outcome
 /// recorded for each of its deliveries (retried as a unit). The documents
 /// are built on the blocking pool (their rules may run scripts).
-async fn deliver_http_batch(rt: &Arc<Runtime>, client: &reqwest::Client, ds: Vec<DeliveryV1>) {
+async fn deliver_http_batch(rt: &Arc<Runtime>, client: &reqwest::Client, claims: Vec<Claimed>) {
     let rt2 = rt.clone();
-    let Ok(built) = tokio::task::spawn_blocking(move || batch_items(&rt2, ds)).await else {
+    let Ok(built) = tokio::task::spawn_blocking(move || batch_items(&rt2, claims)).await else {
         tracing::error!("Building a batch panicked; its deliveries stay due.");
         return;
     };
-    let BatchItems { events, items, members, mut settled, sink } = built;
+    let BatchItems { items, members, mut settled, sink } = built;
     if let (Some(sink), false) = (sink, members.is_empty()) {
         if let SinkKind::Http(h) = &sink.kind {
-            let first = &members[0];
+            let first = &members[0].delivery;
             let id = format!("batch-{}-{}", first.event, first.index);
             let envelope = Envelope { event_type: "batch", event_id: &id };
-            let last_try = members.iter().any(|d| d.attempts + 1 >= sink.retry.attempts);
+            let last_try = members.iter().any(|c| c.delivery.attempts + 1 >= sink.retry.attempts);
             let outcome = h.deliver(client, &Value::Array(items), &envelope, last_try).await;
-            settled.extend(members.into_iter().map(|d| (d, outcome.clone(), sink.retry)));
+            settled.extend(members.into_iter().map(|c| (c, outcome.clone(), sink.retry)));
         }
     }
-    record_all(rt, &events, settled);
+    record_all(rt, settled).await;
 }
 
 /// A batch ready to send: the items, the deliveries they stand for, and
 /// those already settled (gone from the config, dropped by a script...).
 struct BatchItems {
-    events: HashMap<u64, Option<(EventV1, Value)>>,
     items: Vec<Value>,
-    members: Vec<DeliveryV1>,
-    settled: Vec<(DeliveryV1, Outcome, RetryPolicy)>,
+    members: Vec<Claimed>,
+    settled: Vec<Settled>,
     sink: Option<Arc<Sink>>,
 }
 
-fn batch_items(rt: &Runtime, ds: Vec<DeliveryV1>) -> BatchItems {
-    let mut b =
-        BatchItems { events: HashMap::new(), items: Vec::new(), members: Vec::new(), settled: Vec::new(), sink: None };
-    for d in ds {
-        let loaded = b.events.entry(d.event).or_insert_with(|| load_event(rt, d.event));
-        let Some((event, payload)) = loaded.as_ref() else {
-            let unreadable = Outcome::Retry { error: "cannot read the event".into(), after: None };
-            b.settled.push((d, unreadable, RetryPolicy::default()));
-            continue;
-        };
-        let p = match prepare(rt, event, payload, &d) {
+fn batch_items(rt: &Runtime, claims: Vec<Claimed>) -> BatchItems {
+    let mut b = BatchItems { items: Vec::new(), members: Vec::new(), settled: Vec::new(), sink: None };
+    for c in claims {
+        let (event, payload) = (&c.event.event, &c.event.payload);
+        let p = match prepare(rt, event, payload, &c.delivery) {
             Ok(p) => p,
             Err((outcome, policy)) => {
-                b.settled.push((d, outcome, policy));
+                b.settled.push((c, outcome, policy));
                 continue;
             }
         };
         match (http_document(rt, &p, event, payload), &p.sink.kind) {
-            (Err(outcome), _) => b.settled.push((d, outcome, p.sink.retry)),
+            (Err(outcome), _) => b.settled.push((c, outcome, p.sink.retry)),
             (Ok(doc), SinkKind::Http(h)) => {
                 let id = delivery_event_id(event);
                 b.items.push(h.item(doc, &Envelope { event_type: &event.event_type, event_id: &id }));
                 b.sink = Some(p.sink.clone());
-                b.members.push(d);
+                b.members.push(c);
             }
             (Ok(_), SinkKind::Store(_)) => {
-                b.settled.push((d, Outcome::Retry { error: "sink changed type".into(), after: None }, p.sink.retry))
+                b.settled.push((c, Outcome::Retry { error: "sink changed type".into(), after: None }, p.sink.retry))
             }
         }
     }
     b
 }
 
-/// Records attempts' outcomes in one log batch, then logs and counts each.
-fn record_all(
-    rt: &Runtime,
-    events: &HashMap<u64, Option<(EventV1, Value)>>,
-    settled: Vec<(DeliveryV1, Outcome, RetryPolicy)>,
-) {
-    let outcomes: Vec<Outcome> = settled.iter().map(|(_, o, _)| o.clone()).collect();
-    match rt.data.log.record(settled) {
-        Ok(updated) => {
+/// Decides each delivery's next state (`delivery::next`), records them in
+/// one log write, then logs and counts each.
+async fn record_all(rt: &Runtime, settled: Vec<Settled>) {
+    if settled.is_empty() {
+        return;
+    }
+    let now = crate::event::now_ms();
+    let mut events: Vec<Arc<StoredEvent>> = Vec::with_capacity(settled.len());
+    let mut outcomes = Vec::with_capacity(settled.len());
+    let mut states = Vec::with_capacity(settled.len());
+    for (c, outcome, policy) in settled {
+        states.push(crate::delivery::next(&c.delivery, &outcome, &policy, now, crate::delivery::jitter_draw()));
+        outcomes.push(outcome);
+        events.push(c.event);
+    }
+    let reported = states.clone();
+    match rt.data.log.record(states).await {
+        Ok(()) => {
             if rt.outcome_writes.ok() {
                 tracing::info!("Delivery outcomes are recorded again.");
             }
-            for (d, outcome) in updated.iter().zip(outcomes) {
-                let event = events.get(&d.event).and_then(|e| e.as_ref()).map(|(e, _)| e);
-                let (route, received_ms) = event.map_or(("", 0), |e| (e.route.as_str(), e.received_ms));
-                report(rt, route, received_ms, d, &outcome);
+            for ((d, outcome), event) in reported.iter().zip(outcomes).zip(events) {
+                report(rt, &event.event.route, event.event.received_ms, d, &outcome);
             }
         }
         Err(e) => {
+            let keys: Vec<DeliveryKey> = reported.iter().map(DeliveryKey::of).collect();
+            rt.data.log.release(&keys);
             if let Some(times) = rt.outcome_writes.failed() {
                 tracing::error!(error = %e, times, "Cannot record delivery outcomes; they will run again. Backing off.");
             }
@@ -517,9 +504,10 @@ pub struct Rehearsed {
 /// dispatcher, except that HTTP sinks are not called: their body is built
 /// and returned. Store sinks write to `rt`'s (throwaway) store.
 pub fn rehearse(rt: &Runtime, id: u64) -> Vec<Rehearsed> {
-    let Some((event, payload)) = load_event(rt, id) else { return Vec::new() };
-    let deliveries = rt.data.log.deliveries(id).unwrap_or_default();
-    deliveries
+    let Ok(detail) = rt.data.log.detail(id) else { return Vec::new() };
+    let (event, payload) = (detail.event, detail.payload);
+    detail
+        .delivery_records
         .into_iter()
         .map(|d| {
             let mut document = None;

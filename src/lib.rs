@@ -26,9 +26,9 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod dispatch;
 pub mod event;
-pub mod log;
 pub mod mapping;
 pub mod payload;
 pub mod recovery;
@@ -40,5 +40,6 @@ pub mod runtime;
 pub mod script;
 pub mod server;
 pub mod sink;
+pub mod storage;
 pub mod telemetry;
 pub mod verify;

@@ -2,9 +2,10 @@
 //! snapshot, the data directory (log + records), and counters.
 
 use crate::config::Config;
-use crate::log::EventLog;
 use crate::reload::ReloadStatus;
 use crate::sink::store::Records;
+use crate::storage::embedded::{self, SegmentLog};
+use crate::storage::EventLog;
 use crate::telemetry::Stats;
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
@@ -15,10 +16,11 @@ use tokio::sync::broadcast;
 /// sled's page cache size.
 const CACHE_BYTES: u64 = 64 << 20;
 
-/// The open data directory: one sled database holding the log and the records.
+/// The open data directory: the event log (`log/`, see
+/// `storage::embedded`) and the store sink's records (sled, at the top).
 pub struct DataDir {
     pub path: PathBuf,
-    pub log: EventLog,
+    pub log: Arc<dyn EventLog>,
     pub records: Records,
     db: sled::Db,
 }
@@ -52,21 +54,39 @@ impl DataDir {
                     other(text)
                 }
             })?;
-        let log = EventLog::open(&db, path).map_err(|e| other(e.to_string()))?;
-        Ok(Self { path: path.to_path_buf(), log, records: Records::new(db.clone()), db })
+        let log_dir = embedded::log_dir(path);
+        if embedded::migrate::pending(&db) {
+            tracing::info!(dir = %path.display(), "Migrating the event log of an earlier release to the segment log.");
+            let copied =
+                embedded::migrate::run(&db, &log_dir).map_err(|e| other(format!("migrating the event log: {e}")))?;
+            tracing::info!(events = copied, "Event log migrated.");
+        }
+        let (log, opened) = SegmentLog::open(&log_dir, embedded::HOT_EVENTS).map_err(|e| other(e.to_string()))?;
+        tracing::debug!(segments = opened.segments, events = opened.events, "Event log open.");
+        let records = Records::new(db.clone(), path).map_err(|e| other(e.to_string()))?;
+        Ok(Self { path: path.to_path_buf(), log: Arc::new(log), records, db })
     }
 
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.log.size_on_disk()
     }
 
-    /// Writes and syncs a probe key: whether the store takes writes now.
-    pub fn probe_write(&self) -> Result<(), sled::Error> {
-        let meta = self.db.open_tree("meta")?;
-        meta.insert("ready_probe", &crate::event::now_ms().to_be_bytes()[..])?;
-        meta.flush()?;
-        Ok(())
+    /// Whether the store takes writes now: a synced 64 KiB write beside the
+    /// event log (as much as a small group of events: a disk with a few
+    /// bytes free is still full), and a synced probe key in the records.
+    pub fn probe_write(&self) -> Result<(), String> {
+        use std::io::Write;
+        let file = embedded::log_dir(&self.path).join(".probe");
+        let written = std::fs::File::create(&file).and_then(|mut f| {
+            f.write_all(&[0u8; 64 << 10])?;
+            f.sync_all()
+        });
+        let _ = std::fs::remove_file(&file);
+        written.map_err(|e| format!("event log: {e}"))?;
+        let meta = self.db.open_tree("meta").map_err(|e| e.to_string())?;
+        meta.insert("ready_probe", &crate::event::now_ms().to_be_bytes()[..]).map_err(|e| e.to_string())?;
+        self.records.sync().map_err(|e| format!("records: {e}"))
     }
 }
 

@@ -2,8 +2,8 @@
 //! one event in full, retry, replay, delete.
 
 use super::{answer, blocking, error};
-use crate::log::{DeleteError, EventStatus, ListQuery};
 use crate::runtime::Runtime;
+use crate::storage::{DeleteError, EventStatus, ListQuery};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -66,10 +66,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// A store call's result as an answer: its JSON, or 404 / 503.
-fn answer<T: serde::Serialize>(result: Result<Result<T, crate::log::LogError>, Response>) -> Response {
+fn answer<T: serde::Serialize>(result: Result<Result<T, crate::storage::LogError>, Response>) -> Response {
     match result {
         Ok(Ok(value)) => Json(value).into_response(),
-        Ok(Err(crate::log::LogError::NotFound(what))) => error(StatusCode::NOT_FOUND, format!("no such {what}")),
+        Ok(Err(crate::storage::LogError::NotFound(what))) => error(StatusCode::NOT_FOUND, format!("no such {what}")),
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(r) => r,
     }

@@ -2,7 +2,7 @@
 
 use super::reader::{NotFound, Reader};
 use super::DataArgs;
-use crate::log::{EventStatus, ListQuery};
+use crate::storage::{EventStatus, ListQuery};
 use anyhow::bail;
 use serde_json::Value;
 use std::process::ExitCode;

@@ -3,8 +3,8 @@
 //! open a database). Both paths return the same JSON.
 
 use super::DataArgs;
-use crate::log::ListQuery;
 use crate::runtime::{DataDir, OpenError};
+use crate::storage::ListQuery;
 use anyhow::{anyhow, Context as _};
 use serde_json::{json, Value};
 
@@ -97,7 +97,7 @@ impl Reader {
         match self {
             Reader::Local(d) => match d.log.detail(id) {
                 Ok(detail) => Ok(serde_json::to_value(detail)?),
-                Err(crate::log::LogError::NotFound(w)) => Err(NotFound(format!("no such {w}")).into()),
+                Err(crate::storage::LogError::NotFound(w)) => Err(NotFound(format!("no such {w}")).into()),
                 Err(e) => Err(e.into()),
             },
             Reader::Remote { .. } => self.remote(&format!("/events/{id}"), &[]).await,

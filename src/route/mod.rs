@@ -5,9 +5,9 @@ pub mod filter;
 pub mod sample;
 pub mod table;
 
-use crate::log::EventV1;
 use crate::mapping::{Context, Expr, Mapping};
 use crate::script::{self, Compiled};
+use crate::storage::EventV1;
 use crate::verify::Verifier;
 use filter::EventFilter;
 use serde_json::Value;
@@ -167,7 +167,7 @@ impl Route {
 
     /// The deliveries a stored event gets under this route's current rules
     /// (replay).
-    pub fn plan_stored(&self, e: &EventV1, body: &[u8]) -> Vec<crate::log::NewDelivery> {
+    pub fn plan_stored(&self, e: &EventV1, body: &[u8]) -> Vec<crate::storage::NewDelivery> {
         let payload = crate::payload::parse_stored(&e.headers, body).unwrap_or(Value::Null);
         let ctx = Context { body: &payload, params: &e.params, query: &e.query, headers: &e.headers };
         self.plan(&e.event_type, &ctx)
@@ -175,10 +175,10 @@ impl Route {
 
     /// The deliveries an event of this type gets: one per (matching rule,
     /// target), with its ordering key read from the event.
-    pub fn plan(&self, event_type: &str, ctx: &Context) -> Vec<crate::log::NewDelivery> {
+    pub fn plan(&self, event_type: &str, ctx: &Context) -> Vec<crate::storage::NewDelivery> {
         self.rules_for(event_type)
             .flat_map(|(ri, rule)| {
-                rule.targets.iter().enumerate().map(move |(ti, t)| crate::log::NewDelivery {
+                rule.targets.iter().enumerate().map(move |(ti, t)| crate::storage::NewDelivery {
                     rule: ri as u32,
                     target: ti as u32,
                     rule_name: rule.name.clone(),

@@ -14,7 +14,7 @@ pub mod qr;
 
 pub use helpers::DropSignal;
 
-use crate::log::EventV1;
+use crate::storage::EventV1;
 use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
 use serde_json::Value;
 use std::cell::Cell;

@@ -11,11 +11,11 @@ use super::response::{Accepted, IngestError};
 use super::{views, Limits};
 use crate::config::Config;
 use crate::event::{format_nanos, parse_time, EventMeta};
-use crate::log::{Appended, LogError, NewEvent};
 use crate::mapping::Context;
 use crate::route::table::Endpoint;
 use crate::route::{Route, DEFAULT_EVENT_TYPE};
 use crate::runtime::Runtime;
+use crate::storage::{Appended, LogError, NewEvent};
 use crate::telemetry::Counted;
 use crate::verify::{is_secret_header, is_secret_query, Unverified, REDACTED};
 use axum::body::Body;
@@ -157,7 +157,8 @@ async fn ingest(
         params,
         query,
         headers,
-        body: body.to_vec(),
+        body,
+        payload,
     };
     // No request waits on the store without a deadline: a store stuck on a
     // full disk answers 503, so the provider retries later.

@@ -72,11 +72,21 @@ pub struct SyncMetadata {
 #[derive(Clone)]
 pub struct Records {
     db: sled::Db,
+    syncer: std::sync::Arc<std::sync::Mutex<Syncer>>,
 }
 
 impl Records {
-    pub fn new(db: sled::Db) -> Self {
-        Self { db }
+    /// The records of the sled database open at `dir`.
+    pub fn new(db: sled::Db, dir: &std::path::Path) -> std::io::Result<Self> {
+        let syncer = Syncer::new(db.clone(), dir)?;
+        Ok(Self { db, syncer: std::sync::Arc::new(std::sync::Mutex::new(syncer)) })
+    }
+
+    /// Makes every record written so far durable. The dispatcher calls it
+    /// before it records the deliveries that wrote them: an outcome on disk
+    /// without its record would be a lost update after a crash.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.syncer.lock().unwrap_or_else(|p| p.into_inner()).sync()
     }
 
     fn tree(&self, name: &str) -> sled::Result<sled::Tree> {
@@ -169,6 +179,62 @@ impl Records {
     }
 }
 
+/// The files a sync must reach beyond sled's own flush. sled 0.34's
+/// `flush()` is not enough on its own (see docs/durability.md): on Linux it
+/// only calls `sync_file_range`, and blob files (values over
+/// segment_size/4) are never synced. After each `flush()` we `fdatasync`
+/// the `db` file and `fsync` every new blob file and the blob directory.
+struct Syncer {
+    db: sled::Db,
+    data_file: std::fs::File,
+    blob_dir: std::path::PathBuf,
+    synced_blobs: std::collections::HashSet<std::ffi::OsString>,
+}
+
+impl Syncer {
+    fn new(db: sled::Db, dir: &std::path::Path) -> std::io::Result<Self> {
+        let data_file = std::fs::File::open(dir.join("db"))?;
+        // The directory entries of sled's files must be durable too.
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(Self { db, data_file, blob_dir: dir.join("blobs"), synced_blobs: Default::default() })
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.db.flush().map_err(std::io::Error::other)?;
+        self.data_file.sync_data()?;
+        self.sync_new_blobs()
+    }
+
+    fn sync_new_blobs(&mut self) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(&self.blob_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut any = false;
+        let mut present = std::collections::HashSet::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !self.synced_blobs.contains(&name) {
+                match std::fs::File::open(entry.path()) {
+                    Ok(f) => f.sync_all()?,
+                    // sled removed it meanwhile (value overwritten): nothing to keep.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+                any = true;
+            }
+            present.insert(name);
+        }
+        if any {
+            std::fs::File::open(&self.blob_dir)?.sync_all()?;
+        }
+        self.synced_blobs = present;
+        Ok(())
+    }
+}
+
 /// Why `meta`'s event must not touch `record`, if it must not.
 fn stale(record: &Value, meta: &SyncMetadata) -> Option<String> {
     let stored = record.get(SYNC_METADATA)?;
@@ -241,7 +307,7 @@ mod tests {
     #[test]
     fn older_events_and_redeliveries_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let records = Records::new(sled::open(dir.path()).unwrap());
+        let records = Records::new(sled::open(dir.path()).unwrap(), dir.path()).unwrap();
         let newer = meta(2, Some("2025-01-02T00:00:00Z"));
         assert_eq!(records.apply("t", "k", StoreMode::Upsert, &newer, |_| Ok(json!({"v": 2}))), Outcome::Delivered);
         let older = meta(1, Some("2025-01-01T00:00:00Z"));

@@ -54,7 +54,7 @@ async fn seed_003_page_shows_a_new_qr_code_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_retries_a_failed_delivery() {
     use crate::util::{post, settled, test_limits, Receiver, Reply, TempRoutes};
-    use webhook_router::log::DeliveryStatus;
+    use webhook_router::storage::DeliveryStatus;
     use webhook_router::verify::{BearerToken, Secret};
     let hook = Receiver::start(vec![Reply::Status(422)]).await;
     let routes = TempRoutes::new(&[(

@@ -92,7 +92,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_event() {
     let logged: HashSet<String> =
         r.rt.data
             .log
-            .list(&webhook_router::log::ListQuery { limit: usize::MAX, ..Default::default() })
+            .list(&webhook_router::storage::ListQuery { limit: usize::MAX, ..Default::default() })
             .unwrap()
             .into_iter()
             .filter_map(|e| e.event_id)

@@ -7,7 +7,7 @@ use crate::util::{post, run_router, settled, Received, Receiver, Reply, TempRout
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
-use webhook_router::log::DeliveryStatus;
+use webhook_router::storage::DeliveryStatus;
 
 /// A route sending every event to `sinks` (their YAML), with `env` for URLs.
 fn routes(sinks: &str, targets: &[&str]) -> TempRoutes {
@@ -119,8 +119,8 @@ async fn client_errors_fail_at_once_and_spent_retries_fail_with_history() {
     let failed =
         r.rt.data
             .log
-            .list(&webhook_router::log::ListQuery {
-                status: Some(webhook_router::log::EventStatus::Failed),
+            .list(&webhook_router::storage::ListQuery {
+                status: Some(webhook_router::storage::EventStatus::Failed),
                 limit: 10,
                 ..Default::default()
             })

@@ -7,7 +7,7 @@ use crate::util::{client, now, post, repo, sdk_sign, settled, Receiver, TestRout
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use webhook_router::log::DeliveryStatus;
+use webhook_router::storage::DeliveryStatus;
 
 fn example(name: &str) -> PathBuf {
     repo().join("examples").join(name)

@@ -4,7 +4,7 @@ use crate::util::{client, get_json, post, TempRoutes, TestRouter};
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use webhook_router::log::{DeliveryStatus, NewDelivery, NewEvent};
+use webhook_router::storage::{DeliveryStatus, NewDelivery, NewEvent};
 
 pub const SHOP: &str = r#"
 route: shop
@@ -205,7 +205,8 @@ async fn restart_finds_every_event_and_resumes_pending_deliveries() {
                 params: vec![("tenant".into(), "t".into())],
                 query: vec![],
                 headers: vec![],
-                body: event(&format!("evt_{i}"), "order.paid", "o", i).into_bytes(),
+                body: event(&format!("evt_{i}"), "order.paid", "o", i).into_bytes().into(),
+                payload: serde_json::from_str(&event(&format!("evt_{i}"), "order.paid", "o", i)).unwrap(),
             };
             let d =
                 NewDelivery { rule: 1, target: 0, rule_name: "orders".into(), sink: "orders".into(), order_key: None };
@@ -216,7 +217,7 @@ async fn restart_finds_every_event_and_resumes_pending_deliveries() {
 
     // ...and a restarted router finds all 25 and delivers the pending ones.
     let r = TestRouter::start(routes.path(), data.path()).await;
-    let all = r.rt.data.log.list(&webhook_router::log::ListQuery { limit: 100, ..Default::default() }).unwrap();
+    let all = r.rt.data.log.list(&webhook_router::storage::ListQuery { limit: 100, ..Default::default() }).unwrap();
     assert_eq!(all.len(), 25);
     for id in &ids {
         assert_eq!(r.rt.data.log.event(*id).unwrap().route, "shop");

@@ -183,7 +183,7 @@ fn sighup_reloads_the_binary() {
 #[tokio::test]
 async fn a_removed_sink_fails_its_deliveries_until_it_is_back() {
     use crate::util::{settled, Receiver, Reply};
-    use webhook_router::log::DeliveryStatus;
+    use webhook_router::storage::DeliveryStatus;
     let rx = Receiver::start(vec![Reply::Status(503)]).await;
     let with_hook = format!(
         "route: p\npath: /p\nverify: {{ scheme: bearer, token: t }}\nrules:\n  - on: \"*\"\n    to: [{{ sink: hook }}]\n\

@@ -4,7 +4,7 @@
 
 use crate::util::{post, settled, TempRoutes, TestRouter};
 use std::time::Duration;
-use webhook_router::log::DeliveryStatus;
+use webhook_router::storage::DeliveryStatus;
 
 const ROUTES: &str = r#"
 route: scripted

@@ -311,7 +311,7 @@ pub fn sdk_sign(node: bool, requests: &[Value]) -> Vec<Vec<(String, String)>> {
 }
 
 /// Waits until every delivery of event `id` is settled (delivered, skipped or failed).
-pub async fn settled(r: &TestRouter, id: u64) -> Vec<webhook_router::log::DeliveryV1> {
+pub async fn settled(r: &TestRouter, id: u64) -> Vec<webhook_router::storage::DeliveryV1> {
     let log = &r.rt.data.log;
     for _ in 0..1000 {
         let ds = log.deliveries(id).unwrap();

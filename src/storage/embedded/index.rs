@@ -1,0 +1,332 @@
+//! What the segment log keeps in memory: where each event's frames are,
+//! each event's status, the dedup keys, the open deliveries with their due
+//! queue and ordering keys, the failed deliveries, the claims, and recently
+//! appended events ready for delivery (so dispatch never reads back what
+//! ingest just wrote).
+//!
+//! The index is rebuilt from the frames' headers when the log opens and
+//! changed only by the writer, after its frames are written.
+
+use super::segment::Pos;
+use crate::storage::record::{DeliveryStatus, DeliveryV1, EventStatus};
+use crate::storage::{DeliveryKey, StoredEvent};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+/// Where an event's frames are, and its status, in 16 bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// The `EVENT` frame; 0 once removed.
+    event: u64,
+    /// Status in the top 4 bits, the latest `STATES` frame (0: none) below.
+    state: u64,
+}
+
+const STATUS_SHIFT: u32 = 60;
+const POS_MASK: u64 = (1 << STATUS_SHIFT) - 1;
+
+fn status_code(s: Option<EventStatus>) -> u64 {
+    match s {
+        None => 0,
+        Some(EventStatus::Pending) => 1,
+        Some(EventStatus::Failed) => 2,
+        Some(EventStatus::Delivered) => 3,
+        Some(EventStatus::Unrouted) => 4,
+    }
+}
+
+fn code_status(c: u64) -> Option<EventStatus> {
+    Some(match c {
+        1 => EventStatus::Pending,
+        2 => EventStatus::Failed,
+        3 => EventStatus::Delivered,
+        4 => EventStatus::Unrouted,
+        _ => return None,
+    })
+}
+
+/// The event-id range of a segment's `EVENT` frames, and how many of them are not removed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SegmentInfo {
+    pub live: u64,
+}
+
+pub struct Index {
+    /// Id of `slots[0]`.
+    base: u64,
+    slots: Vec<Slot>,
+    pub last_id: u64,
+    dedup: HashMap<u64, u64>,
+    open: BTreeMap<DeliveryKey, DeliveryV1>,
+    due: BTreeSet<(i64, DeliveryKey)>,
+    order: HashMap<(String, String), BTreeSet<DeliveryKey>>,
+    failed: BTreeSet<DeliveryKey>,
+    claimed: HashSet<DeliveryKey>,
+    hot: HashMap<u64, Arc<StoredEvent>>,
+    hot_ids: VecDeque<u64>,
+    hot_cap: usize,
+    pub segments: BTreeMap<u32, SegmentInfo>,
+}
+
+impl Index {
+    pub fn new(hot_cap: usize) -> Self {
+        Self {
+            base: 1,
+            slots: Vec::new(),
+            last_id: 0,
+            dedup: HashMap::new(),
+            open: BTreeMap::new(),
+            due: BTreeSet::new(),
+            order: HashMap::new(),
+            failed: BTreeSet::new(),
+            claimed: HashSet::new(),
+            hot: HashMap::new(),
+            hot_ids: VecDeque::new(),
+            hot_cap,
+            segments: BTreeMap::new(),
+        }
+    }
+
+    fn slot(&self, id: u64) -> Option<&Slot> {
+        self.slots.get(id.checked_sub(self.base)? as usize)
+    }
+    fn slot_mut(&mut self, id: u64) -> Option<&mut Slot> {
+        self.slots.get_mut(id.checked_sub(self.base)? as usize)
+    }
+
+    /// The `EVENT` frame of a logged (not removed) event.
+    pub fn event_pos(&self, id: u64) -> Option<Pos> {
+        self.slot(id).filter(|s| s.event != 0).map(|s| Pos(s.event))
+    }
+    /// The latest `STATES` frame of an event, if it has one.
+    pub fn state_pos(&self, id: u64) -> u64 {
+        self.slot(id).map_or(0, |s| s.state & POS_MASK)
+    }
+    pub fn status(&self, id: u64) -> Option<EventStatus> {
+        self.slot(id).filter(|s| s.event != 0).and_then(|s| code_status(s.state >> STATUS_SHIFT))
+    }
+    fn set_status(&mut self, id: u64, status: Option<EventStatus>) {
+        if let Some(s) = self.slot_mut(id) {
+            s.state = (s.state & POS_MASK) | (status_code(status) << STATUS_SHIFT);
+        }
+    }
+
+    /// The first id still in the index (ids below were removed for good).
+    pub fn first_id(&self) -> u64 {
+        self.base
+    }
+
+    pub fn duplicate_of(&self, fingerprint: u64) -> Option<u64> {
+        self.dedup.get(&fingerprint).copied()
+    }
+
+    /// A new event at `pos` (ids come in order).
+    #[allow(clippy::cast_possible_truncation)]
+    pub fn add_event(&mut self, id: u64, pos: Pos, fingerprint: u64, deliveries: &[DeliveryV1]) {
+        if self.slots.is_empty() && self.last_id == 0 {
+            self.base = id;
+        }
+        let at = (id - self.base) as usize;
+        if self.slots.len() < at {
+            self.slots.resize(at, Slot::default());
+        }
+        self.slots.push(Slot { event: pos.0, state: 0 });
+        self.last_id = self.last_id.max(id);
+        if fingerprint != 0 {
+            self.dedup.insert(fingerprint, id);
+        }
+        self.segments.entry(pos.segment()).or_default().live += 1;
+        let status = if deliveries.is_empty() { EventStatus::Unrouted } else { EventStatus::Pending };
+        self.set_status(id, Some(status));
+        for d in deliveries {
+            self.put(d.clone());
+        }
+        self.refresh(id);
+    }
+
+    /// An event found by the open scan: only its header is known here;
+    /// `refresh_all` settles the statuses once every frame is read.
+    pub fn add_event_head(&mut self, id: u64, pos: Pos, fingerprint: u64, has_deliveries: bool) {
+        self.add_event(id, pos, fingerprint, &[]);
+        if has_deliveries {
+            self.set_status(id, Some(EventStatus::Pending));
+        }
+    }
+
+    /// Derives every event's status (after the open scan).
+    pub fn refresh_all(&mut self) {
+        for id in self.base..self.base + self.slots.len() as u64 {
+            if self.status(id) == Some(EventStatus::Pending) {
+                self.refresh(id);
+            }
+        }
+    }
+
+    /// Keeps an event ready for delivery (bounded: the oldest go first).
+    pub fn keep_hot(&mut self, event: Arc<StoredEvent>) {
+        let id = event.event.id;
+        self.hot.insert(id, event);
+        self.hot_ids.push_back(id);
+        while self.hot_ids.len() > self.hot_cap {
+            if let Some(old) = self.hot_ids.pop_front() {
+                self.hot.remove(&old);
+            }
+        }
+    }
+
+    pub fn hot(&self, id: u64) -> Option<Arc<StoredEvent>> {
+        self.hot.get(&id).cloned()
+    }
+
+    /// Stores a delivery's new state (its frame is at `pos` when written).
+    pub fn put(&mut self, d: DeliveryV1) {
+        let key = DeliveryKey::of(&d);
+        if let Some(old) = self.open.remove(&key) {
+            self.due.remove(&(old.next_attempt_ms.unwrap_or(i64::MIN), key));
+            if let Some(k) = &old.order_key {
+                let entry = (old.sink.clone(), k.clone());
+                if let Some(set) = self.order.get_mut(&entry) {
+                    set.remove(&key);
+                    if set.is_empty() {
+                        self.order.remove(&entry);
+                    }
+                }
+            }
+        }
+        self.claimed.remove(&key);
+        if d.status == DeliveryStatus::Failed {
+            self.failed.insert(key);
+        } else {
+            self.failed.remove(&key);
+        }
+        if d.status.is_open() {
+            self.due.insert((d.next_attempt_ms.unwrap_or(i64::MIN), key));
+            if let Some(k) = &d.order_key {
+                self.order.entry((d.sink.clone(), k.clone())).or_default().insert(key);
+            }
+            self.open.insert(key, d);
+        }
+    }
+
+    /// The event's latest `STATES` frame is at `pos`.
+    pub fn set_state_pos(&mut self, id: u64, pos: Pos) {
+        if let Some(s) = self.slot_mut(id) {
+            s.state = (s.state & !POS_MASK) | pos.0;
+            if code_status(s.state >> STATUS_SHIFT) == Some(EventStatus::Unrouted) {
+                // Replay gave it deliveries.
+                s.state = (s.state & POS_MASK) | (status_code(Some(EventStatus::Delivered)) << STATUS_SHIFT);
+            }
+        }
+    }
+
+    fn range(id: u64) -> std::ops::RangeInclusive<DeliveryKey> {
+        DeliveryKey { event: id, index: 0 }..=DeliveryKey { event: id, index: u32::MAX }
+    }
+
+    /// Derives the event's status from its open and failed deliveries.
+    pub fn refresh(&mut self, id: u64) {
+        let Some(current) = self.status(id) else { return };
+        let status = if self.open.range(Self::range(id)).next().is_some() {
+            EventStatus::Pending
+        } else if self.failed.range(Self::range(id)).next().is_some() {
+            EventStatus::Failed
+        } else if current == EventStatus::Unrouted {
+            EventStatus::Unrouted
+        } else {
+            EventStatus::Delivered
+        };
+        self.set_status(id, Some(status));
+        if status != EventStatus::Pending {
+            self.hot.remove(&id);
+        }
+    }
+
+    /// Removes an event (its frames stay until their segment goes).
+    pub fn remove(&mut self, id: u64, fingerprint: u64) {
+        let Some(pos) = self.event_pos(id) else { return };
+        if let Some(info) = self.segments.get_mut(&pos.segment()) {
+            info.live = info.live.saturating_sub(1);
+        }
+        if let Some(s) = self.slot_mut(id) {
+            *s = Slot::default();
+        }
+        if fingerprint != 0 && self.dedup.get(&fingerprint) == Some(&id) {
+            self.dedup.remove(&fingerprint);
+        }
+        let keys: Vec<DeliveryKey> = self.failed.range(Self::range(id)).copied().collect();
+        for k in keys {
+            self.failed.remove(&k);
+        }
+        self.hot.remove(&id);
+    }
+
+    /// Drops the slots of removed events below the first live one (their
+    /// ids are never used again).
+    pub fn compact(&mut self) {
+        let gone = self.slots.iter().take_while(|s| s.event == 0).count();
+        if gone > 0 && gone < self.slots.len() {
+            self.slots.drain(..gone);
+            self.base += gone as u64;
+        }
+    }
+
+    pub fn has_open(&self, id: u64) -> bool {
+        self.open.range(Self::range(id)).next().is_some()
+    }
+
+    /// Claims up to `limit` due deliveries (see `EventLog::claim`).
+    pub fn claim(&mut self, now_ms: i64, limit: usize) -> Vec<DeliveryV1> {
+        let mut out = Vec::new();
+        for &(due, key) in &self.due {
+            if due > now_ms || out.len() >= limit {
+                break;
+            }
+            if self.claimed.contains(&key) {
+                continue;
+            }
+            let Some(d) = self.open.get(&key) else { continue };
+            if let Some(k) = &d.order_key {
+                let first = self.order.get(&(d.sink.clone(), k.clone())).and_then(|s| s.first());
+                if first != Some(&key) {
+                    continue;
+                }
+            }
+            out.push(d.clone());
+        }
+        for d in &out {
+            self.claimed.insert(DeliveryKey::of(d));
+        }
+        out
+    }
+
+    pub fn release(&mut self, keys: &[DeliveryKey]) {
+        for k in keys {
+            self.claimed.remove(k);
+        }
+    }
+
+    pub fn next_due_after(&self, after_ms: i64) -> Option<i64> {
+        let from = (after_ms.saturating_add(1), DeliveryKey { event: 0, index: 0 });
+        self.due.range(from..).next().map(|(due, _)| *due)
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Failed deliveries, of one event or all, oldest first.
+    pub fn failed(&self, event: Option<u64>) -> Vec<DeliveryKey> {
+        match event {
+            Some(id) => self.failed.range(Self::range(id)).copied().collect(),
+            None => self.failed.iter().copied().collect(),
+        }
+    }
+
+    /// Ids of events with a failed delivery below `before`, newest first.
+    pub fn failed_events_before(&self, before: u64) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.failed.range(..DeliveryKey { event: before, index: 0 }).map(|k| k.event).collect();
+        ids.dedup();
+        ids.reverse();
+        ids
+    }
+}

@@ -1,0 +1,211 @@
+//! The storage interface: what ingest, dispatch, views, admin, retention
+//! and the CLI may ask of the event log, whatever engine holds it.
+//!
+//! The log takes groups of accepted events durably, hands out due
+//! deliveries as claims, stores the delivery states the dispatcher decided
+//! (`crate::delivery` decides them; the log never interprets outcomes),
+//! and answers the operators' queries. A claim belongs to whoever took it
+//! until it is recorded or released, so a backend shared by several
+//! routers can give each its own work; the embedded backend
+//! (`embedded::SegmentLog`) has one owner, the process.
+
+pub mod embedded;
+pub mod record;
+
+pub use embedded::retention::{DeleteError, Pruned};
+pub use record::{Attempt, DeliveryStatus, DeliveryV1, EventStatus, EventV1};
+
+use serde::Serialize;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt log record at {key}: {detail}")]
+    Corrupt { key: String, detail: String },
+    #[error("no such {0}")]
+    NotFound(String),
+}
+
+/// An event as ingest hands it over (id and receipt time are assigned by the log).
+pub struct NewEvent {
+    pub route: String,
+    pub event_type: String,
+    pub event_id: Option<String>,
+    /// Whether a repeat of `(route, event_id)` is a duplicate.
+    pub dedup: bool,
+    pub event_time: Option<String>,
+    pub params: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    /// The raw body, byte for byte (what is stored).
+    pub body: bytes::Bytes,
+    /// The body as ingest parsed it: handed to the dispatcher in memory so
+    /// it is never parsed twice.
+    pub payload: Value,
+}
+
+/// One (rule, target) the event must reach.
+pub struct NewDelivery {
+    pub rule: u32,
+    pub target: u32,
+    pub rule_name: String,
+    pub sink: String,
+    pub order_key: Option<String>,
+}
+
+/// The result of `append`, once durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    New(u64),
+    /// Same `(route, event_id)` as an event already in the log.
+    Duplicate(u64),
+}
+
+/// A failed delivery put back in the queue (`retry_failed`).
+#[derive(Debug, Clone)]
+pub struct Requeued {
+    pub route: String,
+    pub sink: String,
+    /// When it failed for good, ms since the epoch.
+    pub failed_ms: i64,
+}
+
+/// Identifies one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryKey {
+    pub event: u64,
+    pub index: u32,
+}
+
+impl DeliveryKey {
+    pub fn of(d: &DeliveryV1) -> Self {
+        Self { event: d.event, index: d.index }
+    }
+}
+
+/// A logged event with its body parsed: what a delivery works from.
+#[derive(Debug)]
+pub struct StoredEvent {
+    pub event: EventV1,
+    pub payload: Value,
+}
+
+/// A due delivery handed to the dispatcher. It stays claimed (no one else
+/// gets it) until `record` stores its next state or `release` gives it back.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery: DeliveryV1,
+    pub event: Arc<StoredEvent>,
+}
+
+/// An event with its body and deliveries, for `events show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub event: EventV1,
+    pub status: EventStatus,
+    /// The body as JSON (it was valid JSON when accepted).
+    pub payload: Value,
+    pub delivery_records: Vec<DeliveryV1>,
+}
+
+/// A line of `events list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSummary {
+    pub id: u64,
+    pub route: String,
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub received_at: String,
+    pub status: EventStatus,
+    pub deliveries: u32,
+}
+
+/// Filters for `list`.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub route: Option<String>,
+    /// Exact type, or a prefix pattern ending in `*` (`customer.*`).
+    pub event_type: Option<String>,
+    pub status: Option<EventStatus>,
+    /// Received at or after (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Received before (ms since the epoch).
+    pub until_ms: Option<i64>,
+    /// Only ids below this (paging backwards from the newest).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+/// A future the log resolves once the work is on disk.
+pub type Pending<T> = Pin<Box<dyn Future<Output = Result<T, LogError>> + Send>>;
+
+/// Plans the deliveries of a stored event under the current rules (replay).
+pub type Plan<'a> = &'a dyn Fn(&EventV1, &[u8]) -> Vec<NewDelivery>;
+
+/// The event log, as every part of the router above storage sees it.
+pub trait EventLog: Send + Sync {
+    /// Logs the event with its pending deliveries atomically, unless
+    /// `(route, event_id)` is already logged; resolves once that is durable
+    /// (a duplicate too: the original may not be durable yet).
+    fn append(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Pending<Appended>;
+
+    /// Claims up to `limit` deliveries due at `now_ms`, oldest first; of an
+    /// ordering key (`ordered_by`) only its oldest open delivery.
+    fn claim(&self, now_ms: i64, limit: usize) -> Result<Vec<Claimed>, LogError>;
+    /// Gives back claims that were not run (a busy sink); they stay due.
+    fn release(&self, keys: &[DeliveryKey]);
+    /// Stores deliveries' next states (as `delivery::next` decided them)
+    /// and ends their claims. Resolves once written; the next sync makes
+    /// them durable (an outcome lost in a crash means one more attempt).
+    fn record(&self, states: Vec<DeliveryV1>) -> Pending<()>;
+    /// When the earliest delivery due after `after_ms` is due, if any.
+    fn next_due_after(&self, after_ms: i64) -> Option<i64>;
+    /// Deliveries pending or waiting for a retry.
+    fn queue_depth(&self) -> usize;
+
+    fn event(&self, id: u64) -> Result<EventV1, LogError>;
+    fn deliveries(&self, id: u64) -> Result<Vec<DeliveryV1>, LogError>;
+    /// The event, its status, its body as JSON and its deliveries.
+    fn detail(&self, id: u64) -> Result<EventDetail, LogError>;
+    /// Newest first.
+    fn list(&self, q: &ListQuery) -> Result<Vec<EventSummary>, LogError>;
+
+    /// Puts failed deliveries back in the queue, due now, with a fresh
+    /// retry budget (their attempt history is kept). `route`: only that
+    /// route's.
+    fn retry_failed(&self, event: Option<u64>, route: Option<&str>) -> Result<Vec<Requeued>, LogError>;
+    /// Runs stored events of `route` received in `[since_ms, until_ms)`
+    /// through `plan`: every (rule, target) gets a new pending delivery
+    /// unless one for the same rule, target and sink is delivered or open
+    /// (`force` sends those again too). Returns the deliveries added.
+    fn replay(&self, route: &str, since_ms: i64, until_ms: i64, force: bool, plan: Plan) -> Result<usize, LogError>;
+    /// One bounded pass of retention: of up to `max` events after id
+    /// `after` received before `cutoff_ms`, removes those that need nothing
+    /// more (no open or failed delivery).
+    fn prune(&self, after: u64, cutoff_ms: i64, max: usize) -> Result<Pruned, LogError>;
+    /// Removes one event whose deliveries are all closed (an operator
+    /// giving up on a failed event).
+    fn delete(&self, id: u64) -> Result<(), DeleteError>;
+
+    /// Makes everything written so far durable (shutdown, CLI).
+    fn flush_blocking(&self) -> Result<(), LogError>;
+    /// Bytes the log takes on disk.
+    fn size_on_disk(&self) -> u64;
+    /// Test hook: while set, appends fail with `Unavailable`.
+    #[doc(hidden)]
+    fn set_fail_writes(&self, fail: bool);
+}
+
+/// `customer.*` matches `customer.created`; anything else must be equal.
+pub fn type_matches(pattern: &str, kind: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => pattern == kind,
+    }
+}
