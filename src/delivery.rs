@@ -59,7 +59,7 @@ pub fn requeued(mut d: DeliveryV1, now: i64) -> DeliveryV1 {
 
 /// When the delivery last failed for good (ms since the epoch), 0 if never.
 pub fn failed_at(d: &DeliveryV1) -> i64 {
-    d.attempts_log.iter().rev().find(|a| a.outcome == "failed").and_then(|a| attempt_ms(a)).unwrap_or(0)
+    d.attempts_log.iter().rev().find(|a| a.outcome == "failed").and_then(attempt_ms).unwrap_or(0)
 }
 
 fn attempt_ms(a: &Attempt) -> Option<i64> {
@@ -121,22 +121,23 @@ mod tests {
         let skipped = Outcome::Skipped { reason: "stale".into() };
         let dropped = Outcome::Dropped { reason: "test".into() };
         #[rustfmt::skip]
-        let table: Vec<(DeliveryStatus, u32, Outcome, u32, DeliveryStatus, Option<i64>, Option<&str>, &str)> = vec![
-            (Pending,  0, Outcome::Delivered, 5, Delivered, None,         None,              "delivered"),
-            (Pending,  0, skipped.clone(),    5, Skipped,   None,         Some("stale"),     "skipped"),
-            (Pending,  0, dropped.clone(),    5, Dropped,   None,         Some("test"),      "dropped"),
-            (Pending,  0, failed.clone(),     5, Failed,    None,         Some("bad key"),   "failed"),
+        type Row<'a> = (DeliveryStatus, u32, Outcome, u32, DeliveryStatus, Option<i64>, Option<&'a str>, &'a str);
+        let table: Vec<Row> = vec![
+            (Pending, 0, Outcome::Delivered, 5, Delivered, None, None, "delivered"),
+            (Pending, 0, skipped.clone(), 5, Skipped, None, Some("stale"), "skipped"),
+            (Pending, 0, dropped.clone(), 5, Dropped, None, Some("test"), "dropped"),
+            (Pending, 0, failed.clone(), 5, Failed, None, Some("bad key"), "failed"),
             // First failure: backoff 1 s (draw 0.5 = no jitter).
-            (Pending,  0, retry(None),        5, Retrying,  Some(1_000),  Some("503"),       "retry"),
+            (Pending, 0, retry(None), 5, Retrying, Some(1_000), Some("503"), "retry"),
             // Third failure: 1 s · 2² = 4 s.
-            (Retrying, 2, retry(None),        5, Retrying,  Some(4_000),  Some("503"),       "retry"),
+            (Retrying, 2, retry(None), 5, Retrying, Some(4_000), Some("503"), "retry"),
             // Retry-After is honoured.
-            (Retrying, 1, retry(Some(30)),    5, Retrying,  Some(30_000), Some("503"),       "retry"),
+            (Retrying, 1, retry(Some(30)), 5, Retrying, Some(30_000), Some("503"), "retry"),
             // ...but clamped to max_delay.
-            (Retrying, 1, retry(Some(999)),   5, Retrying,  Some(60_000), Some("503"),       "retry"),
+            (Retrying, 1, retry(Some(999)), 5, Retrying, Some(60_000), Some("503"), "retry"),
             // The last attempt failing ends it.
-            (Retrying, 4, retry(None),        5, Failed,    None,         Some("503 (after 5 attempts)"), "failed"),
-            (Retrying, 2, Outcome::Delivered, 5, Delivered, None,         None,              "delivered"),
+            (Retrying, 4, retry(None), 5, Failed, None, Some("503 (after 5 attempts)"), "failed"),
+            (Retrying, 2, Outcome::Delivered, 5, Delivered, None, None, "delivered"),
         ];
         for (i, (before, attempts, outcome, max, status, due, error, label)) in table.into_iter().enumerate() {
             let d = DeliveryV1 { status: before, attempts, ..fresh() };

@@ -448,8 +448,8 @@ impl EventLog for SegmentLog {
         let mut records: HashMap<u64, Vec<DeliveryV1>> = HashMap::new();
         let (mut requeued, mut states) = (Vec::new(), Vec::new());
         for key in keys {
-            if !records.contains_key(&key.event) {
-                records.insert(key.event, self.read_deliveries(key.event)?);
+            if let std::collections::hash_map::Entry::Vacant(slot) = records.entry(key.event) {
+                slot.insert(self.read_deliveries(key.event)?);
                 routes.insert(key.event, self.event(key.event)?.route);
             }
             let event_route = &routes[&key.event];
