@@ -53,8 +53,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Check(args) => check::run(args).await,
-        Command::Events(cmd) => events::run(cmd).await,
-        Command::Store(cmd) => store::run(cmd).await,
+        Command::Events(cmd) => {
+            // What opening the data directory finds (a torn tail cut, a
+            // migration) is said on stderr; the answer stays on stdout.
+            crate::telemetry::init_quiet();
+            events::run(cmd).await
+        }
+        Command::Store(cmd) => {
+            crate::telemetry::init_quiet();
+            store::run(cmd).await
+        }
         Command::Send(args) => send::run(args).await,
         Command::Secret(cmd) => secret::run(cmd),
         Command::Schema => {

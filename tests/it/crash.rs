@@ -22,7 +22,7 @@ sinks:
 
 /// Writers hammering the router while it is killed.
 const WRITERS: usize = 16;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 10;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -77,7 +77,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_event() {
             }));
         }
         // Kill at a different point of the load each round.
-        tokio::time::sleep(Duration::from_millis(400 + 300 * round as u64)).await;
+        tokio::time::sleep(Duration::from_millis(250 + 150 * (round % 5) as u64)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         stop.store(true, Ordering::Relaxed);

@@ -12,5 +12,6 @@ mod regressions;
 mod reload;
 mod scripts;
 mod signatures;
+mod storage;
 mod util;
 mod views;

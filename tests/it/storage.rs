@@ -1,0 +1,135 @@
+//! The segment log as a storage engine: torn and garbage tails, reopened.
+
+use webhook_router::storage::embedded::{SegmentLog, HOT_EVENTS};
+use webhook_router::storage::{EventLog, ListQuery, NewDelivery, NewEvent};
+
+fn event(i: usize) -> NewEvent {
+    let body = serde_json::json!({"id": format!("evt_{i}"), "type": "order.paid", "pad": "x".repeat(i * 37 % 900)});
+    NewEvent {
+        route: "shop".into(),
+        event_type: "order.paid".into(),
+        event_id: Some(format!("evt_{i}")),
+        dedup: true,
+        event_time: None,
+        params: vec![],
+        query: vec![],
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes().into(),
+        payload: body,
+    }
+}
+
+fn delivery() -> NewDelivery {
+    NewDelivery { rule: 0, target: 0, rule_name: "orders".into(), sink: "orders".into(), order_key: None }
+}
+
+fn segment(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut segs: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    segs.sort();
+    segs.pop().unwrap()
+}
+
+fn ids(log: &SegmentLog) -> Vec<u64> {
+    let mut ids: Vec<u64> =
+        log.list(&ListQuery { limit: usize::MAX, ..Default::default() }).unwrap().into_iter().map(|e| e.id).collect();
+    ids.reverse();
+    ids
+}
+
+/// Appends `n` events one at a time; returns the segment length after each
+/// (event i is wholly on disk iff the file is at least that long).
+async fn fill(dir: &std::path::Path, n: usize) -> Vec<u64> {
+    let (log, _) = SegmentLog::open(dir, HOT_EVENTS).unwrap();
+    let mut ends = Vec::new();
+    for i in 0..n {
+        log.append(event(i), vec![delivery()]).await.unwrap();
+        ends.push(std::fs::metadata(segment(dir)).unwrap().len());
+    }
+    ends
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_log_cut_anywhere_opens_with_every_whole_event() {
+    let top = tempfile::tempdir().unwrap();
+    let clean = top.path().join("clean");
+    let ends = fill(&clean, 40).await;
+    let total = *ends.last().unwrap();
+    // Cut points: a fixed pseudo-random spread, plus the edges.
+    let mut cuts: Vec<u64> = (1..=30u64).map(|k| (k * 2_654_435_761) % total).collect();
+    cuts.extend([0, 1, 7, 8, ends[0] - 1, ends[0], ends[0] + 1, total - 1]);
+    for (n, cut) in cuts.into_iter().enumerate() {
+        let dir = top.path().join(format!("cut{n}"));
+        copy_dir(&clean, &dir);
+        let seg = segment(&dir);
+        std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(cut).unwrap();
+        let whole = ends.iter().take_while(|end| **end <= cut).count();
+        let (log, opened) = SegmentLog::open(&dir, HOT_EVENTS).unwrap();
+        assert_eq!(ids(&log), (1..=whole as u64).collect::<Vec<_>>(), "cut at {cut}");
+        let boundary = if whole == 0 { 0 } else { ends[whole - 1] };
+        assert_eq!(opened.dropped, cut - boundary, "cut at {cut}: what was dropped is reported");
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), boundary, "the torn tail is cut off the file");
+        // Every whole event is readable, body and all, and still due.
+        for id in 1..=whole as u64 {
+            assert_eq!(log.detail(id).unwrap().payload["id"], format!("evt_{}", id - 1));
+        }
+        assert_eq!(log.queue_depth(), whole);
+        // The log goes on from there: new ids follow, and survive a reopen.
+        let next = log.append(event(1000), vec![]).await.unwrap();
+        assert_eq!(next, webhook_router::storage::Appended::New(whole as u64 + 1));
+        drop(log);
+        let (log, again) = SegmentLog::open(&dir, HOT_EVENTS).unwrap();
+        assert_eq!(again.dropped, 0);
+        assert_eq!(ids(&log).len(), whole + 1);
+    }
+}
+
+#[tokio::test]
+async fn a_garbage_tail_is_dropped_and_reported() {
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("log");
+    fill(&dir, 10).await;
+    let seg = segment(&dir);
+    let before = std::fs::metadata(&seg).unwrap().len();
+    // Garbage that looks like a frame header, then noise.
+    let mut garbage = vec![0x10, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef];
+    garbage.extend((0..500u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    use std::io::Write;
+    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&garbage).unwrap();
+    let (log, opened) = SegmentLog::open(&dir, HOT_EVENTS).unwrap();
+    assert_eq!(opened.dropped, garbage.len() as u64);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), before);
+    assert_eq!(ids(&log), (1..=10).collect::<Vec<_>>());
+    // Dedup keys came back with the events.
+    assert_eq!(log.append(event(3), vec![]).await.unwrap(), webhook_router::storage::Appended::Duplicate(4));
+}
+
+#[test]
+fn the_router_says_what_it_cut() {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    {
+        let dir = webhook_router::runtime::DataDir::open(&data).unwrap();
+        rt.block_on(dir.log.append(event(1), vec![])).unwrap();
+    }
+    let seg = segment(&data.join("log"));
+    use std::io::Write;
+    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&[7u8; 33]).unwrap();
+    let out = std::process::Command::new(crate::util::router_bin())
+        .args(["events", "list", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("torn tail") && stderr.contains("33"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("evt_1"));
+}
