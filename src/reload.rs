@@ -17,7 +17,6 @@
 use crate::config::{self, env::EnvSource};
 use crate::runtime::Runtime;
 use notify::{EventKind, RecommendedWatcher, Watcher};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,19 +26,7 @@ use tokio::sync::mpsc;
 /// Events closer than this are one change (an editor's save is several).
 const DEBOUNCE: Duration = Duration::from_millis(150);
 
-/// The outcome of the last reload, for operators.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ReloadStatus {
-    /// RFC 3339 time of the last attempt; `None` before the first.
-    pub at: Option<String>,
-    /// What asked for it: `watch` or `SIGHUP`.
-    pub cause: Option<String>,
-    pub ok: bool,
-    /// Every problem of a failed reload, `file:line:col: error: message`.
-    pub problems: Vec<String>,
-    pub reloads: u64,
-    pub failures: u64,
-}
+pub use crate::runtime::ReloadStatus;
 
 /// Loads `paths` and swaps the config if it is valid; returns whether it did.
 /// `public`: the listener serves the network, so a trial secret (a default

@@ -10,22 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// `--retention`, `--retention-every`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// How long a settled event is kept; `None` keeps everything.
-    pub keep: Option<Duration>,
-    /// Time between sweeps.
-    pub every: Duration,
-    /// Events looked at per batch (one atomic write each).
-    pub batch: usize,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self { keep: Some(Duration::from_secs(30 * 86_400)), every: Duration::from_secs(600), batch: 500 }
-    }
-}
+pub use crate::runtime::Retention;
 
 /// Sweeps at start and then every `every`, until `stop`.
 pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {

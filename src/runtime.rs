@@ -2,15 +2,16 @@
 //! snapshot, the data directory (log + records), and counters.
 
 use crate::config::Config;
-use crate::reload::ReloadStatus;
 use crate::sink::store::Records;
 use crate::storage::embedded::{self, SegmentLog};
 use crate::storage::EventLog;
 use crate::telemetry::Stats;
 use arc_swap::ArcSwap;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// sled's page cache size.
@@ -112,10 +113,48 @@ pub struct Runtime {
     change_seq: AtomicU64,
     /// Turns true when the server stops: live streams end so shutdown need not wait for them.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// What `serve`'s flags set (admin token, retention).
+    pub settings: Settings,
+}
+
+/// Settings fixed for the life of a runtime.
+#[derive(Default)]
+pub struct Settings {
     /// `--admin-token`: when set, every admin API call must present it.
-    pub admin_token: std::sync::OnceLock<crate::verify::BearerToken>,
-    /// `--retention`: the default (30 days) unless set before serving.
-    pub retention_policy: std::sync::OnceLock<crate::retention::Retention>,
+    pub admin_token: Option<crate::verify::BearerToken>,
+    /// `--retention`, `--retention-every`.
+    pub retention: Retention,
+}
+
+/// `--retention`, `--retention-every`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// How long a settled event is kept; `None` keeps everything.
+    pub keep: Option<Duration>,
+    /// Time between sweeps.
+    pub every: Duration,
+    /// Events looked at per batch (one atomic write each).
+    pub batch: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { keep: Some(Duration::from_secs(30 * 86_400)), every: Duration::from_secs(600), batch: 500 }
+    }
+}
+
+/// The outcome of the last reload, for operators.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStatus {
+    /// RFC 3339 time of the last attempt; `None` before the first.
+    pub at: Option<String>,
+    /// What asked for it: `watch` or `SIGHUP`.
+    pub cause: Option<String>,
+    pub ok: bool,
+    /// Every problem of a failed reload, `file:line:col: error: message`.
+    pub problems: Vec<String>,
+    pub reloads: u64,
+    pub failures: u64,
 }
 
 /// A record a sink wrote. `seq` increases across writes and restarts (it
@@ -132,6 +171,10 @@ const CHANGE_BUFFER: usize = 1024;
 
 impl Runtime {
     pub fn new(config: Config, data: DataDir) -> Arc<Self> {
+        Self::with_settings(config, data, Settings::default())
+    }
+
+    pub fn with_settings(config: Config, data: DataDir, settings: Settings) -> Arc<Self> {
         Arc::new(Self {
             current: ArcSwap::from_pointee(config),
             data,
@@ -144,13 +187,12 @@ impl Runtime {
             changes: broadcast::channel(CHANGE_BUFFER).0,
             change_seq: AtomicU64::new(crate::event::now_ms().max(0) as u64 * 1000),
             stopping: tokio::sync::watch::channel(false).0,
-            admin_token: std::sync::OnceLock::new(),
-            retention_policy: std::sync::OnceLock::new(),
+            settings,
         })
     }
 
-    pub fn retention(&self) -> crate::retention::Retention {
-        self.retention_policy.get().copied().unwrap_or_default()
+    pub fn retention(&self) -> Retention {
+        self.settings.retention
     }
 
     /// The config to use for one request or delivery, start to end.

@@ -43,7 +43,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
             let guard = guard.clone();
             async move {
                 // Constant-time compare (BearerToken); the reason is never told.
-                match guard.admin_token.get() {
+                match guard.settings.admin_token.as_ref() {
                     Some(token) if token.check(req.headers()).is_err() => {
                         (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized"}))).into_response()
                     }

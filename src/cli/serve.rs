@@ -5,7 +5,7 @@ use crate::config::{self, env::EnvSource, env::ProcessEnv};
 use crate::recovery::{self, Verdict};
 use crate::reload;
 use crate::retention::Retention;
-use crate::runtime::{DataDir, Runtime};
+use crate::runtime::{DataDir, Runtime, Settings};
 use crate::server::{self, Limits};
 use crate::telemetry::{self, LogFormat};
 use crate::verify::{BearerToken, Secret};
@@ -118,15 +118,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         data = %args.data.display(),
         "Router started."
     );
-    let rt = Runtime::new(loaded.config, data);
-    if let Some(token) = admin_token {
-        let _ = rt.admin_token.set(BearerToken::new(None, vec![Secret::new(token.to_string())]));
-    }
-    let _ = rt.retention_policy.set(Retention {
-        keep: args.retention.0,
-        every: args.retention_every,
-        ..Retention::default()
-    });
+    let settings = Settings {
+        admin_token: admin_token.map(|token| BearerToken::new(None, vec![Secret::new(token.to_string())])),
+        retention: Retention { keep: args.retention.0, every: args.retention_every, ..Retention::default() },
+    };
+    let rt = Runtime::with_settings(loaded.config, data, settings);
     let env: Arc<dyn EnvSource + Send + Sync> = Arc::new(ProcessEnv);
     let public = !listen.ip().is_loopback();
     let _watch = reload::start(rt.clone(), vec![args.routes.clone()], env, !args.no_watch, true, public)
@@ -154,6 +150,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    let admin = admin.map(|l| (l, crate::admin::router(rt.clone())));
     server::serve(listener, admin, rt, limits, shutdown).await?;
     let _ = stop_supervisor.send(true);
     if reopen.load(std::sync::atomic::Ordering::Relaxed) {

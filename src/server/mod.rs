@@ -56,7 +56,8 @@ impl Default for Limits {
 /// outcome, and flushes the log.
 pub async fn serve(
     listener: TcpListener,
-    admin: Option<TcpListener>,
+    // The admin API is built by the caller (it sits above the server).
+    admin: Option<(TcpListener, Router)>,
     rt: Arc<Runtime>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
@@ -65,7 +66,7 @@ pub async fn serve(
     let dispatcher = tokio::spawn(crate::dispatch::run(rt.clone(), stop_rx.clone()));
     let app = app(rt.clone(), limits);
     let main = tokio::spawn(accept_loop(listener, app, limits, stop_rx.clone()));
-    let admin = admin.map(|l| tokio::spawn(accept_loop(l, crate::admin::router(rt.clone()), limits, stop_rx.clone())));
+    let admin = admin.map(|(l, api)| tokio::spawn(accept_loop(l, api, limits, stop_rx.clone())));
     let retention = tokio::spawn(crate::retention::run(rt.clone(), stop_rx.clone()));
     let upkeep = tokio::spawn(every(Duration::from_secs(5), stop_rx.clone(), {
         let rt = rt.clone();

@@ -52,9 +52,9 @@ fn shop_env(hook: &Receiver) -> HashMap<String, String> {
 }
 
 async fn start(routes: &TempRoutes, data: &tempfile::TempDir, hook: &Receiver, retention: Retention) -> TestRouter {
-    TestRouter::start_configured(routes.path(), data.path(), shop_env(hook), test_limits(), |rt| {
-        let _ = rt.admin_token.set(BearerToken::new(None, vec![Secret::new(ADMIN_TOKEN.to_string())]));
-        let _ = rt.retention_policy.set(retention);
+    TestRouter::start_configured(routes.path(), data.path(), shop_env(hook), test_limits(), |s| {
+        s.admin_token = Some(BearerToken::new(None, vec![Secret::new(ADMIN_TOKEN.to_string())]));
+        s.retention = retention;
     })
     .await
 }

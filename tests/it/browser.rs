@@ -64,8 +64,8 @@ async fn dashboard_retries_a_failed_delivery() {
     )]);
     let data = tempfile::tempdir().unwrap();
     let env = HashMap::from([("CRM".to_string(), hook.url("/crm"))]);
-    let r = TestRouter::start_configured(routes.path(), data.path(), env, test_limits(), |rt| {
-        let _ = rt.admin_token.set(BearerToken::new(None, vec![Secret::new("dash-token".to_string())]));
+    let r = TestRouter::start_configured(routes.path(), data.path(), env, test_limits(), |s| {
+        s.admin_token = Some(BearerToken::new(None, vec![Secret::new("dash-token".to_string())]));
     })
     .await;
     let body = serde_json::json!({"id": "evt_browser", "type": "order.paid", "total": 12}).to_string();

@@ -76,12 +76,13 @@ impl TestRouter {
         data: &Path,
         env: HashMap<String, String>,
         limits: Limits,
-        configure: impl FnOnce(&Runtime),
+        configure: impl FnOnce(&mut webhook_router::runtime::Settings),
     ) -> Self {
         let loaded = config::load(&[routes.to_path_buf()], &env).unwrap_or_else(|d| panic!("config errors:\n{d}"));
         let dir = DataDir::open(data).expect("open data dir");
-        let rt = Runtime::new(loaded.config, dir);
-        configure(&rt);
+        let mut settings = webhook_router::runtime::Settings::default();
+        configure(&mut settings);
+        let rt = Runtime::with_settings(loaded.config, dir, settings);
         let env: Arc<dyn webhook_router::config::env::EnvSource + Send + Sync> = Arc::new(env);
         let watch =
             reload::start(rt.clone(), vec![routes.to_path_buf()], env, true, false, false).expect("watch routes");
@@ -89,7 +90,8 @@ impl TestRouter {
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(listener, Some(admin), rt.clone(), limits, async {
+        let api = webhook_router::admin::router(rt.clone());
+        let task = tokio::spawn(server::serve(listener, Some((admin, api)), rt.clone(), limits, async {
             let _ = rx.await;
         }));
         Self { addr, admin: admin_addr, rt, shutdown: Some(tx), task: Some(task), _watch: Some(watch) }
