@@ -52,7 +52,11 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
     }
 }
 
@@ -132,4 +136,63 @@ fn the_router_says_what_it_cut() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("torn tail") && stderr.contains("33"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("evt_1"));
+}
+
+#[tokio::test]
+async fn a_data_dir_of_the_sled_release_is_migrated_at_start() {
+    // Made by `router serve` of the release before the segment log (7e8bc04)
+    // with tests/fixtures/sled-data-0.1.routes.yaml: three orders stored, a
+    // refund whose HTTP sink failed, an unrouted event.
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let data = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures.join("sled-data-0.1"), data.path());
+    let routes = crate::util::TempRoutes::new(&[(
+        "shop.yaml",
+        &std::fs::read_to_string(fixtures.join("sled-data-0.1.routes.yaml")).unwrap(),
+    )]);
+    let r = crate::util::TestRouter::start(routes.path(), data.path()).await;
+    assert!(data.path().join("log").is_dir(), "the segment log replaced the old tree");
+    let all = r.rt.data.log.list(&ListQuery { limit: 10, ..Default::default() }).unwrap();
+    let seen: Vec<(u64, &str, String)> =
+        all.iter().map(|e| (e.id, e.event_type.as_str(), format!("{:?}", e.status))).collect();
+    assert_eq!(
+        seen,
+        vec![
+            (5, "unrouted.thing", "Unrouted".to_string()),
+            (4, "refund.created", "Failed".to_string()),
+            (3, "order.paid", "Delivered".to_string()),
+            (2, "order.paid", "Delivered".to_string()),
+            (1, "order.paid", "Delivered".to_string()),
+        ]
+    );
+    assert_eq!(r.rt.data.log.detail(2).unwrap().payload["n"], 2, "bodies came along");
+    assert_eq!(r.rt.data.records.get("orders", "evt_3").unwrap().unwrap()["n"], 3, "records stay where they were");
+    // Dedup keys came along: the provider's retry of an old event is a duplicate...
+    let client = crate::util::client();
+    let again = client
+        .post(r.url("/hooks/shop"))
+        .bearer_auth("fixture-token")
+        .header("content-type", "application/json")
+        .body(r#"{"id":"evt_2","type":"order.paid","n":2}"#)
+        .send()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(answer["duplicate"], true, "{answer}");
+    // ...new ids follow the old ones, and the failed delivery can be retried.
+    let new = client
+        .post(r.url("/hooks/shop"))
+        .bearer_auth("fixture-token")
+        .header("content-type", "application/json")
+        .body(r#"{"id":"evt_9","type":"order.paid","n":9}"#)
+        .send()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = new.json().await.unwrap();
+    assert_eq!(answer["id"], "6", "{answer}");
+    assert_eq!(r.rt.data.log.retry_failed(Some(4), None).unwrap().len(), 1);
+    r.stop().await;
+    // Opening again finds nothing left to migrate and everything in place.
+    let dir = webhook_router::runtime::DataDir::open(data.path()).unwrap();
+    assert_eq!(dir.log.list(&ListQuery { limit: 10, ..Default::default() }).unwrap().len(), 6);
 }

@@ -56,7 +56,13 @@ pub struct Index {
     base: u64,
     slots: Vec<Slot>,
     pub last_id: u64,
+    /// Dedup keys found when the log opened, sorted by fingerprint (16
+    /// bytes each, no table overhead); an id of 0 marks a removed one.
+    dedup_sorted: Vec<(u64, u64)>,
+    /// Dedup keys added since.
     dedup: HashMap<u64, u64>,
+    /// While the open scan runs, keys go to `dedup_sorted` (sorted at the end).
+    scanning: bool,
     open: BTreeMap<DeliveryKey, DeliveryV1>,
     due: BTreeSet<(i64, DeliveryKey)>,
     order: HashMap<(String, String), BTreeSet<DeliveryKey>>,
@@ -74,7 +80,9 @@ impl Index {
             base: 1,
             slots: Vec::new(),
             last_id: 0,
+            dedup_sorted: Vec::new(),
             dedup: HashMap::new(),
+            scanning: false,
             open: BTreeMap::new(),
             due: BTreeSet::new(),
             order: HashMap::new(),
@@ -117,7 +125,33 @@ impl Index {
     }
 
     pub fn duplicate_of(&self, fingerprint: u64) -> Option<u64> {
-        self.dedup.get(&fingerprint).copied()
+        if let Some(id) = self.dedup.get(&fingerprint) {
+            return Some(*id);
+        }
+        let at = self.dedup_sorted.binary_search_by_key(&fingerprint, |(f, _)| *f).ok()?;
+        Some(self.dedup_sorted[at].1).filter(|id| *id != 0)
+    }
+
+    /// The open scan starts: dedup keys are collected for sorting.
+    pub fn begin_scan(&mut self) {
+        self.scanning = true;
+    }
+
+    /// The open scan is done: the collected dedup keys are sorted (the
+    /// latest id of a fingerprint wins).
+    pub fn end_scan(&mut self) {
+        self.scanning = false;
+        self.dedup_sorted.sort_by_key(|(f, _)| *f);
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(self.dedup_sorted.len());
+        for (f, id) in self.dedup_sorted.drain(..) {
+            match out.last_mut() {
+                Some(last) if last.0 == f => last.1 = id,
+                _ => out.push((f, id)),
+            }
+        }
+        out.retain(|(_, id)| *id != 0);
+        out.shrink_to_fit();
+        self.dedup_sorted = out;
     }
 
     /// A new event at `pos` (ids come in order).
@@ -133,7 +167,11 @@ impl Index {
         self.slots.push(Slot { event: pos.0, state: 0 });
         self.last_id = self.last_id.max(id);
         if fingerprint != 0 {
-            self.dedup.insert(fingerprint, id);
+            if self.scanning {
+                self.dedup_sorted.push((fingerprint, id));
+            } else {
+                self.dedup.insert(fingerprint, id);
+            }
         }
         self.segments.entry(pos.segment()).or_default().live += 1;
         let status = if deliveries.is_empty() { EventStatus::Unrouted } else { EventStatus::Pending };
@@ -250,8 +288,18 @@ impl Index {
         if let Some(s) = self.slot_mut(id) {
             *s = Slot::default();
         }
-        if fingerprint != 0 && self.dedup.get(&fingerprint) == Some(&id) {
-            self.dedup.remove(&fingerprint);
+        if fingerprint != 0 {
+            if self.dedup.get(&fingerprint) == Some(&id) {
+                self.dedup.remove(&fingerprint);
+            }
+            if self.scanning {
+                // Sorted at the end of the scan, after this id's own entry.
+                self.dedup_sorted.push((fingerprint, 0));
+            } else if let Ok(at) = self.dedup_sorted.binary_search_by_key(&fingerprint, |(f, _)| *f) {
+                if self.dedup_sorted[at].1 == id {
+                    self.dedup_sorted[at].1 = 0;
+                }
+            }
         }
         let keys: Vec<DeliveryKey> = self.failed.range(Self::range(id)).copied().collect();
         for k in keys {

@@ -72,6 +72,7 @@ impl SegmentLog {
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut segments = segment::list(dir).map_err(io)?;
         let mut index = Index::new(hot_events);
+        index.begin_scan();
         // Deliveries not closed at the end of the scan: open or failed.
         let mut live: BTreeMap<DeliveryKey, codec::StateHead> = BTreeMap::new();
         let mut opened = Opened { segments: segments.len(), ..Opened::default() };
@@ -118,6 +119,7 @@ impl SegmentLog {
                 }
             }
         }
+        index.end_scan();
         index.compact();
         if segments.is_empty() {
             segment::create(dir, 1).map_err(io)?;
