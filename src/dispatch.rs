@@ -455,7 +455,10 @@ fn sync_metadata(event: &EventV1) -> SyncMetadata {
 /// the record as it is at that moment.
 fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (Outcome, RetryPolicy) {
     match prepare(rt, event, payload, d) {
-        Ok(p) => (apply_store(rt, &p, event, payload, |_| {}), p.sink.retry),
+        Ok(p) => {
+            let retry = p.sink.retry;
+            (apply_store(rt, p, event, payload, |_| {}), retry)
+        }
         Err(failed) => failed,
     }
 }
@@ -464,19 +467,26 @@ fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (O
 /// to the store (after scripts, before merging).
 fn apply_store(
     rt: &Runtime,
-    p: &Prepared,
+    p: Prepared,
     event: &EventV1,
     payload: &Value,
     mut written: impl FnMut(&Value),
 ) -> Outcome {
+    let rule = &p.route.rules[p.rule];
     match (&p.sink.kind, &p.key) {
         (SinkKind::Store(store), Some(key)) => {
-            let rule = p.rule();
-            let outcome = rt.data.records.apply(&store.tree, key, store.mode, &sync_metadata(event), |current| {
-                let doc = rule.finish(p.doc.clone(), payload, event, current).map_err(script_outcome)?;
-                written(&doc);
-                Ok(doc)
-            });
+            let scripted = rule.has_scripts();
+            // The mapped document is moved in, not copied; should the swap
+            // be retried (another write won the race) it is mapped again.
+            let mut mapped = Some(p.doc);
+            let ctx = Context { body: payload, params: &event.params, query: &event.query, headers: &event.headers };
+            let outcome =
+                rt.data.records.apply(&store.tree, key, store.mode, &sync_metadata(event), scripted, |current| {
+                    let doc = mapped.take().unwrap_or_else(|| rule.document(&ctx));
+                    let doc = rule.finish(doc, payload, event, current).map_err(script_outcome)?;
+                    written(&doc);
+                    Ok(doc)
+                });
             if outcome == Outcome::Delivered {
                 rt.record_changed(&store.tree, key);
             }
@@ -523,7 +533,7 @@ pub fn rehearse(rt: &Runtime, id: u64) -> Vec<Rehearsed> {
                         }
                         Err(outcome) => outcome,
                     },
-                    SinkKind::Store(_) => apply_store(rt, &p, &event, &payload, |doc| document = Some(doc.clone())),
+                    SinkKind::Store(_) => apply_store(rt, p, &event, &payload, |doc| document = Some(doc.clone())),
                 },
             };
             let (status, error) = match outcome {

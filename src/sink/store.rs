@@ -98,12 +98,16 @@ impl Records {
     /// `build` makes the document from the live record (`None` when absent):
     /// it runs inside the swap loop, so a script reading `current` never
     /// works from a stale copy; its `Err` outcome is returned unapplied.
+    /// `build` sees the record only when `needs_current` (a script reads
+    /// `current`): otherwise only its `_sync_metadata` is read, which spares
+    /// parsing the whole record on every write.
     pub fn apply(
         &self,
         tree: &str,
         key: &str,
         mode: StoreMode,
         meta: &SyncMetadata,
+        needs_current: bool,
         mut build: impl FnMut(Option<&Value>) -> Result<Value, Outcome>,
     ) -> Outcome {
         let tree = match self.tree(tree) {
@@ -115,11 +119,14 @@ impl Records {
                 Ok(v) => v,
                 Err(e) => return Outcome::Retry { error: format!("store: {e}"), after: None },
             };
-            let existing: Option<Value> = current.as_ref().and_then(|b| serde_json::from_slice(b).ok());
-            if let Some(reason) = existing.as_ref().and_then(|r| stale(r, meta)) {
+            let header: Header = current.as_ref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+            if let Some(reason) = header.meta.as_ref().and_then(|m| stale(m, meta)) {
                 return Outcome::Skipped { reason };
             }
-            let live = existing.filter(|r| !is_tombstone(r));
+            let live: Option<Value> = match (needs_current || mode == StoreMode::Merge, header.deleted) {
+                (true, None | Some(false)) => current.as_ref().and_then(|b| serde_json::from_slice(b).ok()),
+                _ => None,
+            };
             let doc = match build(live.as_ref()) {
                 Ok(doc) => doc,
                 Err(outcome) => return outcome,
@@ -235,9 +242,19 @@ impl Syncer {
     }
 }
 
-/// Why `meta`'s event must not touch `record`, if it must not.
-fn stale(record: &Value, meta: &SyncMetadata) -> Option<String> {
-    let stored = record.get(SYNC_METADATA)?;
+/// What a write needs to know of the record it replaces: who wrote it, and
+/// whether it is a tombstone (other fields are skipped, not parsed).
+#[derive(Default, serde::Deserialize)]
+struct Header {
+    #[serde(rename = "_sync_metadata")]
+    meta: Option<Value>,
+    #[serde(rename = "_deleted")]
+    deleted: Option<bool>,
+}
+
+/// Why `meta`'s event must not touch the record whose `_sync_metadata` is
+/// `stored`, if it must not.
+fn stale(stored: &Value, meta: &SyncMetadata) -> Option<String> {
     if stored.get("log_id").and_then(Value::as_u64) == Some(meta.log_id) {
         return Some(format!("event {} already applied to this record", meta.log_id));
     }
@@ -309,35 +326,44 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let records = Records::new(sled::open(dir.path()).unwrap(), dir.path()).unwrap();
         let newer = meta(2, Some("2025-01-02T00:00:00Z"));
-        assert_eq!(records.apply("t", "k", StoreMode::Upsert, &newer, |_| Ok(json!({"v": 2}))), Outcome::Delivered);
+        assert_eq!(
+            records.apply("t", "k", StoreMode::Upsert, &newer, true, |_| Ok(json!({"v": 2}))),
+            Outcome::Delivered
+        );
         let older = meta(1, Some("2025-01-01T00:00:00Z"));
         assert!(matches!(
-            records.apply("t", "k", StoreMode::Upsert, &older, |_| Ok(json!({"v": 1}))),
+            records.apply("t", "k", StoreMode::Upsert, &older, true, |_| Ok(json!({"v": 1}))),
             Outcome::Skipped { .. }
         ));
         assert!(matches!(
-            records.apply("t", "k", StoreMode::Merge, &newer, |_| Ok(json!({"v": 3}))),
+            records.apply("t", "k", StoreMode::Merge, &newer, true, |_| Ok(json!({"v": 3}))),
             Outcome::Skipped { .. }
         ));
         assert_eq!(records.get("t", "k").unwrap().unwrap()["v"], json!(2));
         let later = meta(3, Some("2025-01-03T00:00:00Z"));
-        assert_eq!(records.apply("t", "k", StoreMode::Merge, &later, |_| Ok(json!({"w": 1}))), Outcome::Delivered);
+        assert_eq!(
+            records.apply("t", "k", StoreMode::Merge, &later, true, |_| Ok(json!({"w": 1}))),
+            Outcome::Delivered
+        );
         let rec = records.get("t", "k").unwrap().unwrap();
         assert_eq!((rec["v"].clone(), rec["w"].clone()), (json!(2), json!(1)));
         let deleted = meta(4, Some("2025-01-04T00:00:00Z"));
-        assert_eq!(records.apply("t", "k", StoreMode::Delete, &deleted, |_| Ok(json!(null))), Outcome::Delivered);
+        assert_eq!(records.apply("t", "k", StoreMode::Delete, &deleted, true, |_| Ok(json!(null))), Outcome::Delivered);
         assert!(records.get("t", "k").unwrap().is_none());
         assert!(records.list("t", &[], None, 10).unwrap().is_empty());
         // An update older than the delete does not bring the record back...
         let stale = meta(5, Some("2025-01-03T12:00:00Z"));
         assert!(matches!(
-            records.apply("t", "k", StoreMode::Merge, &stale, |_| Ok(json!({"v": 9}))),
+            records.apply("t", "k", StoreMode::Merge, &stale, true, |_| Ok(json!({"v": 9}))),
             Outcome::Skipped { .. }
         ));
         assert!(records.get("t", "k").unwrap().is_none());
         // ...a newer one does, without the deleted fields.
         let fresh = meta(6, Some("2025-01-05T00:00:00Z"));
-        assert_eq!(records.apply("t", "k", StoreMode::Merge, &fresh, |_| Ok(json!({"v": 10}))), Outcome::Delivered);
+        assert_eq!(
+            records.apply("t", "k", StoreMode::Merge, &fresh, true, |_| Ok(json!({"v": 10}))),
+            Outcome::Delivered
+        );
         let back = records.get("t", "k").unwrap().unwrap();
         assert_eq!(
             (back["v"].clone(), back.get("w").is_none(), back.get("_deleted").is_none()),

@@ -160,7 +160,11 @@ impl Index {
         if self.slots.is_empty() && self.last_id == 0 {
             self.base = id;
         }
-        let at = (id - self.base) as usize;
+        // Ids only grow; a frame that says otherwise is damage, not an event.
+        let Some(at) = id.checked_sub(self.base).map(|a| a as usize).filter(|a| *a >= self.slots.len()) else {
+            tracing::error!(id, "Ignoring an event frame whose id is out of order.");
+            return;
+        };
         if self.slots.len() < at {
             self.slots.resize(at, Slot::default());
         }
