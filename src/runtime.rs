@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// sled's page cache size.
-const CACHE_BYTES: u64 = 64 << 20;
+const CACHE_BYTES: u64 = 16 << 20;
 
 /// The open data directory: the event log (`log/`, see
 /// `storage::embedded`) and the store sink's records (sled, at the top).

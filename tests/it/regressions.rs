@@ -700,15 +700,17 @@ async fn a_full_disk_is_survived_and_recovered_from_without_a_restart() {
         refused += usize::from(post(i, &mut acked).await == 503);
     }
     assert!(refused > 250, "the disk never filled: {refused} refused");
-    let mut down = false;
-    for _ in 0..100 {
-        if health().await.is_ok_and(|r| r.status().as_u16() == 503) {
-            down = true;
-            break;
+    // Whether /healthz answers `status` within `tries` tenths of a second.
+    let health_becomes = async |status: u16, tries: usize| {
+        for _ in 0..tries {
+            if health().await.is_ok_and(|r| r.status().as_u16() == status) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(down, "/healthz never said the store is down");
+        false
+    };
+    assert!(health_becomes(503, 100).await, "/healthz never said the store is down");
 
     std::fs::remove_file(disk.join("fill")).unwrap();
     let mut back = false;
@@ -726,15 +728,7 @@ async fn a_full_disk_is_survived_and_recovered_from_without_a_restart() {
         assert_eq!(post(i, &mut acked).await, 200);
     }
     // /healthz follows the supervisor's next probe.
-    let mut healthy = false;
-    for _ in 0..50 {
-        if health().await.is_ok_and(|r| r.status().as_u16() == 200) {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(healthy, "/healthz never recovered");
+    assert!(health_becomes(200, 50).await, "/healthz never recovered");
     let listed: Value = quick
         .get(format!("http://127.0.0.1:{admin}/events?route=a&limit=1000"))
         .send()

@@ -168,27 +168,12 @@ async fn a_data_dir_of_the_sled_release_is_migrated_at_start() {
     assert_eq!(r.rt.data.log.detail(2).unwrap().payload["n"], 2, "bodies came along");
     assert_eq!(r.rt.data.records.get("orders", "evt_3").unwrap().unwrap()["n"], 3, "records stay where they were");
     // Dedup keys came along: the provider's retry of an old event is a duplicate...
-    let client = crate::util::client();
-    let again = client
-        .post(r.url("/hooks/shop"))
-        .bearer_auth("fixture-token")
-        .header("content-type", "application/json")
-        .body(r#"{"id":"evt_2","type":"order.paid","n":2}"#)
-        .send()
-        .await
-        .unwrap();
-    let answer: serde_json::Value = again.json().await.unwrap();
+    let url = r.url("/hooks/shop");
+    let shop = |body: &'static str| crate::util::post(&url, "fixture-token", body, &[]);
+    let (_, answer) = shop(r#"{"id":"evt_2","type":"order.paid","n":2}"#).await;
     assert_eq!(answer["duplicate"], true, "{answer}");
     // ...new ids follow the old ones, and the failed delivery can be retried.
-    let new = client
-        .post(r.url("/hooks/shop"))
-        .bearer_auth("fixture-token")
-        .header("content-type", "application/json")
-        .body(r#"{"id":"evt_9","type":"order.paid","n":9}"#)
-        .send()
-        .await
-        .unwrap();
-    let answer: serde_json::Value = new.json().await.unwrap();
+    let (_, answer) = shop(r#"{"id":"evt_9","type":"order.paid","n":9}"#).await;
     assert_eq!(answer["id"], "6", "{answer}");
     assert_eq!(r.rt.data.log.retry_failed(Some(4), None).unwrap().len(), 1);
     r.stop().await;

@@ -34,7 +34,7 @@ use tokio::sync::oneshot;
 use writer::Job;
 
 /// Recently appended events kept parsed for the dispatcher, by default.
-pub const HOT_EVENTS: usize = 4096;
+pub const HOT_EVENTS: usize = 1024;
 /// The longest chain of `STATES` frames followed for one event (damage guard).
 const MAX_CHAIN: usize = 100_000;
 
