@@ -11,11 +11,12 @@
 //! - [`config`] loads and compiles `routes.d` into a [`config::Config`]
 //!   (routes in [`route`], expressions in [`mapping`], auth in [`verify`],
 //!   sinks in [`sink`]); `router check` runs the same loader.
-//! - [`log`] makes an accepted event and its deliveries durable before
-//!   the 2xx (group commit on sled).
-//! - [`dispatch`] works the log's due queue into [`sink`]s and records
-//!   every outcome, running rules' `when:` and `script:` ([`script`],
-//!   sandboxed Rhai) on the way.
+//! - [`storage`] is the interface to the event log (`storage::EventLog`)
+//!   and its embedded backend, a segment log that makes an accepted event
+//!   and its deliveries durable before the 2xx (group commit).
+//! - [`dispatch`] claims due deliveries from the log, hands them to
+//!   [`sink`]s, and records the next state [`delivery`] decides, running
+//!   rules' `when:` and `script:` ([`script`], sandboxed Rhai) on the way.
 //! - [`runtime`] holds what they share: the config snapshot and the data dir;
 //!   [`reload`] swaps the snapshot when the routes directory changes;
 //!   [`recovery`] gets a working store back after a disk fault;

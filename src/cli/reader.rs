@@ -1,6 +1,6 @@
 //! Reads the data directory for the CLI: directly when no router runs, or
-//! through the admin API of the router that holds it (sled lets one process
-//! open a database). Both paths return the same JSON.
+//! through the admin API of the router that holds it (one process at a time
+//! opens a data directory). Both paths return the same JSON.
 
 use super::DataArgs;
 use crate::runtime::{DataDir, OpenError};

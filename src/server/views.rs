@@ -109,7 +109,11 @@ async fn render(rt: Arc<Runtime>, view: Arc<View>, read: Read) -> (StatusCode, V
     }
 }
 
-fn render_blocking(rt: &Runtime, view: &View, read: &Read) -> sled::Result<(StatusCode, Value, Option<u64>)> {
+fn render_blocking(
+    rt: &Runtime,
+    view: &View,
+    read: &Read,
+) -> Result<(StatusCode, Value, Option<u64>), crate::storage::LogError> {
     let records = &rt.data.records;
     let not_found = (StatusCode::NOT_FOUND, json!({"success": false, "error": "not found"}), Some(0));
     let script_input = json!({

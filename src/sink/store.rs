@@ -9,6 +9,7 @@
 use super::Outcome;
 use crate::event::parse_time;
 use crate::mapping::Expr;
+use crate::storage::LogError;
 use serde_json::{Map, Value};
 
 /// Prefix of the sled trees that hold store records (the log has its own).
@@ -149,8 +150,12 @@ impl Records {
         }
     }
 
-    pub fn get(&self, tree: &str, key: &str) -> sled::Result<Option<Value>> {
-        let record: Option<Value> = self.tree(tree)?.get(key)?.and_then(|b| serde_json::from_slice(&b).ok());
+    pub fn get(&self, tree: &str, key: &str) -> Result<Option<Value>, LogError> {
+        let record: Option<Value> = self
+            .tree(tree)
+            .and_then(|t| t.get(key))
+            .map_err(unavailable)?
+            .and_then(|b| serde_json::from_slice(&b).ok());
         Ok(record.filter(|r| !is_tombstone(r)))
     }
 
@@ -162,12 +167,12 @@ impl Records {
         filter: &[(String, String)],
         after: Option<&str>,
         limit: usize,
-    ) -> sled::Result<Vec<(String, Value)>> {
-        let tree = self.tree(tree)?;
+    ) -> Result<Vec<(String, Value)>, LogError> {
+        let tree = self.tree(tree).map_err(unavailable)?;
         let start = after.map(|a| [a.as_bytes(), &[0]].concat()).unwrap_or_default();
         let mut out = Vec::new();
         for kv in tree.range(start..) {
-            let (k, v) = kv?;
+            let (k, v) = kv.map_err(unavailable)?;
             let Ok(record) = serde_json::from_slice::<Value>(&v) else { continue };
             if is_tombstone(&record) {
                 continue;
@@ -240,6 +245,11 @@ impl Syncer {
         self.synced_blobs = present;
         Ok(())
     }
+}
+
+/// sled's errors as the store's (no engine type leaves this module).
+fn unavailable(e: sled::Error) -> LogError {
+    LogError::Unavailable(format!("records: {e}"))
 }
 
 /// What a write needs to know of the record it replaces: who wrote it, and
