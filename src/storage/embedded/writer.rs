@@ -196,11 +196,16 @@ impl Writer {
                     owed.push(Owed::Appended(reply, Appended::New(id)));
                 }
                 Job::States(states, reply) => {
+                    // One frame per event, events in the order they came.
                     let mut by_event: Vec<(u64, Vec<DeliveryV1>)> = Vec::new();
+                    let mut slot_of: HashMap<u64, usize> = HashMap::new();
                     for d in states {
-                        match by_event.iter_mut().find(|(e, _)| *e == d.event) {
-                            Some((_, list)) => list.push(d),
-                            None => by_event.push((d.event, vec![d])),
+                        match slot_of.get(&d.event) {
+                            Some(&i) => by_event[i].1.push(d),
+                            None => {
+                                slot_of.insert(d.event, by_event.len());
+                                by_event.push((d.event, vec![d]));
+                            }
                         }
                     }
                     for (event, states) in by_event {
