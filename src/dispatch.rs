@@ -199,7 +199,7 @@ async fn deliver_http(rt: &Arc<Runtime>, client: &reqwest::Client, c: Claimed) {
 /// One attempt of each store delivery, then one sync of the records they
 /// wrote; the outcomes are recorded together afterwards. When the sync
 /// fails the claims are given back: the deliveries run again.
-fn deliver_batch(rt: &Runtime, claims: Vec<Claimed>) -> std::io::Result<Vec<Settled>> {
+fn deliver_batch(rt: &Runtime, claims: Vec<Claimed>) -> Result<Vec<Settled>, crate::storage::LogError> {
     let settled: Vec<Settled> = claims
         .into_iter()
         .map(|c| {

@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::sink::store::Records;
+use crate::storage::embedded::records::{self, RecordLog};
 use crate::storage::embedded::{self, SegmentLog};
 use crate::storage::EventLog;
 use crate::telemetry::Stats;
@@ -14,16 +15,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// sled's page cache size.
-const CACHE_BYTES: u64 = 16 << 20;
+/// The file a running router locks in its data directory.
+const LOCK_FILE: &str = "LOCK";
 
-/// The open data directory: the event log (`log/`, see
-/// `storage::embedded`) and the store sink's records (sled, at the top).
+/// The open data directory: the event log (`log/`) and the store sink's
+/// records (`records/`), both in `storage::embedded`. Held locked for as
+/// long as it is open: one process per directory.
 pub struct DataDir {
     pub path: PathBuf,
     pub log: Arc<dyn EventLog>,
     pub records: Records,
-    db: sled::Db,
+    /// Holds the directory's lock (released when the file closes).
+    _lock: std::fs::File,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,43 +42,39 @@ impl DataDir {
     pub fn open(path: &Path) -> Result<Self, OpenError> {
         let other = |detail: String| OpenError::Other { path: path.to_path_buf(), detail };
         std::fs::create_dir_all(path).map_err(|e| other(e.to_string()))?;
-        let db = sled::Config::new()
-            .path(path)
-            // Our group commit makes acknowledged writes durable; this is
-            // only sled's own background flush for everything else.
-            .flush_every_ms(Some(500))
-            // sled caches up to 1 GiB by default; records and recent events fit in far less.
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| {
-                let text = e.to_string();
-                if text.contains("could not acquire lock") {
-                    OpenError::Locked(path.to_path_buf())
-                } else {
-                    other(text)
-                }
-            })?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join(LOCK_FILE))
+            .map_err(|e| other(e.to_string()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked(path.to_path_buf())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(other(format!("locking it: {e}"))),
+        }
         let log_dir = embedded::log_dir(path);
-        if embedded::migrate::pending(&db) {
-            tracing::info!(dir = %path.display(), "Migrating the event log of an earlier release to the segment log.");
-            let copied =
-                embedded::migrate::run(&db, &log_dir).map_err(|e| other(format!("migrating the event log: {e}")))?;
-            tracing::info!(events = copied, "Event log migrated.");
+        let records_dir = records::records_dir(path);
+        if embedded::migrate::pending(path) {
+            tracing::info!(dir = %path.display(), "Migrating a data directory of an earlier release (sled) to the segment logs.");
+            let copied = embedded::migrate::run(path, &log_dir, &records_dir)
+                .map_err(|e| other(format!("migrating the data directory: {e}")))?;
+            tracing::info!(events = copied.events, records = copied.records, "Data directory migrated.");
         }
         let (log, opened) = SegmentLog::open(&log_dir, embedded::HOT_EVENTS).map_err(|e| other(e.to_string()))?;
         tracing::debug!(segments = opened.segments, events = opened.events, "Event log open.");
-        let records = Records::new(db.clone(), path).map_err(|e| other(e.to_string()))?;
-        Ok(Self { path: path.to_path_buf(), log: Arc::new(log), records, db })
+        let (records, _) = RecordLog::open(&records_dir).map_err(|e| other(e.to_string()))?;
+        Ok(Self { path: path.to_path_buf(), log: Arc::new(log), records: Records::new(records), _lock: lock })
     }
 
-    /// Bytes the database takes on disk.
+    /// Bytes the log and the records take on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0) + self.log.size_on_disk()
+        self.records.size_on_disk() + self.log.size_on_disk()
     }
 
     /// Whether the store takes writes now: a synced 64 KiB write beside the
     /// event log (as much as a small group of events: a disk with a few
-    /// bytes free is still full), and a synced probe key in the records.
+    /// bytes free is still full), and the records' sync.
     pub fn probe_write(&self) -> Result<(), String> {
         use std::io::Write;
         let file = embedded::log_dir(&self.path).join(".probe");
@@ -85,9 +84,7 @@ impl DataDir {
         });
         let _ = std::fs::remove_file(&file);
         written.map_err(|e| format!("event log: {e}"))?;
-        let meta = self.db.open_tree("meta").map_err(|e| e.to_string())?;
-        meta.insert("ready_probe", &crate::event::now_ms().to_be_bytes()[..]).map_err(|e| e.to_string())?;
-        self.records.sync().map_err(|e| format!("records: {e}"))
+        self.records.sync().map_err(|e| e.to_string())
     }
 }
 

@@ -202,7 +202,7 @@ pub struct RawTarget {
 pub struct RawSink {
     #[serde(rename = "type")]
     pub kind: S<String>,
-    /// store: the sled tree (default: the sink's name).
+    /// store: the record tree (default: the sink's name).
     pub tree: Option<S<String>>,
     /// store: default record key when a rule's target gives none.
     pub key: Option<S<String>>,

@@ -1,4 +1,4 @@
-//! The `store` sink: records in sled trees beside the log, keyed by an
+//! The `store` sink: records in named trees beside the log, keyed by an
 //! expression of the event. Views and `router store get` read them back.
 //!
 //! Each record carries `_sync_metadata` (log id, event id and type, route,
@@ -9,11 +9,9 @@
 use super::Outcome;
 use crate::event::parse_time;
 use crate::mapping::Expr;
+use crate::storage::embedded::records::RecordLog;
 use crate::storage::LogError;
 use serde_json::{Map, Value};
-
-/// Prefix of the sled trees that hold store records (the log has its own).
-const TREE_PREFIX: &str = "store:";
 
 /// The field every stored record carries.
 pub const SYNC_METADATA: &str = "_sync_metadata";
@@ -69,29 +67,34 @@ pub struct SyncMetadata {
     pub event_time: Option<String>,
 }
 
-/// The record trees of the data directory.
+/// The record trees of the data directory (on disk: `storage::embedded::records`).
 #[derive(Clone)]
 pub struct Records {
-    db: sled::Db,
-    syncer: std::sync::Arc<std::sync::Mutex<Syncer>>,
+    log: std::sync::Arc<RecordLog>,
 }
 
 impl Records {
-    /// The records of the sled database open at `dir`.
-    pub fn new(db: sled::Db, dir: &std::path::Path) -> std::io::Result<Self> {
-        let syncer = Syncer::new(db.clone(), dir)?;
-        Ok(Self { db, syncer: std::sync::Arc::new(std::sync::Mutex::new(syncer)) })
+    pub fn new(log: RecordLog) -> Self {
+        Self { log: std::sync::Arc::new(log) }
     }
 
     /// Makes every record written so far durable. The dispatcher calls it
     /// before it records the deliveries that wrote them: an outcome on disk
-    /// without its record would be a lost update after a crash.
-    pub fn sync(&self) -> std::io::Result<()> {
-        self.syncer.lock().unwrap_or_else(|p| p.into_inner()).sync()
+    /// without its record would be a lost update after a crash. When it
+    /// fails, the writes since the last sync are undone (and redone when the
+    /// deliveries run again).
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.log.sync()
     }
 
-    fn tree(&self, name: &str) -> sled::Result<sled::Tree> {
-        self.db.open_tree(format!("{TREE_PREFIX}{name}"))
+    /// Bytes the records take on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.log.size_on_disk()
+    }
+
+    /// Test hook: syncs fail as on a full disk.
+    pub fn set_fail_syncs(&self, fail: bool) {
+        self.log.set_fail_syncs(fail);
     }
 
     /// Applies one delivery to the record under `key`, atomically (compare
@@ -111,14 +114,12 @@ impl Records {
         needs_current: bool,
         mut build: impl FnMut(Option<&Value>) -> Result<Value, Outcome>,
     ) -> Outcome {
-        let tree = match self.tree(tree) {
-            Ok(t) => t,
-            Err(e) => return Outcome::Retry { error: format!("store: {e}"), after: None },
-        };
+        let unavailable = |e: LogError| Outcome::Retry { error: format!("store: {e}"), after: None };
         loop {
-            let current = match tree.get(key) {
-                Ok(v) => v,
-                Err(e) => return Outcome::Retry { error: format!("store: {e}"), after: None },
+            let (seen, current) = match self.log.get(tree, key) {
+                Ok(Some((seen, bytes))) => (Some(seen), Some(bytes)),
+                Ok(None) => (None, None),
+                Err(e) => return unavailable(e),
             };
             let header: Header = current.as_ref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
             if let Some(reason) = header.meta.as_ref().and_then(|m| stale(m, meta)) {
@@ -133,29 +134,25 @@ impl Records {
                 Err(outcome) => return outcome,
             };
             let next = match mode {
-                StoreMode::Delete => Some(with_metadata(serde_json::json!({ DELETED: true }), meta)),
-                StoreMode::Upsert => Some(with_metadata(doc, meta)),
+                StoreMode::Delete => with_metadata(serde_json::json!({ DELETED: true }), meta),
+                StoreMode::Upsert => with_metadata(doc, meta),
                 StoreMode::Merge => {
                     let mut base = live.unwrap_or_else(|| Value::Object(Map::new()));
                     merge_patch(&mut base, &doc);
-                    Some(with_metadata(base, meta))
+                    with_metadata(base, meta)
                 }
             };
-            let new_bytes = next.map(|v| serde_json::to_vec(&v).expect("JSON values serialise"));
-            match tree.compare_and_swap(key, current, new_bytes) {
-                Ok(Ok(())) => return Outcome::Delivered,
-                Ok(Err(_)) => continue, // another delivery wrote this key meanwhile
-                Err(e) => return Outcome::Retry { error: format!("store: {e}"), after: None },
+            let bytes = serde_json::to_vec(&next).expect("JSON values serialise");
+            match self.log.put(tree, key, seen, &bytes) {
+                Ok(true) => return Outcome::Delivered,
+                Ok(false) => continue, // another delivery wrote this key meanwhile
+                Err(e) => return unavailable(e),
             }
         }
     }
 
     pub fn get(&self, tree: &str, key: &str) -> Result<Option<Value>, LogError> {
-        let record: Option<Value> = self
-            .tree(tree)
-            .and_then(|t| t.get(key))
-            .map_err(unavailable)?
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let record: Option<Value> = self.log.get(tree, key)?.and_then(|(_, b)| serde_json::from_slice(&b).ok());
         Ok(record.filter(|r| !is_tombstone(r)))
     }
 
@@ -168,88 +165,14 @@ impl Records {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Value)>, LogError> {
-        let tree = self.tree(tree).map_err(unavailable)?;
-        let start = after.map(|a| [a.as_bytes(), &[0]].concat()).unwrap_or_default();
-        let mut out = Vec::new();
-        for kv in tree.range(start..) {
-            let (k, v) = kv.map_err(unavailable)?;
-            let Ok(record) = serde_json::from_slice::<Value>(&v) else { continue };
-            if is_tombstone(&record) {
-                continue;
-            }
+        self.log.list(tree, after, limit, |key, bytes| {
+            let record = serde_json::from_slice::<Value>(&bytes).ok().filter(|r| !is_tombstone(r))?;
             let keep = filter.iter().all(|(field, want)| {
                 record.get(field).and_then(crate::mapping::value_to_string).is_some_and(|have| have == *want)
             });
-            if keep {
-                out.push((String::from_utf8_lossy(&k).into_owned(), record));
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+            keep.then(|| (key.to_string(), record))
+        })
     }
-}
-
-/// The files a sync must reach beyond sled's own flush. sled 0.34's
-/// `flush()` is not enough on its own (see docs/durability.md): on Linux it
-/// only calls `sync_file_range`, and blob files (values over
-/// segment_size/4) are never synced. After each `flush()` we `fdatasync`
-/// the `db` file and `fsync` every new blob file and the blob directory.
-struct Syncer {
-    db: sled::Db,
-    data_file: std::fs::File,
-    blob_dir: std::path::PathBuf,
-    synced_blobs: std::collections::HashSet<std::ffi::OsString>,
-}
-
-impl Syncer {
-    fn new(db: sled::Db, dir: &std::path::Path) -> std::io::Result<Self> {
-        let data_file = std::fs::File::open(dir.join("db"))?;
-        // The directory entries of sled's files must be durable too.
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(Self { db, data_file, blob_dir: dir.join("blobs"), synced_blobs: Default::default() })
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
-        self.db.flush().map_err(std::io::Error::other)?;
-        self.data_file.sync_data()?;
-        self.sync_new_blobs()
-    }
-
-    fn sync_new_blobs(&mut self) -> std::io::Result<()> {
-        let entries = match std::fs::read_dir(&self.blob_dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let mut any = false;
-        let mut present = std::collections::HashSet::new();
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            if !self.synced_blobs.contains(&name) {
-                match std::fs::File::open(entry.path()) {
-                    Ok(f) => f.sync_all()?,
-                    // sled removed it meanwhile (value overwritten): nothing to keep.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                }
-                any = true;
-            }
-            present.insert(name);
-        }
-        if any {
-            std::fs::File::open(&self.blob_dir)?.sync_all()?;
-        }
-        self.synced_blobs = present;
-        Ok(())
-    }
-}
-
-/// sled's errors as the store's (no engine type leaves this module).
-fn unavailable(e: sled::Error) -> LogError {
-    LogError::Unavailable(format!("records: {e}"))
 }
 
 /// What a write needs to know of the record it replaces: who wrote it, and
@@ -334,7 +257,7 @@ mod tests {
     #[test]
     fn older_events_and_redeliveries_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let records = Records::new(sled::open(dir.path()).unwrap(), dir.path()).unwrap();
+        let records = Records::new(RecordLog::open(dir.path()).unwrap().0);
         let newer = meta(2, Some("2025-01-02T00:00:00Z"));
         assert_eq!(
             records.apply("t", "k", StoreMode::Upsert, &newer, true, |_| Ok(json!({"v": 2}))),

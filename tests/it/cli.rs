@@ -95,7 +95,7 @@ async fn events_and_store_commands_read_a_running_router_and_offline() {
     assert!(!show.to_string().contains("ws_local_trial_secret"), "the secret must never be shown");
     let (code, _, err) = tokio::task::block_in_place(|| online(&["store", "get", "members", "nobody"]));
     assert_eq!(code, 1, "{err}");
-    drop(records); // a sled handle: it would keep the directory locked
+    drop(records); // it holds the data directory's lock
     r.stop().await;
 
     // Offline: the same answers straight from the data directory.

@@ -1,5 +1,5 @@
 //! One integration-test binary: every test starts the real router on a
-//! loopback port with a temp sled directory and talks HTTP to it.
+//! loopback port with a temp data directory and talks HTTP to it.
 
 mod admin;
 mod browser;

@@ -166,7 +166,11 @@ async fn a_data_dir_of_the_sled_release_is_migrated_at_start() {
         ]
     );
     assert_eq!(r.rt.data.log.detail(2).unwrap().payload["n"], 2, "bodies came along");
-    assert_eq!(r.rt.data.records.get("orders", "evt_3").unwrap().unwrap()["n"], 3, "records stay where they were");
+    assert_eq!(r.rt.data.records.get("orders", "evt_3").unwrap().unwrap()["n"], 3, "records came along");
+    assert_eq!(r.rt.data.records.list("orders", &[], None, 10).unwrap().len(), 3);
+    for sled_file in ["db", "conf", "blobs"] {
+        assert!(!data.path().join(sled_file).exists(), "sled's {sled_file} is removed once copied");
+    }
     // Dedup keys came along: the provider's retry of an old event is a duplicate...
     let url = r.url("/hooks/shop");
     let shop = |body: &'static str| crate::util::post(&url, "fixture-token", body, &[]);
@@ -180,4 +184,14 @@ async fn a_data_dir_of_the_sled_release_is_migrated_at_start() {
     // Opening again finds nothing left to migrate and everything in place.
     let dir = webhook_router::runtime::DataDir::open(data.path()).unwrap();
     assert_eq!(dir.log.list(&ListQuery { limit: 10, ..Default::default() }).unwrap().len(), 6);
+}
+
+#[test]
+fn a_data_directory_is_held_by_one_process_at_a_time() {
+    use webhook_router::runtime::{DataDir, OpenError};
+    let data = tempfile::tempdir().unwrap();
+    let first = DataDir::open(data.path()).unwrap();
+    assert!(matches!(DataDir::open(data.path()), Err(OpenError::Locked(_))));
+    drop(first);
+    DataDir::open(data.path()).expect("released when the first one closed");
 }

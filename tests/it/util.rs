@@ -1,5 +1,5 @@
 //! Test harness: starts the real server in-process on 127.0.0.1:0 with a
-//! temp sled directory, and writes route files into a temp routes dir.
+//! temp data directory, and writes route files into a temp routes dir.
 
 use serde_json::Value;
 use std::collections::HashMap;
@@ -56,7 +56,7 @@ pub struct TestRouter {
 }
 
 impl TestRouter {
-    /// Starts on `routes` with `data` as the sled directory.
+    /// Starts on `routes` with `data` as the data directory.
     pub async fn start(routes: &Path, data: &Path) -> Self {
         Self::start_with(routes, data, HashMap::new()).await
     }
@@ -109,7 +109,7 @@ impl TestRouter {
     pub async fn stop(mut self) {
         let _ = self.shutdown.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap().unwrap();
-        // Wait until the runtime (and with it sled's lock) is gone.
+        // Wait until the runtime (and with it the directory's lock) is gone.
         let weak = Arc::downgrade(&self.rt);
         drop(self);
         for _ in 0..200 {
@@ -118,8 +118,6 @@ impl TestRouter {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // sled releases its file lock when its background threads finish.
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     /// Polls until `check` holds (deliveries are asynchronous), or panics.

@@ -1,12 +1,14 @@
-//! Upgrading a data directory whose event log is the sled tree of earlier
-//! releases (0.1): every event, body, delivery state and dedup key is
-//! copied into a new segment log, which replaces the tree only once it is
-//! complete and synced. A crash at any point leaves either the old log (and
-//! the next start migrates again) or the new one.
-//!
-//! The store sink's records stay where they are (sled trees `store:*`).
+//! Upgrading a data directory of earlier releases, which kept the event
+//! log (0.1) and the store sink's records (until the records log) in a
+//! sled database at its top. Each is copied into its segment log (the
+//! events, bodies, delivery states and dedup keys into `log/`, the record
+//! trees `store:*` into `records/`), written to a staging directory that is
+//! renamed into place only once complete and synced; then sled's files are
+//! removed. A crash at any point leaves either the old data (the next start
+//! copies again) or the new, so nothing is lost or counted twice.
 
 use super::codec;
+use super::records::RecordLog;
 use super::segment::{self, SEGMENT_BYTES};
 use crate::storage::record::{DeliveryV1, Record};
 use crate::storage::LogError;
@@ -15,27 +17,105 @@ use std::path::Path;
 
 /// The sled tree the old log lived in.
 const OLD_TREE: &str = "log";
+/// The prefix of the sled trees that held store records.
+const RECORD_TREE_PREFIX: &str = "store:";
+/// sled's files in a data directory; `db` last (its presence means "not
+/// migrated yet").
+const SLED_FILES: &[&str] = &["conf", "db"];
 
 fn unavailable(e: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(e.to_string())
 }
 
-/// Whether `db` still holds an old log (possibly already copied: a crash
-/// between the copy and the tree's removal).
-pub fn pending(db: &sled::Db) -> bool {
-    db.tree_names().iter().any(|n| n.as_ref() == OLD_TREE.as_bytes())
-        && db.open_tree(OLD_TREE).is_ok_and(|t| !t.is_empty())
+/// Whether `data` still holds a sled database to migrate.
+pub fn pending(data: &Path) -> bool {
+    data.join("db").is_file()
 }
 
-/// Migrates the old log of `db` into `log_dir`; returns the events copied.
-pub fn run(db: &sled::Db, log_dir: &Path) -> Result<u64, LogError> {
-    let old = db.open_tree(OLD_TREE).map_err(unavailable)?;
-    if log_dir.exists() {
-        // Copied before a crash: only the removal of the old tree is left.
-        db.drop_tree(OLD_TREE).map_err(unavailable)?;
-        db.flush().map_err(unavailable)?;
-        return Ok(0);
+/// What a migration copied.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Migrated {
+    pub events: u64,
+    pub records: u64,
+}
+
+/// Migrates the sled database at `data` into `log_dir` and `records_dir`,
+/// then removes it.
+pub fn run(data: &Path, log_dir: &Path, records_dir: &Path) -> Result<Migrated, LogError> {
+    let db = sled::Config::new().path(data).cache_capacity(16 << 20).open().map_err(|e| {
+        if e.to_string().contains("could not acquire lock") {
+            LogError::Unavailable("a router of an earlier release is running on it; stop it first".into())
+        } else {
+            unavailable(e)
+        }
+    })?;
+    let has_log = db.tree_names().iter().any(|n| n.as_ref() == OLD_TREE.as_bytes());
+    let events = if has_log && !log_dir.exists() { copy_log(&db, log_dir)? } else { 0 };
+    let records = if records_dir.exists() { 0 } else { copy_records(&db, records_dir)? };
+    drop(db);
+    remove_sled(data)?;
+    Ok(Migrated { events, records })
+}
+
+/// Copies every `store:*` tree into a new records log.
+fn copy_records(db: &sled::Db, records_dir: &Path) -> Result<u64, LogError> {
+    let staging = records_dir.with_extension("migrating");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(unavailable)?;
     }
+    let (records, _) = RecordLog::open(&staging)?;
+    let mut copied = 0;
+    for name in db.tree_names() {
+        let Some(tree) = std::str::from_utf8(&name).ok().and_then(|n| n.strip_prefix(RECORD_TREE_PREFIX)) else {
+            continue;
+        };
+        for kv in db.open_tree(&name).map_err(unavailable)?.iter() {
+            let (key, value) = kv.map_err(unavailable)?;
+            let Ok(key) = std::str::from_utf8(&key) else {
+                tracing::warn!(tree, "Skipping a record whose key is not UTF-8.");
+                continue;
+            };
+            records.put(tree, key, None, &value)?;
+            copied += 1;
+        }
+    }
+    records.sync()?;
+    drop(records);
+    rename_into_place(&staging, records_dir)?;
+    Ok(copied)
+}
+
+/// Renames a complete staging directory to `to`, durably.
+fn rename_into_place(staging: &Path, to: &Path) -> Result<(), LogError> {
+    std::fs::rename(staging, to).map_err(unavailable)?;
+    if let Some(parent) = to.parent() {
+        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Removes sled's files, `db` last.
+fn remove_sled(data: &Path) -> Result<(), LogError> {
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(unavailable(e)),
+        _ => Ok(()),
+    };
+    gone(std::fs::remove_dir_all(data.join("blobs")))?;
+    for entry in std::fs::read_dir(data).map_err(unavailable)? {
+        let path = entry.map_err(unavailable)?.path();
+        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snap.")) {
+            gone(std::fs::remove_file(&path))?;
+        }
+    }
+    for name in SLED_FILES {
+        gone(std::fs::remove_file(data.join(name)))?;
+    }
+    std::fs::File::open(data).and_then(|d| d.sync_all()).map_err(unavailable)
+}
+
+/// Copies the old log of `db` into a new segment log; returns the events copied.
+fn copy_log(db: &sled::Db, log_dir: &Path) -> Result<u64, LogError> {
+    let old = db.open_tree(OLD_TREE).map_err(unavailable)?;
     let staging = log_dir.with_extension("migrating");
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(unavailable)?;
@@ -83,11 +163,6 @@ pub fn run(db: &sled::Db, log_dir: &Path) -> Result<u64, LogError> {
         copied += 1;
     }
     file.sync_data().map_err(unavailable)?;
-    std::fs::rename(&staging, log_dir).map_err(unavailable)?;
-    if let Some(parent) = log_dir.parent() {
-        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(unavailable)?;
-    }
-    db.drop_tree(OLD_TREE).map_err(unavailable)?;
-    db.flush().map_err(unavailable)?;
+    rename_into_place(&staging, log_dir)?;
     Ok(copied)
 }

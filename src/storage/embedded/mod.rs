@@ -13,6 +13,7 @@
 mod codec;
 mod index;
 pub mod migrate;
+pub mod records;
 pub mod retention;
 mod segment;
 mod writer;
