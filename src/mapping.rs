@@ -29,7 +29,7 @@ pub struct JsonPath {
 
 /// One step of a singular path.
 #[derive(Debug, Clone, PartialEq)]
-enum Step {
+pub enum Step {
     Name(String),
     Index(i64),
 }
@@ -53,6 +53,11 @@ impl JsonPath {
 
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The steps of a singular path; `None` when it can select several nodes.
+    pub fn steps(&self) -> Option<&[Step]> {
+        self.singular.as_deref()
     }
 
     /// The field names of a path made only of names (`$.data.id`), to write
@@ -238,6 +243,27 @@ impl Source {
 }
 
 impl Expr {
+    /// The JSONPaths into the body this expression reads.
+    pub fn body_paths(&self) -> Vec<&JsonPath> {
+        fn source(s: &Source) -> Option<&JsonPath> {
+            match s {
+                Source::Body(p) => Some(p),
+                _ => None,
+            }
+        }
+        match self {
+            Expr::Source(s) => source(s).into_iter().collect(),
+            Expr::Template(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Value(s) => source(s),
+                    Part::Text(_) => None,
+                })
+                .collect(),
+            Expr::Literal(_) => Vec::new(),
+        }
+    }
+
     /// Parses an expression; strings that are neither a source nor a template
     /// are literals only when `allow_literal` (in `map:`), errors elsewhere.
     pub fn parse(text: &str, allow_literal: bool) -> Result<Self, ExprError> {
@@ -357,6 +383,14 @@ pub enum Mapping {
 }
 
 impl Mapping {
+    /// The JSONPaths into the body the mapping reads.
+    pub fn body_paths(&self) -> Vec<&JsonPath> {
+        match self {
+            Mapping::Expr(e) => e.body_paths(),
+            Mapping::Object(fields) => fields.iter().flat_map(|(_, m)| m.body_paths()).collect(),
+        }
+    }
+
     /// Builds the document; fields whose source is missing are left out, so a
     /// `merge` never erases a stored field because a payload lacked it.
     pub fn build(&self, ctx: &Context) -> Value {

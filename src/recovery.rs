@@ -2,14 +2,14 @@
 //! made immutable) the router notices, reports it on `/healthz`, and once
 //! the cause is gone gets a working store back by itself.
 //!
-//! sled keeps the first I/O error for good (every later write returns it),
-//! and on a small full disk its flush can block forever; it cannot be
-//! reopened while the stuck handle holds its lock. So recovery has two
-//! steps: re-probe the store (enough when the fault was passing), and when
-//! the store stays broken but plain files can be written again, restart the
-//! process in place (`exec`), which drops every handle and thread at once.
-//! Nothing acknowledged is lost: a 2xx was only sent after its sync, and a
-//! request cut off by the restart was never acknowledged.
+//! The event log and the records cut a failed write or sync back off their
+//! files, so re-probing the store is enough once the disk takes writes
+//! again. If a store stays broken (the records could not be cut back after
+//! a failed sync) while plain files can be written again, the process
+//! restarts in place (`exec`), which drops every handle and thread at once
+//! and opens the directory afresh. Nothing acknowledged is lost: a 2xx was
+//! only sent after its sync, and a request cut off by the restart was never
+//! acknowledged.
 
 use crate::runtime::Runtime;
 use std::path::{Path, PathBuf};

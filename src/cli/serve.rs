@@ -164,7 +164,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 const REOPEN_ENV: &str = "ROUTER_REOPEN";
 
 /// Replaces this process with a fresh copy of itself (same arguments and
-/// environment): every sled handle, lock and stuck thread goes with the old
+/// environment): every file handle, lock and stuck thread goes with the old
 /// image. Only returns on failure.
 fn restart_in_place() -> anyhow::Result<ExitCode> {
     use std::os::unix::process::CommandExt;

@@ -999,7 +999,7 @@ impl<'a> Cx<'a> {
         else {
             return None;
         };
-        Some(Route {
+        let mut route = Route {
             name: name.value.clone(),
             path: path.value.clone(),
             file: self.file.to_path_buf(),
@@ -1012,7 +1012,10 @@ impl<'a> Cx<'a> {
             dedup: raw.dedup.as_ref().is_none_or(|d| d.value),
             examples: raw.examples.iter().flat_map(|m| m.0.iter()).map(|(k, v)| (k.value.clone(), v.clone())).collect(),
             respond,
-        })
+            ingest_fields: None,
+        };
+        route.ingest_fields = route.fields_read_at_ingest();
+        Some(route)
     }
 
     /// `respond:`: a 2xx status (anything else would make the provider

@@ -5,7 +5,8 @@ pub mod filter;
 pub mod sample;
 pub mod table;
 
-use crate::mapping::{Context, Expr, Mapping};
+use crate::mapping::{Context, Expr, JsonPath, Mapping, Step};
+use crate::payload::fields::Fields;
 use crate::script::{self, Compiled};
 use crate::storage::EventV1;
 use crate::verify::Verifier;
@@ -38,6 +39,9 @@ pub struct Route {
     pub examples: Vec<(String, Value)>,
     /// `respond:`: the route's own answer to an accepted request.
     pub respond: Option<Respond>,
+    /// The body fields ingest reads (`fields_read_at_ingest`), set once
+    /// compiled; `None`: the body is parsed whole.
+    pub ingest_fields: Option<Fields>,
 }
 
 /// A route's own 2xx answer, rendered from the request.
@@ -171,6 +175,28 @@ impl Route {
         let payload = crate::payload::parse_stored(&e.headers, body).unwrap_or(Value::Null);
         let ctx = Context { body: &payload, params: &e.params, query: &e.query, headers: &e.headers };
         self.plan(&e.event_type, &ctx)
+    }
+
+    /// The body fields ingest reads: the event's type, id and time,
+    /// `require:`, ordering keys, `respond:`, a provider's URL check.
+    /// `None` when one of them is not a singular path (the whole body is
+    /// parsed then). An event with deliveries is parsed whole for them.
+    pub fn fields_read_at_ingest(&self) -> Option<Fields> {
+        let EventSpec { kind, id, time } = &self.event;
+        let mut paths: Vec<&JsonPath> = [kind, id, time].into_iter().flatten().flat_map(Expr::body_paths).collect();
+        paths.extend(self.require.iter().flat_map(|r| r.expr.body_paths()));
+        let targets = self.rules.iter().flat_map(|r| &r.targets);
+        paths.extend(targets.filter_map(|t| t.ordered_by.as_ref()).flat_map(Expr::body_paths));
+        match self.respond.as_ref().map(|r| &r.body) {
+            Some(RespondBody::Text(Some(e))) => paths.extend(e.body_paths()),
+            Some(RespondBody::Json(m)) => paths.extend(m.body_paths()),
+            Some(RespondBody::Text(None)) | None => {}
+        }
+        let mut fields = Fields::of(paths)?;
+        for name in self.verifier.challenge_fields() {
+            fields.add(&[Step::Name(name.to_string())]);
+        }
+        Some(fields)
     }
 
     /// The deliveries an event of this type gets: one per (matching rule,

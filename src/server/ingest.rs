@@ -117,8 +117,11 @@ async fn ingest(
     })?;
 
     let content_type = verified.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let payload = crate::payload::parse(content_type, verified.body())
-        .map_err(|e| IngestError::Invalid { error: "body is not valid JSON", problems: vec![e.0] })?;
+    // Only the fields ingest reads, unless the event has deliveries (below).
+    let not_json =
+        |e: crate::payload::NotJson| IngestError::Invalid { error: "body is not valid JSON", problems: vec![e.0] };
+    let mut payload =
+        crate::payload::parse_only(content_type, verified.body(), route.ingest_fields.as_ref()).map_err(not_json)?;
     if let Some(challenge) = route.verifier.challenge(&payload) {
         return Ok((Accepted::Challenge(challenge.to_string()), None));
     }
@@ -145,6 +148,10 @@ async fn ingest(
     let deliveries = route.plan(&meta.kind, &ctx);
     let answer = own_answer(route, &ctx);
     let has_work = !deliveries.is_empty();
+    if has_work && route.ingest_fields.is_some() {
+        // The dispatcher gets the whole document, parsed once, in memory.
+        payload = crate::payload::parse(content_type, verified.body()).map_err(not_json)?;
+    }
     // Credentials in the URL are for this request's checks, not the log.
     let query =
         query.into_iter().map(|(k, v)| if is_secret_query(&k) { (k, REDACTED.to_string()) } else { (k, v) }).collect();

@@ -45,7 +45,8 @@ pub struct NewEvent {
     /// The raw body, byte for byte (what is stored).
     pub body: bytes::Bytes,
     /// The body as ingest parsed it: handed to the dispatcher in memory so
-    /// it is never parsed twice.
+    /// it is never parsed twice. Whole when the event has deliveries;
+    /// otherwise possibly only the fields ingest read, and not kept.
     pub payload: Value,
 }
 

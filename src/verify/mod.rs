@@ -108,6 +108,14 @@ impl Verifier {
         }
     }
 
+    /// The top-level body fields `challenge` reads.
+    pub fn challenge_fields(&self) -> &'static [&'static str] {
+        match self {
+            Verifier::Signature(SignatureScheme { challenge_type: Some(_), .. }) => &["type", "challenge"],
+            _ => &[],
+        }
+    }
+
     /// A verified POST that is the provider's URL check, not an event:
     /// the challenge to echo (Slack's `url_verification`).
     pub fn challenge<'a>(&self, payload: &'a serde_json::Value) -> Option<&'a str> {

@@ -10,6 +10,9 @@
 //!   content type, Slack's interactive messages) is that JSON, so a route
 //!   reads the same fields whichever content type the sender chose.
 
+pub mod fields;
+
+use fields::Fields;
 use serde_json::Value;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -28,11 +31,20 @@ pub fn is_form(content_type: Option<&str>) -> bool {
 
 /// Parses `body` as its content type says.
 pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Value, NotJson> {
+    parse_only(content_type, body, None)
+}
+
+/// Parses `body`, keeping only `fields` when given (see `fields`; a form
+/// is small and always parsed whole).
+pub fn parse_only(content_type: Option<&str>, body: &[u8], fields: Option<&Fields>) -> Result<Value, NotJson> {
     if is_form(content_type) {
         return Ok(parse_form(body));
     }
     let json = body.strip_prefix(BOM).unwrap_or(body);
-    serde_json::from_slice(json).map_err(|e| NotJson(e.to_string()))
+    match fields {
+        Some(fields) => fields.parse(json),
+        None => serde_json::from_slice(json).map_err(|e| NotJson(e.to_string())),
+    }
 }
 
 /// Parses a logged body with its logged headers (lower-case names), as
