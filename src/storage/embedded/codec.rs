@@ -41,7 +41,7 @@ pub struct EventJson {
 /// A decoded frame header (and where its JSON starts).
 #[derive(Debug)]
 pub enum Head {
-    Event { id: u64, fingerprint: u64, states: Vec<StateHead>, json: std::ops::Range<usize> },
+    Event { id: u64, received_ms: i64, fingerprint: u64, states: Vec<StateHead>, json: std::ops::Range<usize> },
     States { event: u64, prev: u64, states: Vec<StateHead>, json: std::ops::Range<usize> },
     Removed { ids: Vec<(u64, u64)> },
 }
@@ -87,15 +87,34 @@ struct EventJsonRef<'a> {
 
 /// An `EVENT` payload.
 pub fn event(e: &EventV1, fingerprint: u64, deliveries: &[DeliveryV1], body: &[u8]) -> Vec<u8> {
-    let text = serde_json::to_vec(&EventJsonRef { event: e, deliveries }).expect("records serialise");
-    let mut out = Vec::with_capacity(64 + deliveries.len() * 13 + text.len() + body.len());
+    event_payload(e.id, e.received_ms, fingerprint, deliveries, &event_json(e, deliveries), body)
+}
+
+/// The JSON part of an `EVENT` frame. Appends encode it on the request's
+/// thread, before the writer decides the id and the time of receipt: those
+/// are in the frame header, and `read_event` takes them from there (the
+/// JSON of such a frame holds 0 and "" in their place).
+pub fn event_json(e: &EventV1, deliveries: &[DeliveryV1]) -> Vec<u8> {
+    serde_json::to_vec(&EventJsonRef { event: e, deliveries }).expect("records serialise")
+}
+
+/// An `EVENT` payload from its header fields, its JSON and the body.
+pub fn event_payload(
+    id: u64,
+    received_ms: i64,
+    fingerprint: u64,
+    deliveries: &[DeliveryV1],
+    json: &[u8],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + deliveries.len() * 13 + json.len() + body.len());
     out.push(EVENT);
-    out.extend_from_slice(&e.id.to_le_bytes());
-    out.extend_from_slice(&e.received_ms.to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&received_ms.to_le_bytes());
     out.extend_from_slice(&fingerprint.to_le_bytes());
     put_states(&mut out, deliveries);
-    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-    out.extend_from_slice(&text);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(json);
     out.extend_from_slice(body);
     out
 }
@@ -174,12 +193,11 @@ pub fn head(payload: &[u8]) -> Result<Head, LogError> {
     let mut c = Cursor { bytes: payload, at: 1 };
     let head = match payload.first() {
         Some(&EVENT) => (|| {
-            // The receipt time (an i64) sits between id and fingerprint.
-            let (id, _received_ms, fingerprint) = (c.u64()?, c.i64()?, c.u64()?);
+            let (id, received_ms, fingerprint) = (c.u64()?, c.i64()?, c.u64()?);
             let states = c.states()?;
             let len = c.u32()? as usize;
             let json = c.at..c.at.checked_add(len).filter(|end| *end <= payload.len())?;
-            Some(Head::Event { id, fingerprint, states, json })
+            Some(Head::Event { id, received_ms, fingerprint, states, json })
         })(),
         Some(&STATES) => (|| {
             let (event, prev) = (c.u64()?, c.u64()?);
@@ -198,8 +216,17 @@ pub fn head(payload: &[u8]) -> Result<Head, LogError> {
 
 /// The record and body of an `EVENT` payload.
 pub fn read_event(payload: &[u8]) -> Result<(EventJson, &[u8]), LogError> {
-    let Head::Event { json, .. } = head(payload)? else { return Err(bad("not an event frame")) };
-    let parsed: EventJson = serde_json::from_slice(&payload[json.clone()]).map_err(|e| bad(&e.to_string()))?;
+    let Head::Event { id, received_ms, json, .. } = head(payload)? else { return Err(bad("not an event frame")) };
+    let mut parsed: EventJson = serde_json::from_slice(&payload[json.clone()]).map_err(|e| bad(&e.to_string()))?;
+    // The header is authoritative for what the writer decided (see `event_json`).
+    parsed.event.id = id;
+    parsed.event.received_ms = received_ms;
+    if parsed.event.received_at.is_empty() {
+        parsed.event.received_at = crate::event::format_ms(received_ms);
+    }
+    for d in &mut parsed.deliveries {
+        d.event = id;
+    }
     Ok((parsed, &payload[json.end..]))
 }
 

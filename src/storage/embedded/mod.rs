@@ -317,7 +317,7 @@ fn pending<T: Send + 'static>(rx: oneshot::Receiver<Result<T, LogError>>) -> Pen
 impl EventLog for SegmentLog {
     fn append(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Pending<Appended> {
         let (tx, rx) = oneshot::channel();
-        if let Err(e) = self.send(Job::Append(event, deliveries, tx)) {
+        if let Err(e) = self.send(Job::Append(writer::Prepared::new(event, deliveries), tx)) {
             return Box::pin(async move { Err(e) });
         }
         pending(rx)

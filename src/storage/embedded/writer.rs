@@ -30,13 +30,51 @@ type Reply<T> = oneshot::Sender<Result<T, LogError>>;
 // request to save bytes on a queue that is almost always short.
 #[allow(clippy::large_enum_variant)]
 pub enum Job {
-    Append(NewEvent, Vec<NewDelivery>, Reply<Appended>),
+    Append(Prepared, Reply<Appended>),
     /// New states of deliveries; durable with the next sync.
     States(Vec<DeliveryV1>, Reply<()>),
     /// Events removed: (id, dedup fingerprint).
     Remove(Vec<(u64, u64)>, Reply<()>),
     /// Only a sync: covers everything written before it.
     Sync(Reply<()>),
+}
+
+/// An event made ready for the writer on the appending thread: its record
+/// and pending deliveries, their JSON already encoded. The writer only
+/// decides the id and the time of receipt (frame header fields).
+pub struct Prepared {
+    record: EventV1,
+    deliveries: Vec<DeliveryV1>,
+    json: Vec<u8>,
+    fingerprint: u64,
+    body: bytes::Bytes,
+    payload: serde_json::Value,
+}
+
+impl Prepared {
+    pub fn new(event: NewEvent, planned: Vec<NewDelivery>) -> Self {
+        let fingerprint = match (&event.event_id, event.dedup) {
+            (Some(id), true) => codec::fingerprint(&event.route, id),
+            _ => 0,
+        };
+        let record = EventV1 {
+            id: 0,
+            route: event.route,
+            event_type: event.event_type,
+            event_id: event.event_id,
+            event_time: event.event_time,
+            received_at: String::new(),
+            received_ms: 0,
+            params: event.params,
+            query: event.query,
+            headers: event.headers,
+            deliveries: planned.len() as u32,
+        };
+        let deliveries: Vec<DeliveryV1> =
+            planned.into_iter().enumerate().map(|(i, nd)| pending(0, i as u32, nd, 0)).collect();
+        let json = codec::event_json(&record, &deliveries);
+        Self { record, deliveries, json, fingerprint, body: event.body, payload: event.payload }
+    }
 }
 
 /// What the index learns once a group is written.
@@ -154,12 +192,9 @@ impl Writer {
         let pos = |buf: &Vec<u8>| Pos::new(self.segment, (self.len + buf.len() as u64) as u32);
         for job in jobs {
             match job {
-                Job::Append(event, planned, reply) => {
+                Job::Append(event, reply) => {
                     sync = true;
-                    let fingerprint = match (&event.event_id, event.dedup) {
-                        (Some(id), true) => codec::fingerprint(&event.route, id),
-                        _ => 0,
-                    };
+                    let Prepared { mut record, mut deliveries, json, fingerprint, body, payload } = event;
                     if fingerprint != 0 {
                         if let Some(id) =
                             in_group.get(&fingerprint).copied().or_else(|| index.duplicate_of(fingerprint))
@@ -170,28 +205,17 @@ impl Writer {
                     }
                     next_id += 1;
                     let id = next_id;
-                    let record = EventV1 {
-                        id,
-                        route: event.route,
-                        event_type: event.event_type,
-                        event_id: event.event_id,
-                        event_time: event.event_time,
-                        received_at: received_at.clone(),
-                        received_ms: now,
-                        params: event.params,
-                        query: event.query,
-                        headers: event.headers,
-                        deliveries: planned.len() as u32,
-                    };
-                    let deliveries: Vec<DeliveryV1> =
-                        planned.into_iter().enumerate().map(|(i, nd)| pending(id, i as u32, nd, now)).collect();
+                    (record.id, record.received_ms, record.received_at) = (id, now, received_at.clone());
+                    for d in &mut deliveries {
+                        (d.event, d.next_attempt_ms) = (id, Some(now));
+                    }
                     let at = pos(&buf);
-                    segment::frame(&mut buf, &codec::event(&record, fingerprint, &deliveries, &event.body));
+                    let frame = codec::event_payload(id, now, fingerprint, &deliveries, &json, &body);
+                    segment::frame(&mut buf, &frame);
                     if fingerprint != 0 {
                         in_group.insert(fingerprint, id);
                     }
-                    let hot = (!deliveries.is_empty())
-                        .then(|| Arc::new(StoredEvent { event: record, payload: event.payload }));
+                    let hot = (!deliveries.is_empty()).then(|| Arc::new(StoredEvent { event: record, payload }));
                     applies.push(Apply::Event { id, pos: at, fingerprint, deliveries, hot });
                     owed.push(Owed::Appended(reply, Appended::New(id)));
                 }
@@ -277,7 +301,7 @@ fn owed_of(jobs: Vec<Job>) -> Vec<Owed> {
     jobs.into_iter()
         .map(|j| match j {
             // The answer is never sent: `fail_all` answers with the error.
-            Job::Append(_, _, reply) => Owed::Appended(reply, Appended::New(0)),
+            Job::Append(_, reply) => Owed::Appended(reply, Appended::New(0)),
             Job::States(_, reply) | Job::Remove(_, reply) | Job::Sync(reply) => Owed::Done(reply),
         })
         .collect()
