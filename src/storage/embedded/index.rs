@@ -22,6 +22,65 @@ struct Slot {
     state: u64,
 }
 
+/// Slots per chunk of `Slots` (1 MiB).
+const CHUNK: usize = 1 << 16;
+
+/// The slots of consecutive ids, in fixed-size chunks: the index grows by
+/// one chunk at a time instead of doubling a vector (which for a million
+/// events held 16 MiB and copied it into a new 32 MiB at once), and
+/// dropping the oldest slots frees whole chunks without moving the rest.
+#[derive(Default)]
+struct Slots {
+    chunks: VecDeque<Vec<Slot>>,
+    /// Slots of the first chunk already dropped.
+    skip: usize,
+    len: usize,
+}
+
+impl Slots {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    fn at(&self, i: usize) -> (usize, usize) {
+        let i = i + self.skip;
+        (i / CHUNK, i % CHUNK)
+    }
+    fn get(&self, i: usize) -> Option<&Slot> {
+        let (c, at) = self.at(i);
+        (i < self.len).then(|| self.chunks.get(c)?.get(at)).flatten()
+    }
+    fn get_mut(&mut self, i: usize) -> Option<&mut Slot> {
+        let (c, at) = self.at(i);
+        if i >= self.len {
+            return None;
+        }
+        self.chunks.get_mut(c)?.get_mut(at)
+    }
+    fn push(&mut self, slot: Slot) {
+        if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push_back(Vec::with_capacity(CHUNK));
+        }
+        self.chunks.back_mut().expect("pushed above").push(slot);
+        self.len += 1;
+    }
+    /// Drops the first `n` slots.
+    fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.skip += n;
+        self.len -= n;
+        while self.skip >= CHUNK {
+            self.chunks.pop_front();
+            self.skip -= CHUNK;
+        }
+    }
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.chunks.iter().flatten().skip(self.skip)
+    }
+}
+
 const STATUS_SHIFT: u32 = 60;
 const POS_MASK: u64 = (1 << STATUS_SHIFT) - 1;
 
@@ -54,7 +113,7 @@ pub struct SegmentInfo {
 pub struct Index {
     /// Id of `slots[0]`.
     base: u64,
-    slots: Vec<Slot>,
+    slots: Slots,
     pub last_id: u64,
     /// Dedup keys found when the log opened, sorted by fingerprint (16
     /// bytes each, no table overhead); an id of 0 marks a removed one.
@@ -78,7 +137,7 @@ impl Index {
     pub fn new(hot_cap: usize) -> Self {
         Self {
             base: 1,
-            slots: Vec::new(),
+            slots: Slots::default(),
             last_id: 0,
             dedup_sorted: Vec::new(),
             dedup: HashMap::new(),
@@ -141,17 +200,19 @@ impl Index {
     /// latest id of a fingerprint wins).
     pub fn end_scan(&mut self) {
         self.scanning = false;
+        // Stable: the entries of one fingerprint stay in log order, and the
+        // last (the latest id, or 0 for removed) is what remains. In place:
+        // no second array of every key.
         self.dedup_sorted.sort_by_key(|(f, _)| *f);
-        let mut out: Vec<(u64, u64)> = Vec::with_capacity(self.dedup_sorted.len());
-        for (f, id) in self.dedup_sorted.drain(..) {
-            match out.last_mut() {
-                Some(last) if last.0 == f => last.1 = id,
-                _ => out.push((f, id)),
+        self.dedup_sorted.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = later.1;
             }
-        }
-        out.retain(|(_, id)| *id != 0);
-        out.shrink_to_fit();
-        self.dedup_sorted = out;
+            same
+        });
+        self.dedup_sorted.retain(|(_, id)| *id != 0);
+        self.dedup_sorted.shrink_to_fit();
     }
 
     /// A new event at `pos` (ids come in order).
@@ -165,8 +226,8 @@ impl Index {
             tracing::error!(id, "Ignoring an event frame whose id is out of order.");
             return;
         };
-        if self.slots.len() < at {
-            self.slots.resize(at, Slot::default());
+        while self.slots.len() < at {
+            self.slots.push(Slot::default());
         }
         self.slots.push(Slot { event: pos.0, state: 0 });
         self.last_id = self.last_id.max(id);
@@ -317,7 +378,7 @@ impl Index {
     pub fn compact(&mut self) {
         let gone = self.slots.iter().take_while(|s| s.event == 0).count();
         if gone > 0 && gone < self.slots.len() {
-            self.slots.drain(..gone);
+            self.slots.drop_front(gone);
             self.base += gone as u64;
         }
     }
@@ -380,5 +441,41 @@ impl Index {
         ids.dedup();
         ids.reverse();
         ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_grow_by_chunks_and_drop_from_the_front() {
+        let mut slots = Slots::default();
+        let n = 2 * CHUNK + 10;
+        for i in 0..n {
+            slots.push(Slot { event: i as u64 + 1, state: 0 });
+        }
+        assert_eq!((slots.len(), slots.chunks.len()), (n, 3));
+        assert_eq!(slots.get(CHUNK).map(|s| s.event), Some(CHUNK as u64 + 1));
+        assert!(slots.get(n).is_none());
+        slots.drop_front(CHUNK + 5);
+        assert_eq!((slots.len(), slots.chunks.len()), (n - CHUNK - 5, 2), "a whole chunk freed");
+        assert_eq!(slots.get(0).map(|s| s.event), Some(CHUNK as u64 + 6));
+        assert_eq!(slots.iter().next().map(|s| s.event), Some(CHUNK as u64 + 6));
+        assert_eq!(slots.iter().count(), slots.len());
+        slots.get_mut(0).unwrap().state = 7;
+        assert_eq!(slots.get(0).unwrap().state, 7);
+    }
+
+    #[test]
+    fn the_latest_dedup_key_of_a_fingerprint_wins_at_open() {
+        let mut index = Index::new(0);
+        index.begin_scan();
+        index.add_event(1, Pos::new(1, 0), 42, &[]);
+        index.add_event(2, Pos::new(1, 10), 7, &[]);
+        index.add_event(3, Pos::new(1, 20), 42, &[]);
+        index.remove(2, 7);
+        index.end_scan();
+        assert_eq!((index.duplicate_of(42), index.duplicate_of(7)), (Some(3), None));
     }
 }
