@@ -92,11 +92,6 @@ impl Records {
         self.log.size_on_disk()
     }
 
-    /// Test hook: syncs fail as on a full disk.
-    pub fn set_fail_syncs(&self, fail: bool) {
-        self.log.set_fail_syncs(fail);
-    }
-
     /// Applies one delivery to the record under `key`, atomically (compare
     /// and swap, so concurrent deliveries to one key cannot lose an update).
     /// `build` makes the document from the live record (`None` when absent):

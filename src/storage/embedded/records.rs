@@ -281,7 +281,14 @@ impl Inner {
         Ok(())
     }
 
+    /// Closes the active segment (synced first, so that only the newest
+    /// segment can ever end in a torn frame) and starts the next.
     fn start_segment(&mut self, dir: &Path) -> Result<(), LogError> {
+        if let Err(e) = self.sync_unsynced() {
+            // As after any failed sync: back to what is known to be on disk.
+            self.roll_back(dir);
+            return Err(unavailable(e));
+        }
         let next = self.active + 1;
         let writer = segment::create(dir, next).map_err(unavailable)?;
         let reader = File::open(segment::path(dir, next)).map_err(unavailable)?;
