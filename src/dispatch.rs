@@ -162,6 +162,33 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     if drained.is_err() {
         tracing::warn!("HTTP deliveries still running at shutdown; they stay due and run after restart.");
     }
+    last_store_round(&rt).await;
+}
+
+/// At shutdown, the store deliveries due now run once more: they are local
+/// and quick, and a deploy's SIGTERM right after an acknowledged event
+/// should not leave its record behind until the restart. HTTP deliveries
+/// stay due (they run after the restart).
+async fn last_store_round(rt: &Arc<Runtime>) {
+    let log = rt.data.log.clone();
+    let now = crate::event::now_ms();
+    let Ok(Ok(due)) = tokio::task::spawn_blocking(move || log.claim(now, SCAN)).await else { return };
+    let config = rt.config();
+    let (stored, other): (Vec<Claimed>, Vec<Claimed>) = due
+        .into_iter()
+        .partition(|c| matches!(config.sinks.get(&c.delivery.sink).map(|s| &s.kind), Some(SinkKind::Store(_))));
+    rt.data.log.release(&other.iter().map(|c| DeliveryKey::of(&c.delivery)).collect::<Vec<_>>());
+    if stored.is_empty() {
+        return;
+    }
+    let rt2 = rt.clone();
+    match tokio::task::spawn_blocking(move || deliver_batch(&rt2, stored)).await {
+        Ok(Ok(settled)) => record_all(rt, settled).await,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Store deliveries at shutdown could not be synced; they run after restart.")
+        }
+        Err(e) => tracing::error!(error = %e, "The last delivery round panicked; its deliveries stay due."),
+    }
 }
 
 /// One attempt of one HTTP delivery, recorded. A rule with `when:` or

@@ -195,3 +195,28 @@ fn a_data_directory_is_held_by_one_process_at_a_time() {
     drop(first);
     DataDir::open(data.path()).expect("released when the first one closed");
 }
+
+#[tokio::test]
+async fn store_deliveries_due_at_shutdown_are_written_before_the_dispatcher_stops() {
+    // A SIGTERM right after an acknowledged event: the dispatcher is told to
+    // stop before its next round. The store delivery must still be written
+    // (HTTP deliveries stay due for the restart). Deterministic: the stop
+    // is given before the dispatcher ever runs.
+    let routes = crate::util::TempRoutes::new(&[(
+        "shop.yaml",
+        "route: shop\npath: /hooks/shop\nverify: { scheme: none }\nevent: { type: $.type, id: $.id }\n\
+         rules:\n  - on: order.*\n    to: [{ sink: orders, key: $.id }]\nsinks:\n  orders: { type: store }\n",
+    )]);
+    let data = tempfile::tempdir().unwrap();
+    let loaded = webhook_router::config::load(&[routes.path().to_path_buf()], &std::collections::HashMap::new())
+        .unwrap_or_else(|d| panic!("{d}"));
+    let rt = webhook_router::runtime::Runtime::new(
+        loaded.config,
+        webhook_router::runtime::DataDir::open(data.path()).unwrap(),
+    );
+    rt.data.log.append(event(1), vec![delivery()]).await.unwrap();
+    let (_stop_tx, stop) = tokio::sync::watch::channel(true);
+    webhook_router::dispatch::run(rt.clone(), stop).await;
+    assert_eq!(rt.data.records.get("orders", "evt_1").unwrap().unwrap()["id"], "evt_1");
+    assert_eq!(rt.data.log.queue_depth(), 0);
+}
