@@ -245,23 +245,13 @@ impl Source {
 impl Expr {
     /// The JSONPaths into the body this expression reads.
     pub fn body_paths(&self) -> Vec<&JsonPath> {
-        fn source(s: &Source) -> Option<&JsonPath> {
-            match s {
+        self.sources()
+            .into_iter()
+            .filter_map(|s| match s {
                 Source::Body(p) => Some(p),
                 _ => None,
-            }
-        }
-        match self {
-            Expr::Source(s) => source(s).into_iter().collect(),
-            Expr::Template(parts) => parts
-                .iter()
-                .filter_map(|p| match p {
-                    Part::Value(s) => source(s),
-                    Part::Text(_) => None,
-                })
-                .collect(),
-            Expr::Literal(_) => Vec::new(),
-        }
+            })
+            .collect()
     }
 
     /// Parses an expression; strings that are neither a source nor a template
