@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 use webhook_router::runtime::DataDir;
-use webhook_router::storage::{NewDelivery, NewEvent};
+use webhook_router::storage::{NewDelivery, NewEvent, Parsed};
 
 fn event(i: u64) -> NewEvent {
     let pad = "x".repeat(850);
@@ -21,7 +21,7 @@ fn event(i: u64) -> NewEvent {
         query: vec![],
         headers: vec![("content-type".into(), "application/json".into()), ("user-agent".into(), "Stripe/1.0".into())],
         body: body.to_string().into_bytes().into(),
-        payload: body,
+        payload: Parsed::Whole(body),
     }
 }
 

@@ -9,7 +9,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 harness=${BENCH_HARNESS:-$root/../shared/bench/run.sh}
-cargo build --release --manifest-path "$root/Cargo.toml" -q
-export ROUTER_CMD="$root/target/release/router serve --routes ${BENCH_ROUTES:-$root/scripts/bench-routes} --data \$BENCH_DATA_DIR --listen \$BENCH_ADDR --admin-listen off --log-format json"
+# The shipped build (profile `dist`: LTO), not the tests' `release`.
+cargo build --profile dist --bin router --manifest-path "$root/Cargo.toml" -q
+export ROUTER_CMD="$root/target/dist/router serve --routes ${BENCH_ROUTES:-$root/scripts/bench-routes} --data \$BENCH_DATA_DIR --listen \$BENCH_ADDR --admin-listen off --log-format json"
 export ROUTER_URL=${ROUTER_URL:-http://127.0.0.1:18083/webhooks/stripe}
 exec bash "$harness"

@@ -195,18 +195,18 @@ async fn last_store_round(rt: &Arc<Runtime>) {
 /// `script:` builds its document on the blocking pool, so a slow script
 /// holds a blocking thread, never an async worker.
 async fn deliver_http(rt: &Arc<Runtime>, client: &reqwest::Client, c: Claimed) {
-    let (event, payload, d) = (&c.event.event, &c.event.payload, &c.delivery);
-    let (outcome, policy) = match prepare(rt, event, payload, d) {
+    let (event, d) = (&c.event.event, &c.delivery);
+    let (outcome, policy) = match prepare(rt, &c.event, d) {
         Err(failed) => failed,
         Ok(p) => {
             let policy = p.sink.retry;
             let built = if p.rule().has_scripts() {
                 let (rt, stored, p) = (rt.clone(), c.event.clone(), p.clone());
-                tokio::task::spawn_blocking(move || http_document(&rt, &p, &stored.event, &stored.payload))
+                tokio::task::spawn_blocking(move || http_document(&rt, &p, &stored))
                     .await
                     .unwrap_or_else(|e| Err(Outcome::Failed { error: format!("the script panicked: {e}") }))
             } else {
-                Ok(p.doc.clone())
+                Ok(p.doc.clone().unwrap_or_default())
             };
             match (built, &p.sink.kind) {
                 (Err(outcome), _) => (outcome, policy),
@@ -232,7 +232,7 @@ fn deliver_batch(rt: &Runtime, claims: Vec<Claimed>) -> Result<Vec<Settled>, cra
     let settled: Vec<Settled> = claims
         .into_iter()
         .map(|c| {
-            let (outcome, policy) = attempt(rt, &c.event.event, &c.event.payload, &c.delivery);
+            let (outcome, policy) = attempt(rt, &c.event, &c.delivery);
             (c, outcome, policy)
         })
         .collect();
@@ -319,15 +319,15 @@ struct BatchItems {
 fn batch_items(rt: &Runtime, claims: Vec<Claimed>) -> BatchItems {
     let mut b = BatchItems { items: Vec::new(), members: Vec::new(), settled: Vec::new(), sink: None };
     for c in claims {
-        let (event, payload) = (&c.event.event, &c.event.payload);
-        let p = match prepare(rt, event, payload, &c.delivery) {
+        let event = &c.event.event;
+        let p = match prepare(rt, &c.event, &c.delivery) {
             Ok(p) => p,
             Err((outcome, policy)) => {
                 b.settled.push((c, outcome, policy));
                 continue;
             }
         };
-        match (http_document(rt, &p, event, payload), &p.sink.kind) {
+        match (http_document(rt, &p, &c.event), &p.sink.kind) {
             (Err(outcome), _) => b.settled.push((c, outcome, p.sink.retry)),
             (Ok(doc), SinkKind::Http(h)) => {
                 let id = delivery_event_id(event);
@@ -384,8 +384,9 @@ struct Prepared {
     sink: Arc<Sink>,
     route: Arc<Route>,
     rule: usize,
-    /// The mapped document, before `when:`/`script:`.
-    doc: Value,
+    /// The mapped document, before `when:`/`script:`; `None` when the
+    /// target stores the body as is (`Target::stores_body_as_is`).
+    doc: Option<Value>,
     /// Store sinks: the record key.
     key: Option<String>,
     /// The record a script sees as `current`: (tree, key) of this target
@@ -402,7 +403,8 @@ impl Prepared {
 /// Resolves route → rule → target → sink in the current config and maps
 /// the document; a delivery whose route, rule or sink is gone fails with a
 /// clear error (retry it once the config has it again).
-fn prepare(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> Result<Prepared, (Outcome, RetryPolicy)> {
+fn prepare(rt: &Runtime, stored: &StoredEvent, d: &DeliveryV1) -> Result<Prepared, (Outcome, RetryPolicy)> {
+    let event = &stored.event;
     let failed = |error: String| (Outcome::Failed { error }, RetryPolicy::default());
     let config = rt.config();
     let route = config
@@ -419,23 +421,38 @@ fn prepare(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> Re
         .ok_or_else(|| failed(format!("rule {} no longer sends to sink `{}`", d.rule_name, d.sink)))?;
     let sink =
         config.sinks.get(&d.sink).ok_or_else(|| failed(format!("sink `{}` is no longer in the config", d.sink)))?;
-    let ctx = Context { body: payload, params: &event.params, query: &event.query, headers: &event.headers };
-    let store_key = |t: &Target| match config.sinks.get(&t.sink).map(|s| &s.kind) {
-        Some(SinkKind::Store(store)) => {
-            t.key.as_ref().or(store.key.as_ref()).and_then(|k| k.eval_string(&ctx)).map(|k| (store.tree.clone(), k))
-        }
+    let store_key = |t: &Target, body: &Value| match config.sinks.get(&t.sink).map(|s| &s.kind) {
+        Some(SinkKind::Store(store)) => t
+            .key
+            .as_ref()
+            .or(store.key.as_ref())
+            .and_then(|k| k.eval_string(&context(stored, body)))
+            .map(|k| (store.tree.clone(), k)),
         _ => None,
     };
-    let own = store_key(target);
+    if target.stores_body_as_is {
+        // Ingest's fields hold the key, unless a reload moved it since.
+        let own = store_key(target, stored.fields()).or_else(|| store_key(target, stored.payload()));
+        return Ok(Prepared {
+            sink: sink.clone(),
+            route: route.clone(),
+            rule: d.rule as usize,
+            doc: None,
+            key: own.map(|(_, k)| k),
+            current_at: None,
+        });
+    }
+    let payload = stored.payload();
+    let own = store_key(target, payload);
     let current_at = match rule.has_scripts() {
-        true => own.clone().or_else(|| rule.targets.iter().find_map(store_key)),
+        true => own.clone().or_else(|| rule.targets.iter().find_map(|t| store_key(t, payload))),
         false => None,
     };
     Ok(Prepared {
         sink: sink.clone(),
         route: route.clone(),
         rule: d.rule as usize,
-        doc: rule.document(&ctx),
+        doc: Some(rule.document(&context(stored, payload))),
         key: own.map(|(_, k)| k),
         current_at,
     })
@@ -454,10 +471,11 @@ fn script_outcome(o: script::Outcome) -> Outcome {
 
 /// The document an HTTP delivery sends: mapped, then through `when:` and
 /// `script:` with the rule's store record as `current`.
-fn http_document(rt: &Runtime, p: &Prepared, event: &EventV1, payload: &Value) -> Result<Value, Outcome> {
+fn http_document(rt: &Runtime, p: &Prepared, stored: &StoredEvent) -> Result<Value, Outcome> {
     let rule = p.rule();
+    let doc = p.doc.clone().unwrap_or_else(|| rule.document(&context(stored, stored.payload())));
     if !rule.has_scripts() {
-        return Ok(p.doc.clone());
+        return Ok(doc);
     }
     let current = match &p.current_at {
         Some((tree, key)) => {
@@ -465,7 +483,14 @@ fn http_document(rt: &Runtime, p: &Prepared, event: &EventV1, payload: &Value) -
         }
         None => None,
     };
-    rule.finish(p.doc.clone(), payload, event, current.as_ref()).map_err(script_outcome)
+    rule.finish(doc, stored.payload(), &stored.event, current.as_ref()).map_err(script_outcome)
+}
+
+/// What expressions read: `body` (`payload` or `fields`) with the event's
+/// params, query and headers.
+fn context<'a>(stored: &'a StoredEvent, body: &'a Value) -> Context<'a> {
+    let e = &stored.event;
+    Context { body, params: &e.params, query: &e.query, headers: &e.headers }
 }
 
 /// Who a store write comes from (`_sync_metadata` on the record).
@@ -482,11 +507,11 @@ fn sync_metadata(event: &EventV1) -> SyncMetadata {
 
 /// One store delivery: the scripts run inside the store's swap loop, on
 /// the record as it is at that moment.
-fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (Outcome, RetryPolicy) {
-    match prepare(rt, event, payload, d) {
+fn attempt(rt: &Runtime, stored: &StoredEvent, d: &DeliveryV1) -> (Outcome, RetryPolicy) {
+    match prepare(rt, stored, d) {
         Ok(p) => {
             let retry = p.sink.retry;
-            (apply_store(rt, p, event, payload, |_| {}), retry)
+            (apply_store(rt, p, stored, |_| {}), retry)
         }
         Err(failed) => failed,
     }
@@ -494,28 +519,28 @@ fn attempt(rt: &Runtime, event: &EventV1, payload: &Value, d: &DeliveryV1) -> (O
 
 /// Writes a prepared store delivery; `written` sees the document handed
 /// to the store (after scripts, before merging).
-fn apply_store(
-    rt: &Runtime,
-    p: Prepared,
-    event: &EventV1,
-    payload: &Value,
-    mut written: impl FnMut(&Value),
-) -> Outcome {
+fn apply_store(rt: &Runtime, p: Prepared, stored: &StoredEvent, mut written: impl FnMut(&Value)) -> Outcome {
     let rule = &p.route.rules[p.rule];
+    let event = &stored.event;
     match (&p.sink.kind, &p.key) {
         (SinkKind::Store(store), Some(key)) => {
-            let scripted = rule.has_scripts();
-            // The mapped document is moved in, not copied; should the swap
-            // be retried (another write won the race) it is mapped again.
-            let mut mapped = Some(p.doc);
-            let ctx = Context { body: payload, params: &event.params, query: &event.query, headers: &event.headers };
-            let outcome =
-                rt.data.records.apply(&store.tree, key, store.mode, &sync_metadata(event), scripted, |current| {
-                    let doc = mapped.take().unwrap_or_else(|| rule.document(&ctx));
-                    let doc = rule.finish(doc, payload, event, current).map_err(script_outcome)?;
+            let meta = sync_metadata(event);
+            let as_is = match (&p.doc, crate::payload::json_text(&event.headers, &stored.body)) {
+                (None, Some(json)) => rt.data.records.upsert_as_is(&store.tree, key, &meta, json),
+                _ => None,
+            };
+            // Otherwise the mapped document is moved in, not copied; should
+            // the swap be retried (another write won the race) it is mapped
+            // again.
+            let mut mapped = p.doc;
+            let outcome = as_is.unwrap_or_else(|| {
+                rt.data.records.apply(&store.tree, key, store.mode, &meta, rule.has_scripts(), |current| {
+                    let doc = mapped.take().unwrap_or_else(|| rule.document(&context(stored, stored.payload())));
+                    let doc = rule.finish(doc, stored.payload(), event, current).map_err(script_outcome)?;
                     written(&doc);
                     Ok(doc)
-                });
+                })
+            });
             if outcome == Outcome::Delivered {
                 rt.record_changed(&store.tree, key);
             }
@@ -544,25 +569,33 @@ pub struct Rehearsed {
 /// and returned. Store sinks write to `rt`'s (throwaway) store.
 pub fn rehearse(rt: &Runtime, id: u64) -> Vec<Rehearsed> {
     let Ok(detail) = rt.data.log.detail(id) else { return Vec::new() };
-    let (event, payload) = (detail.event, detail.payload);
+    let body = serde_json::to_vec(&detail.payload).unwrap_or_default();
+    let stored = StoredEvent::new(detail.event, body.into(), crate::storage::Parsed::Whole(detail.payload));
+    let event = &stored.event;
     detail
         .delivery_records
         .into_iter()
         .map(|d| {
             let mut document = None;
-            let outcome = match prepare(rt, &event, &payload, &d) {
+            let outcome = match prepare(rt, &stored, &d) {
                 Err((outcome, _)) => outcome,
-                Ok(p) => match &p.sink.kind {
-                    SinkKind::Http(h) => match http_document(rt, &p, &event, &payload) {
+                Ok(mut p) => match &p.sink.kind {
+                    SinkKind::Http(h) => match http_document(rt, &p, &stored) {
                         Ok(doc) => {
-                            let event_id = delivery_event_id(&event);
+                            let event_id = delivery_event_id(event);
                             let envelope = Envelope { event_type: &event.event_type, event_id: &event_id };
                             document = Some(h.item(doc, &envelope));
                             Outcome::Delivered
                         }
                         Err(outcome) => outcome,
                     },
-                    SinkKind::Store(_) => apply_store(rt, p, &event, &payload, |doc| document = Some(doc.clone())),
+                    SinkKind::Store(_) => {
+                        // A rehearsal shows the document, so it builds one.
+                        if p.doc.is_none() {
+                            p.doc = Some(p.rule().document(&context(&stored, stored.payload())));
+                        }
+                        apply_store(rt, p, &stored, |doc| document = Some(doc.clone()))
+                    }
                 },
             };
             let (status, error) = match outcome {

@@ -1014,7 +1014,11 @@ impl<'a> Cx<'a> {
             respond,
             ingest_fields: None,
         };
-        route.ingest_fields = route.fields_read_at_ingest();
+        let default_key = |sink: &str| match &sinks.get(sink)?.kind {
+            SinkKind::Store(store) => store.key.as_ref(),
+            SinkKind::Http(_) => None,
+        };
+        route.ingest_fields = route.fields_read_at_ingest(default_key);
         Some(route)
     }
 
@@ -1079,8 +1083,10 @@ impl<'a> Cx<'a> {
             if matches!(key, Some(None)) {
                 ok = false;
             }
+            let mut upsert = false;
             match sinks.get(&sink_name.value) {
                 Some(sink) => {
+                    upsert = matches!(&sink.kind, SinkKind::Store(store) if store.mode == StoreMode::Upsert);
                     let needs_key = matches!(&sink.kind, SinkKind::Store(store) if store.key.is_none());
                     if key.is_none() && needs_key {
                         self.error(Pos::of(t), format!("store sink `{}` needs a record key", sink_name.value))
@@ -1107,6 +1113,8 @@ impl<'a> Cx<'a> {
                 sink: sink_name.value.clone(),
                 key: key.flatten(),
                 ordered_by: ordered_by.flatten(),
+                // Settled below, once the rule's map and scripts are known.
+                stores_body_as_is: upsert,
             });
         }
         let when =
@@ -1116,6 +1124,10 @@ impl<'a> Cx<'a> {
             ok = false;
         }
         let name = raw.name.as_ref().map_or_else(|| format!("{route}#{index}"), |n| n.value.clone());
+        let plain = raw.map.is_none() && raw.when.is_none() && raw.script.is_none();
+        for t in &mut targets {
+            t.stores_body_as_is &= plain;
+        }
         match (on, map, ok) {
             (Some(on), Some(map), true) => {
                 Some(Rule { name, on, map, when: when.flatten(), script: script.flatten(), targets })

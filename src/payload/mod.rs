@@ -47,6 +47,13 @@ pub fn parse_only(content_type: Option<&str>, body: &[u8], fields: Option<&Field
     }
 }
 
+/// The JSON text of a body that is parsed as JSON (not a form), without a
+/// byte order mark: what can be stored as it came.
+pub fn json_text<'a>(headers: &[(String, String)], body: &'a [u8]) -> Option<&'a [u8]> {
+    let content_type = headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
+    (!is_form(content_type)).then(|| body.strip_prefix(BOM).unwrap_or(body))
+}
+
 /// Parses a logged body with its logged headers (lower-case names), as
 /// ingest parsed it.
 pub fn parse_stored(headers: &[(String, String)], body: &[u8]) -> Result<Value, NotJson> {

@@ -178,15 +178,19 @@ impl Route {
     }
 
     /// The body fields ingest reads: the event's type, id and time,
-    /// `require:`, ordering keys, `respond:`, a provider's URL check.
-    /// `None` when one of them is not a singular path (the whole body is
-    /// parsed then). An event with deliveries is parsed whole for them.
-    pub fn fields_read_at_ingest(&self) -> Option<Fields> {
+    /// `require:`, ordering keys, `respond:`, a provider's URL check, and
+    /// the record keys of targets that store the body as is (`default_key`:
+    /// a store sink's own key, for targets that give none). `None` when one of them is not a singular path
+    /// (the whole body is parsed then). An event with other deliveries is
+    /// parsed whole for them.
+    pub fn fields_read_at_ingest<'a>(&'a self, default_key: impl Fn(&str) -> Option<&'a Expr>) -> Option<Fields> {
         let EventSpec { kind, id, time } = &self.event;
         let mut paths: Vec<&JsonPath> = [kind, id, time].into_iter().flatten().flat_map(Expr::body_paths).collect();
         paths.extend(self.require.iter().flat_map(|r| r.expr.body_paths()));
         let targets = self.rules.iter().flat_map(|r| &r.targets);
-        paths.extend(targets.filter_map(|t| t.ordered_by.as_ref()).flat_map(Expr::body_paths));
+        paths.extend(targets.clone().filter_map(|t| t.ordered_by.as_ref()).flat_map(Expr::body_paths));
+        let as_is = targets.filter(|t| t.stores_body_as_is);
+        paths.extend(as_is.filter_map(|t| t.key.as_ref().or_else(|| default_key(&t.sink))).flat_map(Expr::body_paths));
         match self.respond.as_ref().map(|r| &r.body) {
             Some(RespondBody::Text(Some(e))) => paths.extend(e.body_paths()),
             Some(RespondBody::Json(m)) => paths.extend(m.body_paths()),
@@ -197,6 +201,15 @@ impl Route {
             fields.add(&[Step::Name(name.to_string())]);
         }
         Some(fields)
+    }
+
+    /// Whether delivering `planned` needs the whole parsed document (a
+    /// delivery maps it, runs a script on it or sends it).
+    pub fn needs_document(&self, planned: &[crate::storage::NewDelivery]) -> bool {
+        planned.iter().any(|d| {
+            let target = self.rules.get(d.rule as usize).and_then(|r| r.targets.get(d.target as usize));
+            !target.is_some_and(|t| t.stores_body_as_is)
+        })
     }
 
     /// The deliveries an event of this type gets: one per (matching rule,
@@ -280,4 +293,8 @@ pub struct Target {
     pub key: Option<Expr>,
     /// Deliveries to this target with the same value go strictly in order.
     pub ordered_by: Option<Expr>,
+    /// An upsert to a store sink by a rule with no `map:`, `when:` or
+    /// `script:`: the record is the body as it came, so delivering needs
+    /// only the record key, not the parsed document.
+    pub stores_body_as_is: bool,
 }

@@ -15,7 +15,7 @@ use crate::mapping::Context;
 use crate::route::table::Endpoint;
 use crate::route::{Route, DEFAULT_EVENT_TYPE};
 use crate::runtime::Runtime;
-use crate::storage::{Appended, LogError, NewEvent};
+use crate::storage::{Appended, LogError, NewEvent, Parsed};
 use crate::telemetry::Counted;
 use crate::verify::{is_secret_header, is_secret_query, Unverified, REDACTED};
 use axum::body::Body;
@@ -120,7 +120,7 @@ async fn ingest(
     // Only the fields ingest reads, unless the event has deliveries (below).
     let not_json =
         |e: crate::payload::NotJson| IngestError::Invalid { error: "body is not valid JSON", problems: vec![e.0] };
-    let mut payload =
+    let payload =
         crate::payload::parse_only(content_type, verified.body(), route.ingest_fields.as_ref()).map_err(not_json)?;
     if let Some(challenge) = route.verifier.challenge(&payload) {
         return Ok((Accepted::Challenge(challenge.to_string()), None));
@@ -148,10 +148,15 @@ async fn ingest(
     let deliveries = route.plan(&meta.kind, &ctx);
     let answer = own_answer(route, &ctx);
     let has_work = !deliveries.is_empty();
-    if has_work && route.ingest_fields.is_some() {
-        // The dispatcher gets the whole document, parsed once, in memory.
-        payload = crate::payload::parse(content_type, verified.body()).map_err(not_json)?;
-    }
+    // The dispatcher gets what it reads in memory, parsed once: the whole
+    // document, unless every delivery stores the body as it came.
+    let payload = match route.ingest_fields {
+        Some(_) if has_work && route.needs_document(&deliveries) => {
+            Parsed::Whole(crate::payload::parse(content_type, verified.body()).map_err(not_json)?)
+        }
+        Some(_) => Parsed::Fields(payload),
+        None => Parsed::Whole(payload),
+    };
     // Credentials in the URL are for this request's checks, not the log.
     let query =
         query.into_iter().map(|(k, v)| if is_secret_query(&k) { (k, REDACTED.to_string()) } else { (k, v) }).collect();

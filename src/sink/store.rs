@@ -109,25 +109,8 @@ impl Records {
         needs_current: bool,
         mut build: impl FnMut(Option<&Value>) -> Result<Value, Outcome>,
     ) -> Outcome {
-        let unavailable = |e: LogError| Outcome::Retry { error: format!("store: {e}"), after: None };
-        loop {
-            let (seen, current) = match self.log.get(tree, key) {
-                Ok(Some((seen, bytes))) => (Some(seen), Some(bytes)),
-                Ok(None) => (None, None),
-                Err(e) => return unavailable(e),
-            };
-            let header: Header = current.as_ref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
-            if let Some(reason) = header.meta.as_ref().and_then(|m| stale(m, meta)) {
-                return Outcome::Skipped { reason };
-            }
-            let live: Option<Value> = match (needs_current || mode == StoreMode::Merge, header.deleted) {
-                (true, None | Some(false)) => current.as_ref().and_then(|b| serde_json::from_slice(b).ok()),
-                _ => None,
-            };
-            let doc = match build(live.as_ref()) {
-                Ok(doc) => doc,
-                Err(outcome) => return outcome,
-            };
+        self.swap(tree, key, meta, needs_current || mode == StoreMode::Merge, |live| {
+            let doc = build(live.as_ref())?;
             let next = match mode {
                 StoreMode::Delete => with_metadata(serde_json::json!({ DELETED: true }), meta),
                 StoreMode::Upsert => with_metadata(doc, meta),
@@ -137,7 +120,50 @@ impl Records {
                     with_metadata(base, meta)
                 }
             };
-            let bytes = serde_json::to_vec(&next).expect("JSON values serialise");
+            Ok(serde_json::to_vec(&next).expect("JSON values serialise"))
+        })
+    }
+
+    /// Upserts the event's JSON text (`payload::json_text`) as it came,
+    /// with `_sync_metadata` added: the record `apply` would write for the
+    /// parsed body, without parsing or re-encoding it. `None` (nothing
+    /// written) when the text is not an object that can be stored that way;
+    /// `apply` it then.
+    pub fn upsert_as_is(&self, tree: &str, key: &str, meta: &SyncMetadata, json: &[u8]) -> Option<Outcome> {
+        let record = as_is_record(json, meta)?;
+        Some(self.swap(tree, key, meta, false, |_| Ok(record.clone())))
+    }
+
+    /// The compare-and-swap loop of every write: skips a stale event, makes
+    /// the next bytes from the live record (parsed only when `read_live`)
+    /// and puts them, unless another write to the key came first (then it
+    /// goes round again).
+    fn swap(
+        &self,
+        tree: &str,
+        key: &str,
+        meta: &SyncMetadata,
+        read_live: bool,
+        mut next: impl FnMut(Option<Value>) -> Result<Vec<u8>, Outcome>,
+    ) -> Outcome {
+        let unavailable = |e: LogError| Outcome::Retry { error: format!("store: {e}"), after: None };
+        loop {
+            let (seen, current) = match self.log.get(tree, key) {
+                Ok(Some((seen, bytes))) => (Some(seen), Some(bytes)),
+                Ok(None) => (None, None),
+                Err(e) => return unavailable(e),
+            };
+            if let Some(reason) = current.as_deref().and_then(stored_meta).and_then(|m| stale(&m, meta)) {
+                return Outcome::Skipped { reason };
+            }
+            let live: Option<Value> = match (read_live, &current) {
+                (true, Some(b)) => serde_json::from_slice(b).ok().filter(|r| !is_tombstone(r)),
+                _ => None,
+            };
+            let bytes = match next(live) {
+                Ok(bytes) => bytes,
+                Err(outcome) => return outcome,
+            };
             match self.log.put(tree, key, seen, &bytes) {
                 Ok(true) => return Outcome::Delivered,
                 Ok(false) => continue, // another delivery wrote this key meanwhile
@@ -170,14 +196,26 @@ impl Records {
     }
 }
 
-/// What a write needs to know of the record it replaces: who wrote it, and
-/// whether it is a tombstone (other fields are skipped, not parsed).
-#[derive(Default, serde::Deserialize)]
-struct Header {
-    #[serde(rename = "_sync_metadata")]
-    meta: Option<Value>,
-    #[serde(rename = "_deleted")]
-    deleted: Option<bool>,
+/// The `_sync_metadata` of a stored record: who wrote it. Writes put it
+/// last, so it is read from the tail: `{` plus the bytes from its last
+/// `"_sync_metadata":` on is an object only when that key is a top-level one
+/// (after a nested one, closing brackets would be left over). Otherwise,
+/// the whole record is read (its other fields skipped, not parsed).
+fn stored_meta(record: &[u8]) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "_sync_metadata")]
+        meta: Option<Value>,
+    }
+    if let Some(at) = memchr::memmem::rfind(record, b"\"_sync_metadata\":") {
+        let mut tail = Vec::with_capacity(record.len() - at + 1);
+        tail.push(b'{');
+        tail.extend_from_slice(&record[at..]);
+        if let Ok(header) = serde_json::from_slice::<Header>(&tail) {
+            return header.meta;
+        }
+    }
+    serde_json::from_slice::<Header>(record).ok()?.meta
 }
 
 /// Why `meta`'s event must not touch the record whose `_sync_metadata` is
@@ -205,6 +243,44 @@ fn with_metadata(doc: Value, meta: &SyncMetadata) -> Value {
     };
     obj.insert(SYNC_METADATA.into(), serde_json::to_value(meta).expect("metadata serialises"));
     Value::Object(obj)
+}
+
+/// `json` with `_sync_metadata` appended as its last member, the rest byte
+/// for byte: what `with_metadata` makes of the parsed body (which appends
+/// it last too). `None` when that would not be the same record: the body is
+/// not a JSON object, or may already have a top-level `_sync_metadata` (a
+/// second one would be a duplicate key, not a replaced one).
+fn as_is_record(json: &[u8], meta: &SyncMetadata) -> Option<Vec<u8>> {
+    let json = json.trim_ascii();
+    let members = json.strip_prefix(b"{")?.strip_suffix(b"}")?.trim_ascii();
+    if memchr::memmem::find(members, SYNC_METADATA.as_bytes()).is_some() {
+        return None;
+    }
+    // A key may spell the name with `\u` escapes: ask a parser (it
+    // unescapes keys) before trusting the byte search.
+    if memchr::memmem::find(members, b"\\u").is_some() && !lacks_sync_metadata(json) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(json.len() + 160);
+    out.push(b'{');
+    out.extend_from_slice(members);
+    if !members.is_empty() {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"_sync_metadata\":");
+    serde_json::to_writer(&mut out, meta).expect("metadata serialises");
+    out.push(b'}');
+    Some(out)
+}
+
+/// Whether a JSON object surely has no top-level `_sync_metadata` key.
+fn lacks_sync_metadata(json: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Top {
+        #[serde(rename = "_sync_metadata")]
+        meta: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Top>(json).is_ok_and(|t| t.meta.is_none())
 }
 
 /// RFC 7386 JSON Merge Patch: objects merge recursively, `null` removes.
@@ -247,6 +323,68 @@ mod tests {
             received_at: "now".into(),
             event_time: time.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn a_body_stored_as_is_reads_as_the_parsed_body_would() {
+        let m = meta(7, Some("2025-01-01T00:00:00Z"));
+        let bodies: &[&[u8]] = &[
+            br#"{"id":"evt_1","data":{"object":{"id":"cus_1","n":1.50,"big":123456789012345678901234567890}}}"#,
+            b"  {\n \"a\" : [1, {\"b\": null}] }\n",
+            b"{}",
+            b"{ }",
+            br#"{"caf\u00e9":"\u00e9t\u00e9","_deleted":false}"#,
+            br#"{"a":1,"a":2}"#,
+        ];
+        for body in bodies {
+            let record = as_is_record(body, &m).unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(body)));
+            let parsed: Value = serde_json::from_slice(body).unwrap();
+            let want = with_metadata(parsed, &m);
+            assert_eq!(serde_json::from_slice::<Value>(&record).unwrap(), want, "{}", String::from_utf8_lossy(body));
+            assert_eq!(stored_meta(&record), Some(serde_json::to_value(&m).unwrap()));
+        }
+        // Not the same record as the parsed body's: left to `apply`.
+        let refused: &[&[u8]] = &[
+            b"[1,2]",
+            b"\"text\"",
+            br#"{"_sync_metadata":{"log_id":1}}"#,
+            br#"{"x":{"_sync_metadata":1}}"#,
+            br#"{"\u005fsync_metadata":{"log_id":1}}"#,
+            br#"{"_sync_metad\u0061ta":1}"#,
+        ];
+        for body in refused {
+            assert!(as_is_record(body, &m).is_none(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn the_writer_of_a_record_is_read_from_its_tail_only_when_that_is_sound() {
+        let top = json!({"log_id": 3});
+        // Last and top-level: read from the tail.
+        assert_eq!(stored_meta(br#"{"a":1,"_sync_metadata":{"log_id":3}}"#), Some(top.clone()));
+        // Top-level but not last (a script set the field): still right.
+        assert_eq!(stored_meta(br#"{"_sync_metadata":{"log_id":3},"b":{"c":[1]}}"#), Some(top.clone()));
+        // A nested one after it: the tail does not parse, the whole record is read.
+        assert_eq!(stored_meta(br#"{"_sync_metadata":{"log_id":3},"b":{"_sync_metadata":{"log_id":9}}}"#), Some(top));
+        assert_eq!(stored_meta(br#"{"b":[{"_sync_metadata":{"log_id":9}}]}"#), None);
+        assert_eq!(stored_meta(b"{}"), None);
+    }
+
+    #[test]
+    fn a_body_stored_as_is_is_protected_like_any_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::new(RecordLog::open(dir.path()).unwrap().0);
+        let newer = meta(2, Some("2025-01-02T00:00:00Z"));
+        assert_eq!(records.upsert_as_is("t", "k", &newer, br#"{"v":2}"#), Some(Outcome::Delivered));
+        assert!(matches!(records.upsert_as_is("t", "k", &newer, br#"{"v":2}"#), Some(Outcome::Skipped { .. })));
+        let older = meta(1, Some("2025-01-01T00:00:00Z"));
+        assert!(matches!(records.upsert_as_is("t", "k", &older, br#"{"v":1}"#), Some(Outcome::Skipped { .. })));
+        assert!(matches!(
+            records.apply("t", "k", StoreMode::Upsert, &older, false, |_| Ok(json!({"v": 1}))),
+            Outcome::Skipped { .. }
+        ));
+        assert_eq!(records.get("t", "k").unwrap().unwrap()["v"], json!(2));
+        assert_eq!(records.upsert_as_is("t", "k", &newer, b"[2]"), None);
     }
 
     #[test]

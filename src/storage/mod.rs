@@ -44,10 +44,19 @@ pub struct NewEvent {
     pub headers: Vec<(String, String)>,
     /// The raw body, byte for byte (what is stored).
     pub body: bytes::Bytes,
-    /// The body as ingest parsed it: handed to the dispatcher in memory so
-    /// it is never parsed twice. Whole when the event has deliveries;
-    /// otherwise possibly only the fields ingest read, and not kept.
-    pub payload: Value,
+    /// The body as ingest parsed it, handed to the dispatcher in memory so
+    /// it is never parsed twice.
+    pub payload: Parsed,
+}
+
+/// How much of the body ingest parsed.
+#[derive(Debug)]
+pub enum Parsed {
+    /// The whole document: what deliveries that map or send it read.
+    Whole(Value),
+    /// Only the fields ingest reads (type, id, keys...): enough when every
+    /// delivery stores the body as it came (`Target::stores_body_as_is`).
+    Fields(Value),
 }
 
 /// One (rule, target) the event must reach.
@@ -89,11 +98,39 @@ impl DeliveryKey {
     }
 }
 
-/// A logged event with its body parsed: what a delivery works from.
+/// A logged event and its body: what a delivery works from.
 #[derive(Debug)]
 pub struct StoredEvent {
     pub event: EventV1,
-    pub payload: Value,
+    /// The raw body, byte for byte.
+    pub body: bytes::Bytes,
+    /// Ingest's fields, when it did not parse the whole body.
+    fields: Option<Value>,
+    /// The whole document, parsed at most once (at ingest, at load, or on
+    /// the first delivery that needs it).
+    whole: std::sync::OnceLock<Value>,
+}
+
+impl StoredEvent {
+    pub fn new(event: EventV1, body: bytes::Bytes, parsed: Parsed) -> Self {
+        let (fields, whole) = match parsed {
+            Parsed::Whole(v) => (None, std::sync::OnceLock::from(v)),
+            Parsed::Fields(v) => (Some(v), std::sync::OnceLock::new()),
+        };
+        Self { event, body, fields, whole }
+    }
+
+    /// The whole document. A body that no longer parses (it did at ingest,
+    /// and frames are checksummed) reads as `null`.
+    pub fn payload(&self) -> &Value {
+        self.whole.get_or_init(|| crate::payload::parse_stored(&self.event.headers, &self.body).unwrap_or(Value::Null))
+    }
+
+    /// A document with at least the fields ingest read: what record keys of
+    /// targets storing the body as is are read from, without a parse.
+    pub fn fields(&self) -> &Value {
+        self.whole.get().or(self.fields.as_ref()).unwrap_or_else(|| self.payload())
+    }
 }
 
 /// A due delivery handed to the dispatcher. It stays claimed (no one else

@@ -4,7 +4,7 @@ use crate::util::{client, get_json, post, TempRoutes, TestRouter};
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use webhook_router::storage::{DeliveryStatus, NewDelivery, NewEvent};
+use webhook_router::storage::{DeliveryStatus, NewDelivery, NewEvent, Parsed};
 
 pub const SHOP: &str = r#"
 route: shop
@@ -206,7 +206,9 @@ async fn restart_finds_every_event_and_resumes_pending_deliveries() {
                 query: vec![],
                 headers: vec![],
                 body: event(&format!("evt_{i}"), "order.paid", "o", i).into_bytes().into(),
-                payload: serde_json::from_str(&event(&format!("evt_{i}"), "order.paid", "o", i)).unwrap(),
+                payload: Parsed::Whole(
+                    serde_json::from_str(&event(&format!("evt_{i}"), "order.paid", "o", i)).unwrap(),
+                ),
             };
             let d =
                 NewDelivery { rule: 1, target: 0, rule_name: "orders".into(), sink: "orders".into(), order_key: None };

@@ -1,7 +1,7 @@
 //! The segment log as a storage engine: torn and garbage tails, reopened.
 
 use webhook_router::storage::embedded::{SegmentLog, HOT_EVENTS};
-use webhook_router::storage::{EventLog, ListQuery, NewDelivery, NewEvent};
+use webhook_router::storage::{EventLog, ListQuery, NewDelivery, NewEvent, Parsed};
 
 fn event(i: usize) -> NewEvent {
     let body = serde_json::json!({"id": format!("evt_{i}"), "type": "order.paid", "pad": "x".repeat(i * 37 % 900)});
@@ -15,7 +15,7 @@ fn event(i: usize) -> NewEvent {
         query: vec![],
         headers: vec![("content-type".into(), "application/json".into())],
         body: body.to_string().into_bytes().into(),
-        payload: body,
+        payload: Parsed::Whole(body),
     }
 }
 
@@ -218,5 +218,52 @@ async fn store_deliveries_due_at_shutdown_are_written_before_the_dispatcher_stop
     let (_stop_tx, stop) = tokio::sync::watch::channel(true);
     webhook_router::dispatch::run(rt.clone(), stop).await;
     assert_eq!(rt.data.records.get("orders", "evt_1").unwrap().unwrap()["id"], "evt_1");
+    assert_eq!(rt.data.log.queue_depth(), 0);
+}
+
+#[tokio::test]
+async fn a_body_stored_as_is_is_read_whole_when_a_reload_changed_its_rule() {
+    // Accepted under a rule that stores the body as is (ingest parses only
+    // the type and the key), delivered after reloads gave the target another
+    // key and then a `map:`: the dispatcher reads them from the whole body.
+    let config = |rule: &str| {
+        let routes = crate::util::TempRoutes::new(&[(
+            "shop.yaml",
+            &format!(
+                "route: shop\npath: /hooks/shop\nverify: {{ scheme: none }}\nevent: {{ type: $.type, id: $.id }}\n\
+                 rules:\n  - on: order.*\n{rule}\nsinks:\n  orders: {{ type: store }}\n"
+            ),
+        )]);
+        webhook_router::config::load(&[routes.path().to_path_buf()], &std::collections::HashMap::new())
+            .unwrap_or_else(|d| panic!("{d}"))
+            .config
+    };
+    let data = tempfile::tempdir().unwrap();
+    let rt = webhook_router::runtime::Runtime::new(
+        config("    to: [{ sink: orders, key: $.id }]"),
+        webhook_router::runtime::DataDir::open(data.path()).unwrap(),
+    );
+    assert!(rt.config().route("shop").unwrap().rules[0].targets[0].stores_body_as_is);
+    let append = |i: usize| {
+        let mut e = event(i);
+        // What ingest keeps when every delivery stores the body as is.
+        let Parsed::Whole(body) = &e.payload else { unreachable!() };
+        e.payload = Parsed::Fields(serde_json::json!({"id": body["id"], "type": body["type"]}));
+        rt.data.log.append(e, vec![delivery()])
+    };
+    append(1).await.unwrap();
+    rt.swap(config("    to: [{ sink: orders, key: $.pad }]"));
+    append(2).await.unwrap();
+    let (_stop_tx, stop) = tokio::sync::watch::channel(true);
+    webhook_router::dispatch::run(rt.clone(), stop).await;
+    let first = rt.data.records.get("orders", &"x".repeat(37)).unwrap().expect("keyed by the new path");
+    assert_eq!((first["id"].as_str(), first["_sync_metadata"]["log_id"].as_u64()), (Some("evt_1"), Some(1)));
+
+    rt.swap(config("    map: { order: $.id, size: $.pad }\n    to: [{ sink: orders, key: $.id }]"));
+    append(3).await.unwrap();
+    let (_stop_tx, stop) = tokio::sync::watch::channel(true);
+    webhook_router::dispatch::run(rt.clone(), stop).await;
+    let mapped = rt.data.records.get("orders", "evt_3").unwrap().expect("mapped from the whole body");
+    assert_eq!(mapped["size"].as_str().map(str::len), Some(3 * 37));
     assert_eq!(rt.data.log.queue_depth(), 0);
 }

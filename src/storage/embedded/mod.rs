@@ -21,7 +21,7 @@ mod writer;
 use crate::storage::record::{Attempt, DeliveryStatus, DeliveryV1, EventStatus, EventV1};
 use crate::storage::{
     type_matches, Appended, Claimed, DeliveryKey, EventDetail, EventLog, EventSummary, ListQuery, LogError,
-    NewDelivery, NewEvent, Pending, Plan, Requeued, StoredEvent,
+    NewDelivery, NewEvent, Parsed, Pending, Plan, Requeued, StoredEvent,
 };
 use index::Index;
 use segment::Pos;
@@ -244,7 +244,7 @@ impl SegmentLog {
             key: format!("event {id}"),
             detail: format!("the body no longer parses: {e}"),
         })?;
-        Ok(Arc::new(StoredEvent { event, payload }))
+        Ok(Arc::new(StoredEvent::new(event, body.into(), Parsed::Whole(payload))))
     }
 
     /// Deletes whole segments at the start of the log that hold nothing live.

@@ -16,7 +16,7 @@ use super::index::Index;
 use super::segment::{self, Pos, SEGMENT_BYTES};
 use crate::event::{format_ms, now_ms};
 use crate::storage::record::{DeliveryStatus, DeliveryV1, EventV1};
-use crate::storage::{Appended, LogError, NewDelivery, NewEvent, StoredEvent};
+use crate::storage::{Appended, LogError, NewDelivery, NewEvent, Parsed, StoredEvent};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
@@ -48,7 +48,7 @@ pub struct Prepared {
     json: Vec<u8>,
     fingerprint: u64,
     body: bytes::Bytes,
-    payload: serde_json::Value,
+    payload: Parsed,
 }
 
 impl Prepared {
@@ -215,7 +215,7 @@ impl Writer {
                     if fingerprint != 0 {
                         in_group.insert(fingerprint, id);
                     }
-                    let hot = (!deliveries.is_empty()).then(|| Arc::new(StoredEvent { event: record, payload }));
+                    let hot = (!deliveries.is_empty()).then(|| Arc::new(StoredEvent::new(record, body, payload)));
                     applies.push(Apply::Event { id, pos: at, fingerprint, deliveries, hot });
                     owed.push(Owed::Appended(reply, Appended::New(id)));
                 }
