@@ -183,7 +183,7 @@ fn unique() -> String {
 }
 
 /// One test's problems (empty when it passes).
-async fn run_test(rt: &Runtime, app: &axum::Router, file: &Path, t: &RouteTest, n: usize) -> Vec<String> {
+async fn run_test(rt: &Runtime, app: &impl crate::server::App, file: &Path, t: &RouteTest, n: usize) -> Vec<String> {
     let config = rt.config();
     let Some(route) = config.route(&t.route) else {
         let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();

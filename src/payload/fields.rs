@@ -16,6 +16,7 @@ use super::NotJson;
 use crate::mapping::{JsonPath, Step};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The fields to keep: a tree of the names on the paths.
@@ -57,7 +58,12 @@ impl Fields {
 
     /// Parses a JSON document keeping only these fields.
     pub fn parse(&self, json: &[u8]) -> Result<Value, NotJson> {
-        let mut de = serde_json::Deserializer::from_slice(json);
+        // UTF-8 is checked once over the whole body (JSON text is UTF-8,
+        // so a body that is not is refused as a full parse refuses it);
+        // then the parser neither re-checks nor copies unescaped strings.
+        let text = std::str::from_utf8(json)
+            .map_err(|e| NotJson(format!("invalid UTF-8 at byte {} of the body", e.valid_up_to())))?;
+        let mut de = serde_json::Deserializer::from_str(text);
         let doc = Keep(&self.root).deserialize(&mut de).map_err(|e| NotJson(e.to_string()))?;
         de.end().map_err(|e| NotJson(e.to_string()))?;
         Ok(doc)
@@ -117,6 +123,35 @@ impl<'de> Visitor<'de> for Skip {
     }
 }
 
+/// A map key, borrowed from the body unless it had escapes: only the keys
+/// that are kept are allocated.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
 /// Deserializes the value at one node of the tree.
 struct Keep<'a>(&'a Node);
 
@@ -140,11 +175,11 @@ impl<'de> Visitor<'de> for Keep<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            match self.0.names.get(&key) {
+        while let Some(key) = map.next_key_seed(Key)? {
+            match self.0.names.get(&*key) {
                 Some(child) => {
                     let value = map.next_value_seed(Keep(child))?;
-                    out.insert(key, value);
+                    out.insert(key.into_owned(), value);
                 }
                 None => map.next_value_seed(Skip)?,
             }
@@ -230,8 +265,20 @@ mod tests {
             assert!(fields.parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
             assert!(serde_json::from_slice::<Value>(bad).is_err());
         }
+        // Not UTF-8 (in a skipped string, and raw outside any string).
+        for bad in [&b"{\"type\":\"a\",\"skipped\":\"\xff\"}"[..], b"{\"type\":\"a\"}\xc3"] {
+            assert!(fields.parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(serde_json::from_slice::<Value>(bad).is_err());
+        }
         let deep = format!("{{\"type\":\"a\",\"x\":{}{}}}", "[".repeat(200), "]".repeat(200));
         assert!(fields.parse(deep.as_bytes()).is_err(), "the nesting limit holds where skipped");
+    }
+
+    #[test]
+    fn an_escaped_key_is_the_name_it_spells() {
+        let (fields, _) = fields(&["$.type", "$.data.id"]);
+        let body = br#"{"ty\u0070e":"a","d\u0061ta":{"id":"x","other":"\u00e9"},"skipped\n":1}"#;
+        assert_eq!(fields.unwrap().parse(body).unwrap(), json!({"type": "a", "data": {"id": "x"}}));
     }
 
     #[test]

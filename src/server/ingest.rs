@@ -266,7 +266,11 @@ fn header_pairs(headers: &HeaderMap, secret: Option<&str>) -> Vec<(String, Strin
             let value = if is_secret_header(name, secret) {
                 REDACTED.to_string()
             } else {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
+                // Almost every value is visible ASCII: checked without the lossy scan.
+                match value.to_str() {
+                    Ok(text) => text.to_string(),
+                    Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                }
             };
             (name.to_string(), value)
         })

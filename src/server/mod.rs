@@ -12,15 +12,22 @@ mod views;
 pub use body::read_capped;
 
 use crate::runtime::Runtime;
+use axum::body::Body;
+use axum::handler::Handler as _;
+use axum::response::Response;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper::service::Service as _;
+use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tower::Service;
 
 /// Limits that protect the listener from hostile or broken clients.
 #[derive(Debug, Clone, Copy)]
@@ -108,10 +115,32 @@ pub async fn serve(
     Ok(())
 }
 
-/// The webhook listener's service: routes and views. Route tests call it
-/// in-process, without a socket.
-pub fn app(rt: Arc<Runtime>, limits: Limits) -> Router {
-    Router::new().fallback(ingest::handle).with_state(ingest::Ingest { rt, limits })
+/// The webhook listener's service: routes and views. It is the one ingest
+/// handler with no path router in front (the route table matches paths,
+/// and a reload swaps it). Route tests call it in-process, without a socket.
+pub fn app(rt: Arc<Runtime>, limits: Limits) -> impl App {
+    ingest::handle.with_state(ingest::Ingest { rt, limits })
+}
+
+/// A service the listener serves, and that can be called in-process.
+pub trait App:
+    Service<Request<Body>, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Service<Request<Incoming>, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: Service<Request<Body>, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Service<Request<Incoming>, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// Calls `f` every `period` until `stop`.
@@ -124,7 +153,7 @@ async fn every(period: Duration, mut stop: watch::Receiver<bool>, f: impl Fn()) 
     }
 }
 
-async fn accept_loop(listener: TcpListener, app: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, app: impl App, limits: Limits, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let table = Arc::new(conn::Table::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

@@ -87,7 +87,10 @@ struct EventJsonRef<'a> {
 
 /// An `EVENT` payload.
 pub fn event(e: &EventV1, fingerprint: u64, deliveries: &[DeliveryV1], body: &[u8]) -> Vec<u8> {
-    event_payload(e.id, e.received_ms, fingerprint, deliveries, &event_json(e, deliveries), body)
+    let json = event_json(e, deliveries);
+    let mut out = Vec::with_capacity(64 + deliveries.len() * 13 + json.len() + body.len());
+    put_event(&mut out, e.id, e.received_ms, fingerprint, deliveries, &json, body);
+    out
 }
 
 /// The JSON part of an `EVENT` frame. Appends encode it on the request's
@@ -95,28 +98,30 @@ pub fn event(e: &EventV1, fingerprint: u64, deliveries: &[DeliveryV1], body: &[u
 /// are in the frame header, and `read_event` takes them from there (the
 /// JSON of such a frame holds 0 and "" in their place).
 pub fn event_json(e: &EventV1, deliveries: &[DeliveryV1]) -> Vec<u8> {
-    serde_json::to_vec(&EventJsonRef { event: e, deliveries }).expect("records serialise")
+    // Sized for a typical record (its headers), so encoding rarely regrows it.
+    let mut out = Vec::with_capacity(512);
+    serde_json::to_writer(&mut out, &EventJsonRef { event: e, deliveries }).expect("records serialise");
+    out
 }
 
-/// An `EVENT` payload from its header fields, its JSON and the body.
-pub fn event_payload(
+/// Appends an `EVENT` payload, from its header fields, its JSON and the body, to `out`.
+pub fn put_event(
+    out: &mut Vec<u8>,
     id: u64,
     received_ms: i64,
     fingerprint: u64,
     deliveries: &[DeliveryV1],
     json: &[u8],
     body: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + deliveries.len() * 13 + json.len() + body.len());
+) {
     out.push(EVENT);
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(&received_ms.to_le_bytes());
     out.extend_from_slice(&fingerprint.to_le_bytes());
-    put_states(&mut out, deliveries);
+    put_states(out, deliveries);
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
     out.extend_from_slice(json);
     out.extend_from_slice(body);
-    out
 }
 
 /// A `STATES` payload. `prev`: the event's previous `STATES` frame, 0 if none.

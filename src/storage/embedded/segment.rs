@@ -65,9 +65,19 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<u32>> {
 
 /// Appends one framed payload to `buf`.
 pub fn frame(buf: &mut Vec<u8>, payload: &[u8]) {
-    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-    buf.extend_from_slice(payload);
+    frame_with(buf, |out| out.extend_from_slice(payload));
+}
+
+/// Appends one frame whose payload `write` appends to `buf`: the payload is
+/// encoded in place, not built apart and copied (the writer's hot path).
+pub fn frame_with(buf: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; HEADER]);
+    write(buf);
+    let payload = &buf[start + HEADER..];
+    let (len, crc) = (payload.len() as u32, crc32c::crc32c(payload));
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Reads and checks the frame at `offset` of an open segment.

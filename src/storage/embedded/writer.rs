@@ -182,7 +182,8 @@ impl Writer {
     /// lock); returns the bytes and whether they must be synced.
     fn encode(&self, jobs: Vec<Job>, owed: &mut Vec<Owed>, applies: &mut Vec<Apply>) -> (Vec<u8>, bool) {
         let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        let mut buf = Vec::new();
+        // About a frame of a typical event per job: one allocation per group.
+        let mut buf = Vec::with_capacity(jobs.len() * 2048);
         let mut sync = false;
         let mut next_id = index.last_id;
         let mut in_group: HashMap<u64, u64> = HashMap::new();
@@ -210,8 +211,9 @@ impl Writer {
                         (d.event, d.next_attempt_ms) = (id, Some(now));
                     }
                     let at = pos(&buf);
-                    let frame = codec::event_payload(id, now, fingerprint, &deliveries, &json, &body);
-                    segment::frame(&mut buf, &frame);
+                    segment::frame_with(&mut buf, |out| {
+                        codec::put_event(out, id, now, fingerprint, &deliveries, &json, &body)
+                    });
                     if fingerprint != 0 {
                         in_group.insert(fingerprint, id);
                     }
