@@ -29,6 +29,9 @@ const SEGMENT_BYTES: u64 = 8 << 20;
 const COMPACT_BELOW: f64 = 0.5;
 /// Keys read per lock when listing.
 const LIST_BATCH: usize = 512;
+/// Pending frames past this are handed to the file before the sync (a
+/// bound on the memory a long round holds).
+const PENDING_BYTES: usize = 1 << 20;
 
 /// The directory of the records inside a data directory.
 pub fn records_dir(data: &Path) -> PathBuf {
@@ -65,7 +68,12 @@ struct Inner {
     segments: BTreeMap<u32, Segment>,
     active: u32,
     writer: File,
+    /// Length of the active segment, `pending` included.
     len: u64,
+    /// Frames of the active segment not yet handed to the file: a round's
+    /// writes go to disk in one `write` at its sync, not one per record.
+    /// They start at offset `len - pending.len()`.
+    pending: Vec<u8>,
     /// Segments written since the last sync, with their length at it.
     unsynced: Vec<(u32, u64)>,
     /// A failed sync could not be undone: nothing is answered until reopen.
@@ -95,13 +103,13 @@ impl RecordLog {
 
     /// The record under `key` and the version read.
     pub fn get(&self, tree: &str, key: &str) -> Result<Option<(Version, Vec<u8>)>, LogError> {
-        let (entry, file) = {
+        let (entry, at) = {
             let inner = self.lock();
             inner.usable()?;
             let Some(entry) = inner.trees.get(tree).and_then(|t| t.get(key)).copied() else { return Ok(None) };
-            (entry, inner.file(entry.pos.segment())?)
+            (entry, inner.locate(entry)?)
         };
-        Ok(Some((Version(entry.pos), read_value(&file, entry)?)))
+        Ok(Some((Version(entry.pos), at.value(entry)?)))
     }
 
     /// Writes `value` under `key` if the key is still at `seen` (`None`:
@@ -129,20 +137,20 @@ impl RecordLog {
         let mut out = Vec::new();
         let mut from: Bound<String> = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_string()));
         loop {
-            let batch: Vec<(String, Entry, Arc<File>)> = {
+            let batch: Vec<(String, Entry, At)> = {
                 let inner = self.lock();
                 inner.usable()?;
                 let Some(t) = inner.trees.get(tree) else { break };
                 let mut batch = Vec::new();
                 for (k, e) in t.range((from.clone(), Bound::Unbounded)).take(LIST_BATCH) {
-                    batch.push((k.clone(), *e, inner.file(e.pos.segment())?));
+                    batch.push((k.clone(), *e, inner.locate(*e)?));
                 }
                 batch
             };
             let Some((last, _, _)) = batch.last() else { break };
             from = Bound::Excluded(last.clone());
-            for (k, e, file) in batch {
-                let value = read_value(&file, e)?;
+            for (k, e, at) in batch {
+                let value = at.value(e)?;
                 if let Some(item) = keep(&k, value) {
                     out.push(item);
                     if out.len() >= limit {
@@ -231,8 +239,17 @@ impl Inner {
         }
         let active = *numbers.last().expect("one segment at least");
         let writer = segment::open_append(dir, active).map_err(unavailable)?;
-        let inner =
-            Self { trees, segments, active, writer, len, unsynced: Vec::new(), broken: None, fail_syncs: false };
+        let inner = Self {
+            trees,
+            segments,
+            active,
+            writer,
+            len,
+            pending: Vec::new(),
+            unsynced: Vec::new(),
+            broken: None,
+            fail_syncs: false,
+        };
         Ok((inner, dropped))
     }
 
@@ -243,11 +260,30 @@ impl Inner {
         }
     }
 
-    fn file(&self, segment: u32) -> Result<Arc<File>, LogError> {
-        self.segments
-            .get(&segment)
-            .map(|s| s.file.clone())
-            .ok_or_else(|| unavailable(format!("segment {segment} is gone")))
+    /// Where the frame at `entry` can be read: still in `pending` (its
+    /// value copied out under the lock), or in its segment's file (read
+    /// after the lock is let go).
+    fn locate(&self, entry: Entry) -> Result<At, LogError> {
+        let flushed = self.len - self.pending.len() as u64;
+        if entry.pos.segment() == self.active && u64::from(entry.pos.offset()) >= flushed {
+            let from = (u64::from(entry.pos.offset()) - flushed) as usize;
+            let payload = self.pending.get(from + segment::HEADER..from + entry.len as usize);
+            let value = payload.and_then(split).map(|(_, _, value)| At::Value(value.to_vec()));
+            return value.ok_or_else(|| unavailable("a pending record does not parse"));
+        }
+        let segment = entry.pos.segment();
+        let file = self.segments.get(&segment).map(|s| s.file.clone());
+        file.map(At::File).ok_or_else(|| unavailable(format!("segment {segment} is gone")))
+    }
+
+    /// Hands the pending frames to the file (one `write`).
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            let flushed = self.len - self.pending.len() as u64;
+            segment::append(&mut self.writer, flushed, &self.pending)?;
+            self.pending.clear();
+        }
+        Ok(())
     }
 
     /// Appends one record to the active segment (starting a new one when
@@ -256,27 +292,42 @@ impl Inner {
         if self.len >= SEGMENT_BYTES {
             self.start_segment(dir)?;
         }
-        let mut payload = Vec::with_capacity(6 + tree.len() + key.len() + value.len());
-        payload.extend_from_slice(&(tree.len() as u16).to_le_bytes());
-        payload.extend_from_slice(tree.as_bytes());
-        payload.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        payload.extend_from_slice(key.as_bytes());
-        payload.extend_from_slice(value);
-        let mut buf = Vec::with_capacity(segment::HEADER + payload.len());
-        segment::frame(&mut buf, &payload);
         if !self.unsynced.iter().any(|(n, _)| *n == self.active) {
-            self.unsynced.push((self.active, self.len));
+            self.unsynced.push((self.active, self.len - self.pending.len() as u64));
         }
-        segment::append(&mut self.writer, self.len, &buf).map_err(unavailable)?;
-        let entry = Entry { pos: Pos::new(self.active, self.len as u32), len: buf.len() as u32 };
-        self.len += buf.len() as u64;
+        let start = self.pending.len();
+        segment::frame_with(&mut self.pending, |out| {
+            out.extend_from_slice(&(tree.len() as u16).to_le_bytes());
+            out.extend_from_slice(tree.as_bytes());
+            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(value);
+        });
+        let frame_len = self.pending.len() - start;
+        let entry = Entry { pos: Pos::new(self.active, self.len as u32), len: frame_len as u32 };
+        self.len += frame_len as u64;
         if let Some(s) = self.segments.get_mut(&self.active) {
             s.size = self.len;
             s.live += u64::from(entry.len);
         }
-        let old = self.trees.entry(tree.to_string()).or_default().insert(key.to_string(), entry);
+        // A key written before (the usual case) is updated without copying its name.
+        let keys = match self.trees.get_mut(tree) {
+            Some(keys) => keys,
+            None => self.trees.entry(tree.to_string()).or_default(),
+        };
+        let old = match keys.get_mut(key) {
+            Some(at) => Some(std::mem::replace(at, entry)),
+            None => keys.insert(key.to_string(), entry),
+        };
         if let Some(s) = old.and_then(|old| Some((self.segments.get_mut(&old.pos.segment())?, old.len))) {
             s.0.live -= u64::from(s.1);
+        }
+        if self.pending.len() >= PENDING_BYTES {
+            if let Err(e) = self.flush() {
+                // As after a failed sync: back to what is known to be on disk.
+                self.roll_back(dir);
+                return Err(unavailable(e));
+            }
         }
         Ok(())
     }
@@ -304,6 +355,7 @@ impl Inner {
         if self.fail_syncs && !self.unsynced.is_empty() {
             return Err(std::io::Error::other("No space left on device (test hook)"));
         }
+        self.flush()?;
         for (n, _) in &self.unsynced {
             if let Some(s) = self.segments.get(n) {
                 s.file.sync_data()?;
@@ -373,11 +425,26 @@ fn split(payload: &[u8]) -> Option<(&str, &str, &[u8])> {
     Some((tree, key, payload.get(at + 4 + key_len..)?))
 }
 
-/// The value of the frame at `entry` (checked against its CRC).
-fn read_value(file: &File, entry: Entry) -> Result<Vec<u8>, LogError> {
-    let payload = segment::read_at(file, entry.pos.offset()).map_err(unavailable)?;
-    let (_, _, value) = split(&payload).ok_or_else(|| unavailable("a record frame does not parse"))?;
-    Ok(value.to_vec())
+/// Where a record's value is (`Inner::locate`).
+enum At {
+    /// Copied from `pending`.
+    Value(Vec<u8>),
+    /// In this segment's file.
+    File(Arc<File>),
+}
+
+impl At {
+    /// The value of the frame at `entry` (a file's frame checked against its CRC).
+    fn value(self, entry: Entry) -> Result<Vec<u8>, LogError> {
+        match self {
+            At::Value(value) => Ok(value),
+            At::File(file) => {
+                let payload = segment::read_at(&file, entry.pos.offset()).map_err(unavailable)?;
+                let (_, _, value) = split(&payload).ok_or_else(|| unavailable("a record frame does not parse"))?;
+                Ok(value.to_vec())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -420,6 +487,34 @@ mod tests {
         assert!(log.put("t", "k", seen, b"second").unwrap());
         assert!(!log.put("t", "k", seen, b"stale").unwrap());
         assert_eq!(value(&log, "k").as_deref(), Some("second"));
+    }
+
+    #[test]
+    fn writes_not_yet_on_file_are_read_back_and_land_in_one_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = RecordLog::open(dir.path()).unwrap();
+        put(&log, "a", "on disk");
+        log.sync().unwrap();
+        let on_file = std::fs::metadata(segment::path(dir.path(), 1)).unwrap().len();
+        put(&log, "a", "pending");
+        put(&log, "b", "pending too");
+        // Still in memory: read from there, by key and in lists.
+        assert_eq!(std::fs::metadata(segment::path(dir.path(), 1)).unwrap().len(), on_file);
+        assert_eq!((value(&log, "a").as_deref(), value(&log, "b").as_deref()), (Some("pending"), Some("pending too")));
+        let listed = log.list("t", None, 10, |k, v| Some((k.to_string(), String::from_utf8(v).unwrap()))).unwrap();
+        assert_eq!(listed, [("a".to_string(), "pending".to_string()), ("b".to_string(), "pending too".to_string())]);
+        log.sync().unwrap();
+        assert!(std::fs::metadata(segment::path(dir.path(), 1)).unwrap().len() > on_file);
+        // A long round goes to the file before its sync, past a bound.
+        let big = "y".repeat(PENDING_BYTES / 4 + 1);
+        for key in ["c", "d", "e", "f"] {
+            put(&log, key, &big);
+        }
+        assert!(std::fs::metadata(segment::path(dir.path(), 1)).unwrap().len() > on_file + 3 * big.len() as u64);
+        log.sync().unwrap();
+        drop(log);
+        let (log, _) = RecordLog::open(dir.path()).unwrap();
+        assert_eq!((value(&log, "a").as_deref(), value(&log, "f").as_deref()), (Some("pending"), Some(big.as_str())));
     }
 
     #[test]
@@ -470,6 +565,8 @@ mod tests {
         put(&log, "a", "synced");
         log.sync().unwrap();
         put(&log, "b", "torn");
+        // On the file but not synced, as when a crash cuts a round's sync short.
+        log.lock().flush().unwrap();
         drop(log);
         let path = segment::path(dir.path(), 1);
         let len = std::fs::metadata(&path).unwrap().len();
