@@ -354,7 +354,9 @@ async fn record_all(rt: &Runtime, settled: Vec<Settled>) {
     let mut outcomes = Vec::with_capacity(settled.len());
     let mut states = Vec::with_capacity(settled.len());
     for (c, outcome, policy) in settled {
-        states.push(crate::delivery::next(&c.delivery, &outcome, &policy, now, crate::delivery::jitter_draw()));
+        // Only a retry reads the draw (its jitter): no random bytes for the rest.
+        let draw = if matches!(outcome, Outcome::Retry { .. }) { crate::delivery::jitter_draw() } else { 0.5 };
+        states.push(crate::delivery::next(&c.delivery, &outcome, &policy, now, draw));
         outcomes.push(outcome);
         events.push(c.event);
     }

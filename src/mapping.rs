@@ -75,7 +75,12 @@ impl JsonPath {
 
     /// Every node the path selects, in RFC 9535 order.
     pub fn nodes<'v>(&self, doc: &'v Value) -> Vec<&'v Value> {
-        self.query.query(doc).all()
+        match &self.singular {
+            // At most one node: walked directly (every request's event type
+            // and every record key), not through the general query engine.
+            Some(steps) => walk(doc, steps).into_iter().collect(),
+            None => self.query.query(doc).all(),
+        }
     }
 
     /// The selected value (singular path), or an array of every match.
@@ -87,6 +92,26 @@ impl JsonPath {
             Some(Value::Array(found.into_iter().cloned().collect()))
         }
     }
+}
+
+/// The node a singular path's steps lead to, as RFC 9535 selects it: a
+/// name only in an object, an index only in an array (negative from its end).
+fn walk<'v>(mut at: &'v Value, steps: &[Step]) -> Option<&'v Value> {
+    for step in steps {
+        at = match step {
+            Step::Name(name) => at.as_object()?.get(name)?,
+            Step::Index(i) => {
+                let items = at.as_array()?;
+                let i = if *i < 0 {
+                    items.len().checked_sub(usize::try_from(i.unsigned_abs()).ok()?)?
+                } else {
+                    usize::try_from(*i).ok()?
+                };
+                items.get(i)?
+            }
+        };
+    }
+    Some(at)
 }
 
 /// The steps of `text` when it is a singular query in RFC 9535's sense
@@ -413,6 +438,38 @@ mod tests {
 
     fn ctx<'a>(body: &'a Value, params: &'a [(String, String)]) -> Context<'a> {
         Context { body, params, query: &[], headers: &[] }
+    }
+
+    #[test]
+    fn a_singular_path_walked_selects_what_the_query_engine_selects() {
+        let doc = json!({"data": {"id": "m_1", "items": [{"k": 1}, {"k": 2}, [3]], "n": 3, "s": "text",
+                          "odd key": {"é": true}, "0": "zero"}, "list": ["a", "b"]});
+        let paths = [
+            "$",
+            "$.data",
+            "$.data.id",
+            "$.data.missing",
+            "$.data.items[0].k",
+            "$.data.items[-1][0]",
+            "$.data.items[-4]",
+            "$.data.items[3]",
+            "$.data.items[-3].k",
+            "$.data['odd key']['é']",
+            "$[\"data\"].n",
+            "$.data.n.x",
+            "$.data.s[0]",
+            "$.list[1]",
+            "$.list.length",
+            "$.data[0]",
+            "$.data['0']",
+            "$.list[-9007199254740991]",
+            "$ .data .id",
+        ];
+        for text in paths {
+            let path = JsonPath::parse(text).unwrap();
+            assert!(path.steps().is_some(), "{text} is singular");
+            assert_eq!(path.nodes(&doc), path.query.query(&doc).all(), "{text}");
+        }
     }
 
     #[test]

@@ -201,11 +201,11 @@ impl Records {
 /// `"_sync_metadata":` on is an object only when that key is a top-level one
 /// (after a nested one, closing brackets would be left over). Otherwise,
 /// the whole record is read (its other fields skipped, not parsed).
-fn stored_meta(record: &[u8]) -> Option<Value> {
+fn stored_meta(record: &[u8]) -> Option<Writer> {
     #[derive(serde::Deserialize)]
     struct Header {
         #[serde(rename = "_sync_metadata")]
-        meta: Option<Value>,
+        meta: Option<Writer>,
     }
     if let Some(at) = memchr::memmem::rfind(record, b"\"_sync_metadata\":") {
         let mut tail = Vec::with_capacity(record.len() - at + 1);
@@ -218,14 +218,24 @@ fn stored_meta(record: &[u8]) -> Option<Value> {
     serde_json::from_slice::<Header>(record).ok()?.meta
 }
 
+/// What `stale` reads of a stored record's `_sync_metadata` (its other
+/// fields are skipped, not built: this runs on every write).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+struct Writer {
+    #[serde(default)]
+    log_id: Option<Value>,
+    #[serde(default)]
+    event_time: Option<Value>,
+}
+
 /// Why `meta`'s event must not touch the record whose `_sync_metadata` is
 /// `stored`, if it must not.
-fn stale(stored: &Value, meta: &SyncMetadata) -> Option<String> {
-    if stored.get("log_id").and_then(Value::as_u64) == Some(meta.log_id) {
+fn stale(stored: &Writer, meta: &SyncMetadata) -> Option<String> {
+    if stored.log_id.as_ref().and_then(Value::as_u64) == Some(meta.log_id) {
         return Some(format!("event {} already applied to this record", meta.log_id));
     }
     let ours = parse_time(&Value::String(meta.event_time.clone()?))?;
-    let theirs_text = stored.get("event_time")?;
+    let theirs_text = stored.event_time.as_ref()?;
     let theirs = parse_time(theirs_text)?;
     (ours < theirs).then(|| {
         format!(
@@ -341,7 +351,8 @@ mod tests {
             let parsed: Value = serde_json::from_slice(body).unwrap();
             let want = with_metadata(parsed, &m);
             assert_eq!(serde_json::from_slice::<Value>(&record).unwrap(), want, "{}", String::from_utf8_lossy(body));
-            assert_eq!(stored_meta(&record), Some(serde_json::to_value(&m).unwrap()));
+            let written = Writer { log_id: Some(json!(7)), event_time: Some(json!("2025-01-01T00:00:00Z")) };
+            assert_eq!(stored_meta(&record), Some(written));
         }
         // Not the same record as the parsed body's: left to `apply`.
         let refused: &[&[u8]] = &[
@@ -359,7 +370,7 @@ mod tests {
 
     #[test]
     fn the_writer_of_a_record_is_read_from_its_tail_only_when_that_is_sound() {
-        let top = json!({"log_id": 3});
+        let top = Writer { log_id: Some(json!(3)), event_time: None };
         // Last and top-level: read from the tail.
         assert_eq!(stored_meta(br#"{"a":1,"_sync_metadata":{"log_id":3}}"#), Some(top.clone()));
         // Top-level but not last (a script set the field): still right.
