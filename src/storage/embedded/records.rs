@@ -264,7 +264,7 @@ impl Inner {
     /// value copied out under the lock), or in its segment's file (read
     /// after the lock is let go).
     fn locate(&self, entry: Entry) -> Result<At, LogError> {
-        let flushed = self.len - self.pending.len() as u64;
+        let flushed = self.flushed();
         if entry.pos.segment() == self.active && u64::from(entry.pos.offset()) >= flushed {
             let from = (u64::from(entry.pos.offset()) - flushed) as usize;
             let payload = self.pending.get(from + segment::HEADER..from + entry.len as usize);
@@ -276,11 +276,16 @@ impl Inner {
         file.map(At::File).ok_or_else(|| unavailable(format!("segment {segment} is gone")))
     }
 
+    /// Where `pending` starts: the active segment's length on file.
+    fn flushed(&self) -> u64 {
+        self.len - self.pending.len() as u64
+    }
+
     /// Hands the pending frames to the file (one `write`).
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.pending.is_empty() {
-            let flushed = self.len - self.pending.len() as u64;
-            segment::append(&mut self.writer, flushed, &self.pending)?;
+            let at = self.flushed();
+            segment::append(&mut self.writer, at, &self.pending)?;
             self.pending.clear();
         }
         Ok(())
@@ -293,7 +298,7 @@ impl Inner {
             self.start_segment(dir)?;
         }
         if !self.unsynced.iter().any(|(n, _)| *n == self.active) {
-            self.unsynced.push((self.active, self.len - self.pending.len() as u64));
+            self.unsynced.push((self.active, self.flushed()));
         }
         let start = self.pending.len();
         segment::frame_with(&mut self.pending, |out| {
