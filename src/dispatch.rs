@@ -4,9 +4,10 @@
 //!
 //! A claim comes with its event already parsed (the log keeps what ingest
 //! just appended), so nothing is read back or parsed twice. Store
-//! deliveries are taken in batches and run on one blocking thread: their
-//! writes take microseconds, so one thread hop and one log write per round
-//! beat a task per delivery. HTTP deliveries run as async tasks, at most
+//! deliveries run in the blocking hop that claims them: their writes take
+//! microseconds, so one hop per round beats a task per delivery; their
+//! records are synced for many rounds at once (`Unsynced`) before their
+//! outcomes are recorded. HTTP deliveries run as async tasks, at most
 //! `concurrency` per sink: a slow or dead sink only holds its own
 //! deliveries (released claims stay due in the log), never ingest or other
 //! sinks. Nothing here is lost on a crash: a delivery run but not recorded
@@ -20,6 +21,7 @@ use crate::script;
 use crate::sink::http::Envelope;
 use crate::sink::store::SyncMetadata;
 use crate::sink::{Outcome, RetryPolicy, Sink, SinkKind};
+use crate::storage::embedded::records::Epoch;
 use crate::storage::{Claimed, DeliveryKey, DeliveryStatus, DeliveryV1, EventV1, StoredEvent};
 use crate::telemetry::Delivered;
 use serde_json::Value;
@@ -46,6 +48,7 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     let client = crate::sink::http::client();
     let mut per_sink: HashMap<String, Arc<Semaphore>> = HashMap::new();
     let mut tasks = JoinSet::new();
+    let mut unsynced = Unsynced::default();
     while !*stop.borrow() {
         while tasks.try_join_next().is_some() {}
         // While the store refuses outcomes, running deliveries again would
@@ -58,9 +61,13 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
             }
         }
         let now = crate::event::now_ms();
-        let log = rt.data.log.clone();
-        let due = match tokio::task::spawn_blocking(move || log.claim(now, SCAN)).await {
-            Ok(Ok(d)) => d,
+        // One blocking hop claims the due deliveries and runs the store ones.
+        let rt2 = rt.clone();
+        let due = match tokio::task::spawn_blocking(move || claim_and_store(&rt2, now)).await {
+            Ok(Ok((due, applied))) => {
+                unsynced.add(applied);
+                due
+            }
             Ok(Err(e)) => {
                 if let Some(times) = rt.outcome_writes.failed() {
                     tracing::error!(error = %e, times, "Cannot read the due queue; backing off.");
@@ -73,7 +80,6 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
             }
         };
         let config = rt.config();
-        let mut stored = Vec::new();
         let mut batched: HashMap<String, Vec<Claimed>> = HashMap::new();
         let mut unstarted = Vec::new();
         let mut started = 0;
@@ -101,8 +107,7 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
                         rt.work.notify_one();
                     });
                 }
-                // Store sinks, and sinks gone from the config (they fail with a clear error).
-                _ => stored.push(c),
+                _ => unreachable!("claim_and_store runs the local deliveries"),
             }
         }
         for (sink, mut cs) in batched {
@@ -130,24 +135,14 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
             unstarted.extend(cs.iter().map(|c| DeliveryKey::of(&c.delivery)));
         }
         rt.data.log.release(&unstarted);
-        if !stored.is_empty() {
-            started += stored.len();
-            let rt2 = rt.clone();
-            match tokio::task::spawn_blocking(move || deliver_batch(&rt2, stored)).await {
-                Ok(Ok(settled)) => record_all(&rt, settled).await,
-                Ok(Err(e)) => {
-                    if let Some(times) = rt.outcome_writes.failed() {
-                        tracing::error!(error = %e, times, "Cannot sync the store's records; the deliveries run again. Backing off.");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "Delivery round panicked; its deliveries stay due."),
-            }
+        if unsynced.due(now) {
+            unsynced.commit(&rt).await;
         }
         if started == 0 {
             // Nothing could start: what is due now waits for a delivery in
             // flight (ordering, sink limits), which notifies when it ends.
             let next = rt.data.log.next_due_after(now);
-            let wait = match next.into_iter().chain(batch_due).min() {
+            let wait = match next.into_iter().chain(batch_due).chain(unsynced.deadline()).min() {
                 Some(at) => Duration::from_millis((at - now).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
                 None => IDLE_POLL,
             };
@@ -162,6 +157,7 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     if drained.is_err() {
         tracing::warn!("HTTP deliveries still running at shutdown; they stay due and run after restart.");
     }
+    unsynced.commit(&rt).await;
     last_store_round(&rt).await;
 }
 
@@ -170,25 +166,14 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
 /// should not leave its record behind until the restart. HTTP deliveries
 /// stay due (they run after the restart).
 async fn last_store_round(rt: &Arc<Runtime>) {
-    let log = rt.data.log.clone();
-    let now = crate::event::now_ms();
-    let Ok(Ok(due)) = tokio::task::spawn_blocking(move || log.claim(now, SCAN)).await else { return };
-    let config = rt.config();
-    let (stored, other): (Vec<Claimed>, Vec<Claimed>) = due
-        .into_iter()
-        .partition(|c| matches!(config.sinks.get(&c.delivery.sink).map(|s| &s.kind), Some(SinkKind::Store(_))));
-    rt.data.log.release(&other.iter().map(|c| DeliveryKey::of(&c.delivery)).collect::<Vec<_>>());
-    if stored.is_empty() {
+    let (rt2, now) = (rt.clone(), crate::event::now_ms());
+    let Ok(Ok((http, applied))) = tokio::task::spawn_blocking(move || claim_and_store(&rt2, now)).await else {
         return;
-    }
-    let rt2 = rt.clone();
-    match tokio::task::spawn_blocking(move || deliver_batch(&rt2, stored)).await {
-        Ok(Ok(settled)) => record_all(rt, settled).await,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "Store deliveries at shutdown could not be synced; they run after restart.")
-        }
-        Err(e) => tracing::error!(error = %e, "The last delivery round panicked; its deliveries stay due."),
-    }
+    };
+    rt.data.log.release(&http.iter().map(|c| DeliveryKey::of(&c.delivery)).collect::<Vec<_>>());
+    let mut unsynced = Unsynced::default();
+    unsynced.add(applied);
+    unsynced.commit(rt).await;
 }
 
 /// One attempt of one HTTP delivery, recorded. A rule with `when:` or
@@ -225,23 +210,98 @@ async fn deliver_http(rt: &Arc<Runtime>, client: &reqwest::Client, c: Claimed) {
     record_all(rt, vec![(c, outcome, policy)]).await;
 }
 
-/// One attempt of each store delivery, then one sync of the records they
-/// wrote; the outcomes are recorded together afterwards. When the sync
-/// fails the claims are given back: the deliveries run again.
-fn deliver_batch(rt: &Runtime, claims: Vec<Claimed>) -> Result<Vec<Settled>, crate::storage::LogError> {
-    let settled: Vec<Settled> = claims
+/// Claims what is due and runs one attempt of each local delivery (store
+/// sinks, and sinks gone from the config, which fail with a clear error)
+/// right away: their writes take microseconds. Returns the HTTP claims and
+/// the local ones run, whose records are not synced yet (`Unsynced`).
+fn claim_and_store(rt: &Runtime, now: i64) -> Result<(Vec<Claimed>, Applied), crate::storage::LogError> {
+    let due = rt.data.log.claim(now, SCAN)?;
+    let config = rt.config();
+    let (http, local): (Vec<Claimed>, Vec<Claimed>) = due
+        .into_iter()
+        .partition(|c| matches!(config.sinks.get(&c.delivery.sink).map(|s| &s.kind), Some(SinkKind::Http(_))));
+    // Taken before the writes: `sync_since` then tells whether one was undone.
+    let epoch = rt.data.records.epoch();
+    let settled = local
         .into_iter()
         .map(|c| {
             let (outcome, policy) = attempt(rt, &c.event, &c.delivery);
             (c, outcome, policy)
         })
         .collect();
-    if let Err(e) = rt.data.records.sync() {
-        let keys: Vec<DeliveryKey> = settled.iter().map(|(c, _, _)| DeliveryKey::of(&c.delivery)).collect();
-        rt.data.log.release(&keys);
-        return Err(e);
+    Ok((http, Applied { epoch, settled }))
+}
+
+/// Local deliveries run in one `claim_and_store`, and the records epoch
+/// from before their writes.
+struct Applied {
+    epoch: Epoch,
+    settled: Vec<Settled>,
+}
+
+/// Store deliveries run whose records are not synced yet. They are synced
+/// together (one `fdatasync` for many rounds) and only then recorded: an
+/// outcome on disk without its record would be a lost update after a
+/// crash. Their claims stay held meanwhile, and reads already see the
+/// records. Waiting for company is what keeps the records' syncs from
+/// competing with the event log's on the disk (two sync streams cost each
+/// a quarter of its rate here), so it is bounded: `COMMIT_EVERY`, `SCAN`
+/// deliveries, or at once when one is ordered (the next of its key waits
+/// for it).
+#[derive(Default)]
+struct Unsynced {
+    settled: Vec<Settled>,
+    /// The epoch before the oldest write held.
+    epoch: Option<Epoch>,
+    /// When the oldest was run.
+    since_ms: i64,
+}
+
+/// The longest a run store delivery waits for its records' sync.
+const COMMIT_EVERY_MS: i64 = 10;
+
+impl Unsynced {
+    fn add(&mut self, applied: Applied) {
+        if applied.settled.is_empty() {
+            return;
+        }
+        if self.settled.is_empty() {
+            (self.epoch, self.since_ms) = (Some(applied.epoch), crate::event::now_ms());
+        }
+        self.settled.extend(applied.settled);
     }
-    Ok(settled)
+
+    /// When the held deliveries must be committed (`None`: none held).
+    fn deadline(&self) -> Option<i64> {
+        (!self.settled.is_empty()).then_some(self.since_ms + COMMIT_EVERY_MS)
+    }
+
+    fn due(&self, now: i64) -> bool {
+        self.deadline().is_some_and(|at| {
+            at <= now || self.settled.len() >= SCAN || self.settled.iter().any(|(c, _, _)| c.delivery.order_key.is_some())
+        })
+    }
+
+    /// Syncs the records of the held deliveries, then records their
+    /// outcomes. When the sync fails (or a write was undone meanwhile) the
+    /// claims are given back: the deliveries run again.
+    async fn commit(&mut self, rt: &Arc<Runtime>) {
+        let (Some(epoch), settled) = (self.epoch.take(), std::mem::take(&mut self.settled)) else { return };
+        let rt2 = rt.clone();
+        let synced = tokio::task::spawn_blocking(move || rt2.data.records.sync_since(epoch))
+            .await
+            .unwrap_or_else(|e| Err(crate::storage::LogError::Unavailable(format!("the records sync panicked: {e}"))));
+        match synced {
+            Ok(()) => record_all(rt, settled).await,
+            Err(e) => {
+                let keys: Vec<DeliveryKey> = settled.iter().map(|(c, _, _)| DeliveryKey::of(&c.delivery)).collect();
+                rt.data.log.release(&keys);
+                if let Some(times) = rt.outcome_writes.failed() {
+                    tracing::error!(error = %e, times, "Cannot sync the store's records; the deliveries run again. Backing off.");
+                }
+            }
+        }
+    }
 }
 
 /// Counts and logs one recorded outcome. `received_ms`: when the event came in.

@@ -9,7 +9,7 @@
 use super::Outcome;
 use crate::event::parse_time;
 use crate::mapping::Expr;
-use crate::storage::embedded::records::RecordLog;
+use crate::storage::embedded::records::{Epoch, RecordLog};
 use crate::storage::LogError;
 use serde_json::{Map, Value};
 
@@ -85,6 +85,18 @@ impl Records {
     /// deliveries run again).
     pub fn sync(&self) -> Result<(), LogError> {
         self.log.sync()
+    }
+
+    /// The epoch to take before a batch of writes that `sync_since` makes
+    /// durable together.
+    pub fn epoch(&self) -> Epoch {
+        self.log.epoch()
+    }
+
+    /// As `sync`, and fails if a write made since `epoch` was undone in
+    /// between (by another caller's failed sync): the writer redoes them.
+    pub fn sync_since(&self, epoch: Epoch) -> Result<(), LogError> {
+        self.log.sync_since(epoch)
     }
 
     /// Bytes the records take on disk.

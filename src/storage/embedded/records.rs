@@ -43,6 +43,12 @@ pub fn records_dir(data: &Path) -> PathBuf {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Version(Pos);
 
+/// How many times writes were undone (after a failed write or sync). A
+/// caller that wrote at one epoch and syncs at another lost some of its
+/// writes: `sync_since` tells it, so it redoes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch(u64);
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     pos: Pos,
@@ -78,6 +84,8 @@ struct Inner {
     unsynced: Vec<(u32, u64)>,
     /// A failed sync could not be undone: nothing is answered until reopen.
     broken: Option<String>,
+    /// Roll-backs so far (`Epoch`).
+    undone: u64,
     fail_syncs: bool,
 }
 
@@ -162,16 +170,34 @@ impl RecordLog {
         Ok(out)
     }
 
+    /// The current epoch: take it before writing, pass it to `sync_since`.
+    pub fn epoch(&self) -> Epoch {
+        Epoch(self.lock().undone)
+    }
+
     /// Makes every write so far durable. On failure the writes since the
     /// last sync are undone (the callers redo them), and the store takes
     /// writes again once the disk does. Then compacts one segment if one
     /// is mostly dead.
     pub fn sync(&self) -> Result<(), LogError> {
+        self.sync_checked(None)
+    }
+
+    /// As `sync`, and fails if any write made since `epoch` was undone in
+    /// between (by another caller's failed sync): the caller redoes them.
+    pub fn sync_since(&self, epoch: Epoch) -> Result<(), LogError> {
+        self.sync_checked(Some(epoch))
+    }
+
+    fn sync_checked(&self, since: Option<Epoch>) -> Result<(), LogError> {
         let mut inner = self.lock();
         inner.usable()?;
         if let Err(e) = inner.sync_unsynced() {
             inner.roll_back(&self.dir);
             return Err(unavailable(e));
+        }
+        if since.is_some_and(|Epoch(n)| n != inner.undone) {
+            return Err(unavailable("writes made since were undone after a failed write; they run again"));
         }
         if let Err(e) = inner.compact_one(&self.dir) {
             // Nothing is lost (the old segment stays); the copies are undone.
@@ -248,6 +274,7 @@ impl Inner {
             pending: Vec::new(),
             unsynced: Vec::new(),
             broken: None,
+            undone: 0,
             fail_syncs: false,
         };
         Ok((inner, dropped))
@@ -380,9 +407,9 @@ impl Inner {
         let reloaded = undone.map_err(unavailable).and_then(|()| Self::load(dir));
         match reloaded {
             Ok((fresh, _)) => {
-                let fail_syncs = self.fail_syncs;
+                let (fail_syncs, undone) = (self.fail_syncs, self.undone + 1);
                 *self = fresh;
-                self.fail_syncs = fail_syncs;
+                (self.fail_syncs, self.undone) = (fail_syncs, undone);
             }
             Err(e) => self.broken = Some(format!("a failed sync could not be undone: {e}")),
         }
@@ -539,6 +566,27 @@ mod tests {
         drop(log);
         let (log, _) = RecordLog::open(dir.path()).unwrap();
         assert_eq!((value(&log, "kept").as_deref(), value(&log, "undone").as_deref()), (Some("1"), Some("y")));
+    }
+
+    #[test]
+    fn a_writer_whose_writes_another_sync_undid_is_told_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = RecordLog::open(dir.path()).unwrap();
+        // The dispatcher takes the epoch, writes, and syncs later.
+        let epoch = log.epoch();
+        put(&log, "held", "1");
+        // Meanwhile another caller's sync fails, undoing the held write too.
+        log.set_fail_syncs(true);
+        assert!(log.sync().is_err());
+        log.set_fail_syncs(false);
+        // Nothing is left to sync, but the held write is gone: it must run again.
+        assert_eq!(value(&log, "held"), None);
+        assert!(log.sync_since(epoch).is_err());
+        // Redone from a fresh epoch, it lands.
+        let epoch = log.epoch();
+        put(&log, "held", "1");
+        log.sync_since(epoch).unwrap();
+        assert_eq!(value(&log, "held").as_deref(), Some("1"));
     }
 
     #[test]
