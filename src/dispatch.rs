@@ -278,7 +278,9 @@ impl Unsynced {
 
     fn due(&self, now: i64) -> bool {
         self.deadline().is_some_and(|at| {
-            at <= now || self.settled.len() >= SCAN || self.settled.iter().any(|(c, _, _)| c.delivery.order_key.is_some())
+            at <= now
+                || self.settled.len() >= SCAN
+                || self.settled.iter().any(|(c, _, _)| c.delivery.order_key.is_some())
         })
     }
 
