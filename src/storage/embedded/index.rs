@@ -110,14 +110,83 @@ pub struct SegmentInfo {
     pub live: u64,
 }
 
+/// The dedup keys found by the open scan, sorted by fingerprint: 12
+/// bytes a key (a million keys: 11 MiB, where a hash map takes ~40), and
+/// a binary search to find one. Keys added later go to a hash map.
+#[derive(Default)]
+struct SortedKeys {
+    keys: Vec<SortedKey>,
+    /// The id an offset of 1 stands for (the first id the scan pushed).
+    base: u64,
+}
+
+/// A fingerprint and its event's id as an offset from `SortedKeys::base`
+/// plus one (0: removed). Packed: 12 bytes, not 16.
+#[derive(Clone, Copy)]
+#[repr(C, packed(4))]
+struct SortedKey {
+    fingerprint: u64,
+    offset: u32,
+}
+
+impl SortedKeys {
+    /// Adds a key found by the scan (ids come in order); false when its id
+    /// is too far from the first for an offset (the caller keeps it elsewhere).
+    fn push(&mut self, fingerprint: u64, id: u64) -> bool {
+        if self.keys.is_empty() {
+            self.base = id;
+        }
+        let Some(offset) = id.checked_sub(self.base).and_then(|o| u32::try_from(o + 1).ok()) else {
+            return false;
+        };
+        self.keys.push(SortedKey { fingerprint, offset });
+        true
+    }
+
+    /// Sorts what the scan pushed: of the entries of one fingerprint (in
+    /// log order, the sort is stable) the last one is what stands, the
+    /// latest id or a removal. In place: no second array of every key.
+    fn sort(&mut self) {
+        self.keys.sort_by_key(|k| k.fingerprint);
+        self.keys.dedup_by(|later, kept| {
+            let same = { later.fingerprint } == { kept.fingerprint };
+            if same {
+                kept.offset = later.offset;
+            }
+            same
+        });
+        self.keys.retain(|k| k.offset != 0);
+        self.keys.shrink_to_fit();
+    }
+
+    fn get(&self, fingerprint: u64) -> Option<u64> {
+        let at = self.keys.binary_search_by_key(&fingerprint, |k| k.fingerprint).ok()?;
+        let offset = self.keys[at].offset;
+        (offset != 0).then(|| self.base + u64::from(offset) - 1)
+    }
+
+    /// Event `id` is removed. While the scan runs the removal is an entry
+    /// of its own (sorted after the id's, so it wins).
+    fn remove(&mut self, fingerprint: u64, id: u64, scanning: bool) {
+        if scanning {
+            if !self.keys.is_empty() {
+                self.keys.push(SortedKey { fingerprint, offset: 0 });
+            }
+        } else if let Ok(at) = self.keys.binary_search_by_key(&fingerprint, |k| k.fingerprint) {
+            if self.get(fingerprint) == Some(id) {
+                self.keys[at].offset = 0;
+            }
+        }
+    }
+}
+
 pub struct Index {
     /// Id of `slots[0]`.
     base: u64,
     slots: Slots,
     pub last_id: u64,
-    /// Dedup keys found when the log opened, sorted by fingerprint (16
-    /// bytes each, no table overhead); an id of 0 marks a removed one.
-    dedup_sorted: Vec<(u64, u64)>,
+    /// Dedup keys found when the log opened, sorted by fingerprint.
+    dedup_sorted: SortedKeys,
     /// Dedup keys added since.
     dedup: HashMap<u64, u64>,
     /// While the open scan runs, keys go to `dedup_sorted` (sorted at the end).
@@ -139,7 +208,7 @@ impl Index {
             base: 1,
             slots: Slots::default(),
             last_id: 0,
-            dedup_sorted: Vec::new(),
+            dedup_sorted: SortedKeys::default(),
             dedup: HashMap::new(),
             scanning: false,
             open: BTreeMap::new(),
@@ -187,8 +256,7 @@ impl Index {
         if let Some(id) = self.dedup.get(&fingerprint) {
             return Some(*id);
         }
-        let at = self.dedup_sorted.binary_search_by_key(&fingerprint, |(f, _)| *f).ok()?;
-        Some(self.dedup_sorted[at].1).filter(|id| *id != 0)
+        self.dedup_sorted.get(fingerprint)
     }
 
     /// The open scan starts: dedup keys are collected for sorting.
@@ -200,19 +268,7 @@ impl Index {
     /// latest id of a fingerprint wins).
     pub fn end_scan(&mut self) {
         self.scanning = false;
-        // Stable: the entries of one fingerprint stay in log order, and the
-        // last (the latest id, or 0 for removed) is what remains. In place:
-        // no second array of every key.
-        self.dedup_sorted.sort_by_key(|(f, _)| *f);
-        self.dedup_sorted.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                kept.1 = later.1;
-            }
-            same
-        });
-        self.dedup_sorted.retain(|(_, id)| *id != 0);
-        self.dedup_sorted.shrink_to_fit();
+        self.dedup_sorted.sort();
     }
 
     /// A new event at `pos` (ids come in order).
@@ -231,12 +287,9 @@ impl Index {
         }
         self.slots.push(Slot { event: pos.0, state: 0 });
         self.last_id = self.last_id.max(id);
-        if fingerprint != 0 {
-            if self.scanning {
-                self.dedup_sorted.push((fingerprint, id));
-            } else {
-                self.dedup.insert(fingerprint, id);
-            }
+        // While the scan runs keys go to the sorted array, unless too far.
+        if fingerprint != 0 && !(self.scanning && self.dedup_sorted.push(fingerprint, id)) {
+            self.dedup.insert(fingerprint, id);
         }
         self.segments.entry(pos.segment()).or_default().live += 1;
         let status = if deliveries.is_empty() { EventStatus::Unrouted } else { EventStatus::Pending };
@@ -357,14 +410,7 @@ impl Index {
             if self.dedup.get(&fingerprint) == Some(&id) {
                 self.dedup.remove(&fingerprint);
             }
-            if self.scanning {
-                // Sorted at the end of the scan, after this id's own entry.
-                self.dedup_sorted.push((fingerprint, 0));
-            } else if let Ok(at) = self.dedup_sorted.binary_search_by_key(&fingerprint, |(f, _)| *f) {
-                if self.dedup_sorted[at].1 == id {
-                    self.dedup_sorted[at].1 = 0;
-                }
-            }
+            self.dedup_sorted.remove(fingerprint, id, self.scanning);
         }
         let keys: Vec<DeliveryKey> = self.failed.range(Self::range(id)).copied().collect();
         for k in keys {
@@ -477,5 +523,22 @@ mod tests {
         index.remove(2, 7);
         index.end_scan();
         assert_eq!((index.duplicate_of(42), index.duplicate_of(7)), (Some(3), None));
+    }
+
+    #[test]
+    fn sorted_dedup_keys_take_twelve_bytes_and_refuse_far_ids() {
+        assert_eq!(std::mem::size_of::<SortedKey>(), 12);
+        let mut keys = SortedKeys::default();
+        assert!(keys.push(9, 10));
+        assert!(keys.push(5, 11));
+        // Too far from the first id for a 32-bit offset: the index keeps it in its map.
+        assert!(!keys.push(6, 10 + u64::from(u32::MAX) + 5));
+        keys.remove(9, 10, true);
+        keys.sort();
+        assert_eq!((keys.get(5), keys.get(9), keys.get(6)), (Some(11), None, None));
+        keys.remove(5, 12, false);
+        assert_eq!(keys.get(5), Some(11), "another id's removal leaves it");
+        keys.remove(5, 11, false);
+        assert_eq!(keys.get(5), None);
     }
 }
