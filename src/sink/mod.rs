@@ -3,6 +3,7 @@
 //! attempt with `retry::next_delay`.
 
 pub mod http;
+pub mod postgres;
 pub mod retry;
 pub mod store;
 

@@ -8,6 +8,7 @@ mod crash;
 mod delivery;
 mod examples;
 mod ingest;
+mod postgres;
 mod regressions;
 mod reload;
 mod scripts;
