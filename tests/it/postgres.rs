@@ -77,17 +77,17 @@ async fn documents_land_in_typed_columns_and_modes_do_what_they_say() {
     assert_eq!(row.get::<_, Vec<String>>(6), vec!["pro", "eu"]);
     assert_eq!(row.get::<_, String>(7), r#"{"a": [1, 2]}"#);
 
-    // Merge: a missing field erases nothing.
-    let merge = json!({"user_id": "user_1", "engagement_score": 15});
+    // Merge: a missing or null field erases nothing.
+    let merge = json!({"user_id": "user_1", "engagement_score": 15, "tags": null});
     assert_eq!(write_document(&db, &table, &plan(Mode::Merge), &merge).await, Outcome::Delivered);
-    let row = db.query_one("SELECT status, engagement_score FROM member_activity", &[]).await.unwrap();
-    assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1)), ("joined".into(), 15));
+    let row = db.query_one("SELECT status, engagement_score, tags IS NULL FROM member_activity", &[]).await.unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1), row.get::<_, bool>(2)), ("joined".into(), 15, false));
 
-    // Upsert: the row becomes the document, the rest back to its defaults.
-    let upsert = json!({"user_id": "user_1", "status": "left"});
+    // Upsert: the document's columns, a null as NULL; the others stay.
+    let upsert = json!({"user_id": "user_1", "status": "left", "tags": null});
     assert_eq!(write_document(&db, &table, &plan(Mode::Upsert), &upsert).await, Outcome::Delivered);
     let row = db.query_one("SELECT status, engagement_score, tags IS NULL FROM member_activity", &[]).await.unwrap();
-    assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1), row.get::<_, bool>(2)), ("left".into(), 0, true));
+    assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1), row.get::<_, bool>(2)), ("left".into(), 15, true));
 
     // Delete by the key; a second delete changes nothing.
     assert_eq!(write_document(&db, &table, &plan(Mode::Delete), &upsert).await, Outcome::Delivered);

@@ -40,9 +40,11 @@ pub struct Table {
 /// What a write does with the row of its key (`mode:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// The row becomes the document: columns it lacks go back to their default.
+    /// The document's columns are written, a null as NULL; the row's other
+    /// columns (an id, `created_at`) stay as they are.
     Upsert,
-    /// Only the document's columns change; a missing field erases nothing.
+    /// As upsert, but a null or missing field erases nothing: only the
+    /// values the document has are written.
     Merge,
     /// The row of the key is deleted.
     Delete,
@@ -133,6 +135,9 @@ pub fn build(table: &Table, plan: &Plan, doc: &Value) -> Result<Statement, Unwri
     let mut values = Vec::new();
     let mut extra = Map::new();
     for (field, v) in doc {
+        if plan.mode == Mode::Merge && v.is_null() {
+            continue;
+        }
         match table.column(field) {
             Some(col) if Some(field) != plan.extra.as_ref() => {
                 names.push(quote(field));
@@ -165,7 +170,6 @@ pub fn build(table: &Table, plan: &Plan, doc: &Value) -> Result<Statement, Unwri
                 set.push(format!("{q} = COALESCE({}.{q}, '{{}}'::jsonb) || EXCLUDED.{q}", table.name))
             }
             (_, true) => set.push(format!("{q} = EXCLUDED.{q}")),
-            (Mode::Upsert, false) => set.push(format!("{q} = DEFAULT")),
             (_, false) => {}
         }
     }
@@ -269,15 +273,19 @@ mod tests {
     }
 
     #[test]
-    fn an_upsert_sets_the_documents_columns_and_defaults_the_rest() {
-        let s = build(&table(), &plan(Mode::Upsert), &json!({"user_id": "u1", "score": 3})).unwrap();
+    fn an_upsert_sets_the_documents_columns_nulls_included() {
+        let s = build(&table(), &plan(Mode::Upsert), &json!({"user_id": "u1", "score": 3, "status": null})).unwrap();
         assert_eq!(
             s.sql,
-            "INSERT INTO \"public\".\"member_activity\" (\"user_id\", \"score\") VALUES ($1::text::text, $2::text::integer) \
-             ON CONFLICT (\"user_id\") DO UPDATE SET \"status\" = DEFAULT, \"score\" = EXCLUDED.\"score\", \
-             \"updated_at\" = DEFAULT, \"tags\" = DEFAULT, \"raw\" = DEFAULT"
+            "INSERT INTO \"public\".\"member_activity\" (\"user_id\", \"score\", \"status\") \
+             VALUES ($1::text::text, $2::text::integer, $3::text::text) \
+             ON CONFLICT (\"user_id\") DO UPDATE SET \"status\" = EXCLUDED.\"status\", \"score\" = EXCLUDED.\"score\""
         );
-        assert_eq!(s.params, vec![Some("u1".into()), Some("3".into())]);
+        assert_eq!(s.params, vec![Some("u1".into()), Some("3".into()), None]);
+        // Merge leaves the null out: it erases nothing.
+        let m = build(&table(), &plan(Mode::Merge), &json!({"user_id": "u1", "score": 3, "status": null})).unwrap();
+        assert_eq!(m.params.len(), 2);
+        assert!(!m.sql.contains("status"));
     }
 
     #[test]
