@@ -86,33 +86,37 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
         // When a batch that is not full yet must go anyway (its oldest waited max_wait).
         let mut batch_due: Option<i64> = None;
         for c in due {
-            match config.sinks.get(&c.delivery.sink).map(|s| &s.kind) {
-                Some(SinkKind::Http(h)) if h.batch.is_some() => {
-                    batched.entry(c.delivery.sink.clone()).or_default().push(c)
-                }
-                Some(SinkKind::Http(h)) => {
-                    let limit = per_sink
-                        .entry(c.delivery.sink.clone())
-                        .or_insert_with(|| Arc::new(Semaphore::new(h.concurrency)));
-                    // A saturated sink's deliveries wait in the log; the others go on.
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        unstarted.push(DeliveryKey::of(&c.delivery));
-                        continue;
-                    };
-                    started += 1;
-                    let (rt, client) = (rt.clone(), client.clone());
-                    tasks.spawn(async move {
-                        deliver_http(&rt, &client, c).await;
-                        drop(permit);
-                        rt.work.notify_one();
-                    });
-                }
-                _ => unreachable!("claim_and_store runs the local deliveries"),
+            let Some(sink) = config.sinks.get(&c.delivery.sink) else {
+                unreachable!("claim_and_store runs the deliveries of unknown sinks")
+            };
+            let Some(concurrency) = sink.concurrency() else {
+                unreachable!("claim_and_store runs the local deliveries")
+            };
+            if sink.batch().is_some() {
+                batched.entry(c.delivery.sink.clone()).or_default().push(c);
+                continue;
             }
+            let limit =
+                per_sink.entry(c.delivery.sink.clone()).or_insert_with(|| Arc::new(Semaphore::new(concurrency)));
+            // A saturated sink's deliveries wait in the log; the others go on.
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                unstarted.push(DeliveryKey::of(&c.delivery));
+                continue;
+            };
+            started += 1;
+            let (rt, client, postgres) = (rt.clone(), client.clone(), matches!(sink.kind, SinkKind::Postgres(_)));
+            tasks.spawn(async move {
+                match postgres {
+                    true => deliver_postgres(&rt, vec![c]).await,
+                    false => deliver_http(&rt, &client, c).await,
+                }
+                drop(permit);
+                rt.work.notify_one();
+            });
         }
-        for (sink, mut cs) in batched {
-            let Some(SinkKind::Http(h)) = config.sinks.get(&sink).map(|s| &s.kind) else { continue };
-            let batch = h.batch.expect("only batching sinks are collected");
+        for (name, mut cs) in batched {
+            let Some(sink) = config.sinks.get(&name) else { continue };
+            let (Some(batch), Some(concurrency)) = (sink.batch(), sink.concurrency()) else { continue };
             let oldest = cs.iter().filter_map(|c| c.delivery.next_attempt_ms).min().unwrap_or(now);
             let send_by = oldest + batch.max_wait.as_millis() as i64;
             if cs.len() < batch.max_events && send_by > now {
@@ -120,14 +124,18 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
                 unstarted.extend(cs.iter().map(|c| DeliveryKey::of(&c.delivery)));
                 continue;
             }
-            let limit = per_sink.entry(sink.clone()).or_insert_with(|| Arc::new(Semaphore::new(h.concurrency)));
+            let limit = per_sink.entry(name.clone()).or_insert_with(|| Arc::new(Semaphore::new(concurrency)));
+            let postgres = matches!(sink.kind, SinkKind::Postgres(_));
             while !cs.is_empty() {
                 let Ok(permit) = limit.clone().try_acquire_owned() else { break };
                 let chunk: Vec<Claimed> = cs.drain(..cs.len().min(batch.max_events)).collect();
                 started += chunk.len();
                 let (rt, client) = (rt.clone(), client.clone());
                 tasks.spawn(async move {
-                    deliver_http_batch(&rt, &client, chunk).await;
+                    match postgres {
+                        true => deliver_postgres(&rt, chunk).await,
+                        false => deliver_http_batch(&rt, &client, chunk).await,
+                    }
                     drop(permit);
                     rt.work.notify_one();
                 });
@@ -187,7 +195,7 @@ async fn deliver_http(rt: &Arc<Runtime>, client: &reqwest::Client, c: Claimed) {
             let policy = p.sink.retry;
             let built = if p.rule().has_scripts() {
                 let (rt, stored, p) = (rt.clone(), c.event.clone(), p.clone());
-                tokio::task::spawn_blocking(move || http_document(&rt, &p, &stored))
+                tokio::task::spawn_blocking(move || remote_document(&rt, &p, &stored))
                     .await
                     .unwrap_or_else(|e| Err(Outcome::Failed { error: format!("the script panicked: {e}") }))
             } else {
@@ -201,13 +209,57 @@ async fn deliver_http(rt: &Arc<Runtime>, client: &reqwest::Client, c: Claimed) {
                     let last_try = d.attempts + 1 >= p.sink.retry.attempts;
                     (h.deliver(client, &h.item(doc, &envelope), &envelope, last_try).await, policy)
                 }
-                (Ok(_), SinkKind::Store(_)) => {
-                    (Outcome::Retry { error: "sink changed type".into(), after: None }, policy)
-                }
+                (Ok(_), _) => (sink_changed_type(), policy),
             }
         }
     };
     record_all(rt, vec![(c, outcome, policy)]).await;
+}
+
+/// A delivery claimed for one kind of sink whose sink, after a reload,
+/// is another kind: it runs again, as the new kind.
+fn sink_changed_type() -> Outcome {
+    Outcome::Retry { error: "sink changed type".into(), after: None }
+}
+
+/// One attempt of postgres deliveries (one, or a batch; all to one sink):
+/// their documents written in one transaction, each outcome recorded. A
+/// rule's scripts run inside it, with the row under the document's key as
+/// `current`.
+async fn deliver_postgres(rt: &Arc<Runtime>, claims: Vec<Claimed>) {
+    let mut settled = Vec::new();
+    let (mut members, mut items) = (Vec::new(), Vec::new());
+    let mut sink = None;
+    for c in claims {
+        let p = match prepare(rt, &c.event, &c.delivery) {
+            Ok(p) if matches!(p.sink.kind, SinkKind::Postgres(_)) => p,
+            Ok(p) => {
+                settled.push((c, sink_changed_type(), p.sink.retry));
+                continue;
+            }
+            Err((outcome, policy)) => {
+                settled.push((c, outcome, policy));
+                continue;
+            }
+        };
+        let doc = p.doc.clone().unwrap_or_else(|| p.rule().document(&context(&c.event, c.event.payload())));
+        let finish = p.rule().has_scripts().then(|| {
+            let (route, rule, stored) = (p.route.clone(), p.rule, c.event.clone());
+            Arc::new(move |doc: Value, current: Option<&Value>| {
+                route.rules[rule].finish(doc, stored.payload(), &stored.event, current).map_err(script_outcome)
+            }) as crate::sink::postgres::Finish
+        });
+        items.push(crate::sink::postgres::Item { doc, finish });
+        members.push(c);
+        sink = Some(p.sink);
+    }
+    if let Some(sink) = sink {
+        if let SinkKind::Postgres(pg) = &sink.kind {
+            let outcomes = pg.write(&items).await;
+            settled.extend(members.into_iter().zip(outcomes).map(|(c, o)| (c, o, sink.retry)));
+        }
+    }
+    record_all(rt, settled).await;
 }
 
 /// Claims what is due and runs one attempt of each local delivery (store
@@ -217,9 +269,8 @@ async fn deliver_http(rt: &Arc<Runtime>, client: &reqwest::Client, c: Claimed) {
 fn claim_and_store(rt: &Runtime, now: i64) -> Result<(Vec<Claimed>, Applied), crate::storage::LogError> {
     let due = rt.data.log.claim(now, SCAN)?;
     let config = rt.config();
-    let (http, local): (Vec<Claimed>, Vec<Claimed>) = due
-        .into_iter()
-        .partition(|c| matches!(config.sinks.get(&c.delivery.sink).map(|s| &s.kind), Some(SinkKind::Http(_))));
+    let (http, local): (Vec<Claimed>, Vec<Claimed>) =
+        due.into_iter().partition(|c| config.sinks.get(&c.delivery.sink).is_some_and(|s| s.concurrency().is_some()));
     // Taken before the writes: `sync_since` then tells whether one was undone.
     let epoch = rt.data.records.epoch();
     let settled = local
@@ -389,7 +440,7 @@ fn batch_items(rt: &Runtime, claims: Vec<Claimed>) -> BatchItems {
                 continue;
             }
         };
-        match (http_document(rt, &p, &c.event), &p.sink.kind) {
+        match (remote_document(rt, &p, &c.event), &p.sink.kind) {
             (Err(outcome), _) => b.settled.push((c, outcome, p.sink.retry)),
             (Ok(doc), SinkKind::Http(h)) => {
                 let id = delivery_event_id(event);
@@ -397,9 +448,7 @@ fn batch_items(rt: &Runtime, claims: Vec<Claimed>) -> BatchItems {
                 b.sink = Some(p.sink.clone());
                 b.members.push(c);
             }
-            (Ok(_), SinkKind::Store(_)) => {
-                b.settled.push((c, Outcome::Retry { error: "sink changed type".into(), after: None }, p.sink.retry))
-            }
+            (Ok(_), _) => b.settled.push((c, sink_changed_type(), p.sink.retry)),
         }
     }
     b
@@ -535,7 +584,7 @@ fn script_outcome(o: script::Outcome) -> Outcome {
 
 /// The document an HTTP delivery sends: mapped, then through `when:` and
 /// `script:` with the rule's store record as `current`.
-fn http_document(rt: &Runtime, p: &Prepared, stored: &StoredEvent) -> Result<Value, Outcome> {
+fn remote_document(rt: &Runtime, p: &Prepared, stored: &StoredEvent) -> Result<Value, Outcome> {
     let rule = p.rule();
     let doc = p.doc.clone().unwrap_or_else(|| rule.document(&context(stored, stored.payload())));
     if !rule.has_scripts() {
@@ -611,7 +660,7 @@ fn apply_store(rt: &Runtime, p: Prepared, stored: &StoredEvent, mut written: imp
             outcome
         }
         (SinkKind::Store(_), None) => Outcome::Failed { error: "the record key is missing from the event".into() },
-        (SinkKind::Http(_), _) => Outcome::Retry { error: "sink changed type".into(), after: None },
+        (SinkKind::Http(_) | SinkKind::Postgres(_), _) => sink_changed_type(),
     }
 }
 
@@ -644,11 +693,20 @@ pub fn rehearse(rt: &Runtime, id: u64) -> Vec<Rehearsed> {
             let outcome = match prepare(rt, &stored, &d) {
                 Err((outcome, _)) => outcome,
                 Ok(mut p) => match &p.sink.kind {
-                    SinkKind::Http(h) => match http_document(rt, &p, &stored) {
+                    SinkKind::Http(h) => match remote_document(rt, &p, &stored) {
                         Ok(doc) => {
                             let event_id = delivery_event_id(event);
                             let envelope = Envelope { event_type: &event.event_type, event_id: &event_id };
                             document = Some(h.item(doc, &envelope));
+                            Outcome::Delivered
+                        }
+                        Err(outcome) => outcome,
+                    },
+                    // The row it would write (its script sees no `current`:
+                    // a rehearsal opens no database).
+                    SinkKind::Postgres(_) => match remote_document(rt, &p, &stored) {
+                        Ok(doc) => {
+                            document = Some(doc);
                             Outcome::Delivered
                         }
                         Err(outcome) => outcome,

@@ -14,7 +14,8 @@ use crate::route::table::{template_params, Endpoint, RouteTable};
 use crate::route::{EventSpec, Requirement, Respond, RespondBody, Route, Rule, Target, ValueKind, DEFAULT_BODY_LIMIT};
 use crate::script::{self, Engines, Limits};
 use crate::sink::http::{self as http_sink, HttpSink};
-use crate::sink::{RetryPolicy, Sink, SinkKind, StoreMode, StoreSink, SINK_TYPES};
+use crate::sink::postgres::{self as postgres_sink, statement::Plan, PostgresSink};
+use crate::sink::{Batch, RetryPolicy, Sink, SinkKind, StoreMode, StoreSink, SINK_TYPES};
 use crate::verify::presets::{self, SCHEMES};
 use crate::verify::{hmac, BasicAuth, BearerToken, Secret, SignatureScheme, Verifier};
 use std::collections::{BTreeMap, HashMap};
@@ -367,6 +368,7 @@ impl<'a> Cx<'a> {
         let keys_ok = !SINK_TYPES.contains(&type_name) || self.sink_keys(raw, type_name);
         let kind = match type_name {
             "http" | "make" => SinkKind::Http(Box::new(self.http_sink(raw, type_name == "make")?)),
+            "postgres" => SinkKind::Postgres(Box::new(self.postgres_sink(raw)?)),
             "store" => {
                 let tree = raw.tree.as_ref().map_or(Some(name.value.clone()), |t| self.interp(t));
                 let key = raw.key.as_ref().map(|k| self.expr(k, false));
@@ -395,7 +397,7 @@ impl<'a> Cx<'a> {
 
     /// Reports every sink key its type does not read.
     fn sink_keys(&mut self, raw: &RawSink, type_name: &str) -> bool {
-        let set: [(&str, Option<Pos>); 11] = [
+        let set: [(&str, Option<Pos>); 15] = [
             ("batch", raw.batch.as_ref().map(Pos::of)),
             ("tree", raw.tree.as_ref().map(Pos::of)),
             ("key", raw.key.as_ref().map(Pos::of)),
@@ -407,9 +409,14 @@ impl<'a> Cx<'a> {
             ("timeout", raw.timeout.as_ref().map(Pos::of)),
             ("concurrency", raw.concurrency.as_ref().map(Pos::of)),
             ("sign", raw.sign.as_ref().map(Pos::of)),
+            ("table", raw.table.as_ref().map(Pos::of)),
+            ("conflict", raw.conflict.as_ref().map(Pos::of)),
+            ("version", raw.version.as_ref().map(Pos::of)),
+            ("extra", raw.extra.as_ref().map(Pos::of)),
         ];
         let allowed: &[&str] = match type_name {
             "store" => &["tree", "key", "mode"],
+            "postgres" => &["url", "table", "conflict", "mode", "version", "extra", "timeout", "concurrency", "batch"],
             _ => &["url", "fallback_url", "method", "headers", "timeout", "concurrency", "sign", "batch"],
         };
         let hint = format!("`{type_name}` sinks read: {}, retry", allowed.join(", "));
@@ -424,14 +431,7 @@ impl<'a> Cx<'a> {
         let method = self.http_method(raw);
         let headers = self.http_headers(raw);
         let timeout = raw.timeout.as_ref().map_or(Some(http_sink::DEFAULT_TIMEOUT), |t| self.duration(t));
-        let concurrency = match &raw.concurrency {
-            None => Some(http_sink::DEFAULT_CONCURRENCY),
-            Some(c) if c.value == 0 => {
-                self.error(Pos::of(c), "concurrency must be at least 1");
-                None
-            }
-            Some(c) => Some(c.value),
-        };
+        let concurrency = self.concurrency(raw, http_sink::DEFAULT_CONCURRENCY);
         let signer = raw.sign.as_ref().map_or(Some(None), |s| self.outgoing_signer(s).map(Some));
         let batch = raw.batch.as_ref().map_or(Some(None), |b| self.batch(b).map(Some));
         Some(HttpSink {
@@ -445,6 +445,92 @@ impl<'a> Cx<'a> {
             signer: signer?,
             batch: batch?,
         })
+    }
+
+    /// A `postgres` sink. The URL is checked for form only: `router check
+    /// --connect` is what opens it and compares the table.
+    fn postgres_sink(&mut self, raw: &RawSink) -> Option<PostgresSink> {
+        let url = match &raw.url {
+            None => {
+                self.error(Pos::of(&raw.kind), "sink type `postgres` needs `url`").with_hint("url: ${DATABASE_URL}");
+                None
+            }
+            Some(u) => match self.interp(u) {
+                Some(v) if v.is_empty() => {
+                    self.error(Pos::of(u), "url is empty").with_hint("set the environment variable it names");
+                    None
+                }
+                other => other.map(|v| (v, Pos::of(u))),
+            },
+        };
+        let table = match &raw.table {
+            None => {
+                self.error(Pos::of(&raw.kind), "sink type `postgres` needs `table`")
+                    .with_hint("table: member_activity (or schema.table)");
+                None
+            }
+            Some(t)
+                if t.value.is_empty() || t.value.split('.').count() > 2 || t.value.split('.').any(str::is_empty) =>
+            {
+                self.error(Pos::of(t), format!("`{}` is not a table name", t.value))
+                    .with_hint("write `table` or `schema.table`");
+                None
+            }
+            Some(t) => Some(t.value.clone()),
+        };
+        let mode = match &raw.mode {
+            None => Some(StoreMode::Upsert),
+            Some(m) => StoreMode::parse(&m.value).or_else(|| {
+                self.error(Pos::of(m), format!("unknown postgres mode `{}`", m.value))
+                    .with_hint(format!("write one of: {}", StoreMode::NAMES.join(", ")));
+                None
+            }),
+        };
+        let conflict = match &raw.conflict {
+            None => {
+                self.error(Pos::of(&raw.kind), "sink type `postgres` needs `conflict`")
+                    .with_hint("conflict: [user_id]   # the columns of a unique index: the row an event writes");
+                None
+            }
+            Some(c) if c.value.0.is_empty() || c.value.0.iter().any(String::is_empty) => {
+                self.error(Pos::of(c), "conflict names no column").with_hint("conflict: [user_id]");
+                None
+            }
+            Some(c) => Some(c.value.0.clone()),
+        };
+        let version = raw.version.as_ref().map(|v| v.value.clone());
+        if let (Some(v), Some(keys)) = (&raw.version, &conflict) {
+            if keys.contains(&v.value) {
+                self.error(Pos::of(v), format!("`{}` is part of the key; it cannot also be the version", v.value))
+                    .with_hint("version: a column such as updated_at, that grows with each change");
+            }
+        }
+        let timeout = raw.timeout.as_ref().map_or(Some(postgres_sink::DEFAULT_TIMEOUT), |t| self.duration(t));
+        let concurrency = self.concurrency(raw, postgres_sink::DEFAULT_CONCURRENCY);
+        let batch = raw.batch.as_ref().map_or(Some(None), |b| self.batch(b).map(Some));
+        let plan =
+            Plan { mode: mode?, conflict: conflict?, version, extra: raw.extra.as_ref().map(|e| e.value.clone()) };
+        let (url, at) = url?;
+        let mut sink = PostgresSink::new(&url, table?, plan, concurrency?, timeout?)
+            .map_err(|e| {
+                self.error(at, e.to_string())
+                    .with_hint("write postgres://user:password@host:5432/database, e.g. url: ${DATABASE_URL}");
+            })
+            .ok()?;
+        sink.batch = batch?;
+        Some(sink)
+    }
+
+    /// `concurrency:`, at least 1.
+    fn concurrency(&mut self, raw: &RawSink, default: usize) -> Option<usize> {
+        match &raw.concurrency {
+            None => Some(default),
+            Some(c) if c.value == 0 => {
+                self.error(Pos::of(c), "concurrency must be at least 1");
+                None
+            }
+            Some(c) => Some(c.value),
+        }
     }
 
     fn target_url(&mut self, raw: &RawSink) -> Option<String> {
@@ -513,13 +599,13 @@ impl<'a> Cx<'a> {
             .ok()
     }
 
-    fn batch(&mut self, b: &S<raw::RawBatch>) -> Option<http_sink::Batch> {
+    fn batch(&mut self, b: &S<raw::RawBatch>) -> Option<Batch> {
         let max_wait = self.duration(&b.value.max_wait);
         if b.value.max_events.value == 0 {
             self.error(Pos::of(&b.value.max_events), "max_events must be at least 1");
             return None;
         }
-        Some(http_sink::Batch { max_events: b.value.max_events.value, max_wait: max_wait? })
+        Some(Batch { max_events: b.value.max_events.value, max_wait: max_wait? })
     }
 
     /// An interpolated http(s) URL; `None` when it interpolates to nothing (`${VAR?}` unset).
@@ -1016,7 +1102,7 @@ impl<'a> Cx<'a> {
         };
         let default_key = |sink: &str| match &sinks.get(sink)?.kind {
             SinkKind::Store(store) => store.key.as_ref(),
-            SinkKind::Http(_) => None,
+            SinkKind::Http(_) | SinkKind::Postgres(_) => None,
         };
         route.ingest_fields = route.fields_read_at_ingest(default_key);
         Some(route)

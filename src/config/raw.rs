@@ -206,10 +206,18 @@ pub struct RawSink {
     pub tree: Option<S<String>>,
     /// store: default record key when a rule's target gives none.
     pub key: Option<S<String>>,
-    /// store: upsert | merge | delete.
+    /// store, postgres: upsert | merge | delete.
     pub mode: Option<S<String>>,
+    /// postgres: the table (`table` or `schema.table`).
+    pub table: Option<S<String>>,
+    /// postgres: the unique key the upsert targets (a column or a list of them).
+    pub conflict: Option<S<OneOrMany<String>>>,
+    /// postgres: a column; an event with a lower value never overwrites the row.
+    pub version: Option<S<String>>,
+    /// postgres: a jsonb column for the document's fields that have no column.
+    pub extra: Option<S<String>>,
     pub retry: Option<S<RawRetry>>,
-    /// http, make: where to POST.
+    /// http, make: where to POST; postgres: the connection URL.
     pub url: Option<S<String>>,
     /// make (and http): tried when the primary fails for good.
     pub fallback_url: Option<S<String>>,
@@ -217,13 +225,13 @@ pub struct RawSink {
     pub method: Option<S<String>>,
     /// http, make: extra request headers.
     pub headers: Option<OrderedMap<S<String>>>,
-    /// http, make: time for a whole request, e.g. `10s`.
+    /// http, make: time for a whole request, e.g. `10s`; postgres: for one write.
     pub timeout: Option<S<String>>,
-    /// http, make: deliveries in flight at once.
+    /// http, make, postgres: deliveries in flight at once.
     pub concurrency: Option<S<usize>>,
     /// http, make: sign outgoing requests: `{scheme: standard-webhooks, secret: whsec_...}`.
     pub sign: Option<S<RawSign>>,
-    /// http, make: send events as JSON arrays: `{max_events: 100, max_wait: 2s}`.
+    /// http, make: send events as JSON arrays; postgres: as multi-row statements: `{max_events: 100, max_wait: 2s}`.
     pub batch: Option<S<RawBatch>>,
 }
 

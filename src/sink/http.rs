@@ -7,7 +7,7 @@
 //! the receiver's `Retry-After` on 429/503); other statuses fail at once.
 
 use super::retry::parse_retry_after;
-use super::Outcome;
+use super::{Batch, Outcome};
 use crate::verify::hmac::HmacVerifier;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
@@ -30,14 +30,6 @@ pub struct HttpSink {
     pub signer: Option<HmacVerifier>,
     /// Send events as JSON arrays.
     pub batch: Option<Batch>,
-}
-
-/// A sink's `batch:` block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Batch {
-    pub max_events: usize,
-    /// How long the oldest due event may wait for others to join it.
-    pub max_wait: Duration,
 }
 
 /// Requests to a sink at once unless `concurrency` says otherwise.

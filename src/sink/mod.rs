@@ -7,6 +7,7 @@ pub mod postgres;
 pub mod retry;
 pub mod store;
 
+pub use postgres::PostgresSink;
 pub use retry::RetryPolicy;
 pub use store::{StoreMode, StoreSink};
 
@@ -25,10 +26,21 @@ pub enum SinkKind {
     Store(StoreSink),
     /// `http` and `make` (boxed: far larger than a store sink).
     Http(Box<http::HttpSink>),
+    /// The app's own table.
+    Postgres(Box<PostgresSink>),
 }
 
 /// The sink types `type:` accepts.
-pub const SINK_TYPES: &[&str] = &["store", "http", "make"];
+pub const SINK_TYPES: &[&str] = &["store", "http", "make", "postgres"];
+
+/// A sink's `batch:` block: deliveries go together, as one request or one
+/// statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    pub max_events: usize,
+    /// How long the oldest due event may wait for others to join it.
+    pub max_wait: Duration,
+}
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +66,25 @@ pub enum Outcome {
 }
 
 impl Sink {
+    /// Remote sinks (HTTP, PostgreSQL): how many deliveries may be in
+    /// flight at once. `None`: a local sink, run in the dispatcher's hop.
+    pub fn concurrency(&self) -> Option<usize> {
+        match &self.kind {
+            SinkKind::Store(_) => None,
+            SinkKind::Http(h) => Some(h.concurrency),
+            SinkKind::Postgres(p) => Some(p.concurrency),
+        }
+    }
+
+    /// The sink's `batch:`, if it has one.
+    pub fn batch(&self) -> Option<Batch> {
+        match &self.kind {
+            SinkKind::Store(_) => None,
+            SinkKind::Http(h) => h.batch,
+            SinkKind::Postgres(p) => p.batch,
+        }
+    }
+
     /// What the admin API shows of a sink: its type and destination, never
     /// a credential. An HTTP URL is cut to its origin (a Make.com hook's path
     /// is its secret), and extra headers are listed by name only.
@@ -80,6 +111,19 @@ impl Sink {
                 "batch": h.batch.map(|b| json!({"max_events": b.max_events,
                     "max_wait": humantime::format_duration(b.max_wait).to_string()})),
                 "concurrency": h.concurrency,
+                "retry": retry,
+            }),
+            SinkKind::Postgres(p) => json!({
+                "name": self.name, "type": "postgres",
+                "host": p.target.host, "port": p.target.port,
+                "database": p.target.database, "user": p.target.user,
+                "table": p.table,
+                "mode": format!("{:?}", p.plan.mode).to_lowercase(),
+                "conflict": p.plan.conflict, "version": p.plan.version, "extra": p.plan.extra,
+                "batch": p.batch.map(|b| json!({"max_events": b.max_events,
+                    "max_wait": humantime::format_duration(b.max_wait).to_string()})),
+                "concurrency": p.concurrency,
+                "timeout": humantime::format_duration(p.timeout).to_string(),
                 "retry": retry,
             }),
         }

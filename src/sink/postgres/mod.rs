@@ -1,20 +1,314 @@
-//! The `postgres` sink's database side: what a table looks like (read
-//! from the catalog, not from the route file), and one write of a
-//! document into it, with PostgreSQL's verdict as a delivery `Outcome`
-//! (a dropped connection or a serialization failure is retried; a
-//! constraint or type error is final and names the column).
+//! The `postgres` sink: rule documents written into the app's own table.
+//!
+//! The table's columns are read from the catalog (not from the route
+//! file) on first use, and again after a write fails for good (an `ALTER
+//! TABLE` that fixed it is then seen). A delivery round is one
+//! transaction: documents without a script go in multi-row statements
+//! (`statement::statements`); a document whose rule has a script is
+//! written alone, after its row was read `FOR UPDATE` as the script's
+//! `current`, so two events of one key never both read the old row.
+//! PostgreSQL's verdict becomes the delivery `Outcome`: a dropped
+//! connection or a serialization failure is retried; a constraint or type
+//! error is final and names the column. When a batch fails for good, its
+//! documents are written one by one, so one bad row does not hold the rest.
 
 pub mod statement;
 
-use crate::sink::Outcome;
-use statement::{Column, Plan, Statement, Table};
+use crate::sink::{Batch, Outcome};
+use serde_json::Value;
+use statement::{Column, Mode, Plan, Row, Statement, Table};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
+
+/// Deliveries in flight at once to one postgres sink (its pool's size).
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Time for one delivery round (connect, write, commit).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time to open a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A `type: postgres` sink.
+pub struct PostgresSink {
+    /// `table:` as written (`schema.table` or `table`).
+    pub table: String,
+    pub plan: Plan,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub batch: Option<Batch>,
+    /// Where it connects, for the admin API: never the password.
+    pub target: Target,
+    pool: deadpool_postgres::Pool,
+    /// The table as the catalog last described it.
+    described: Mutex<Option<Arc<Table>>>,
+}
+
+impl std::fmt::Debug for PostgresSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSink").field("target", &self.target).field("table", &self.table).finish()
+    }
+}
+
+/// What a connection string names, minus its credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+}
+
+/// Why a sink's `url:` cannot be used (never echoes the URL: it holds a password).
+#[derive(Debug, thiserror::Error)]
+#[error("not a PostgreSQL connection string: {0}")]
+pub struct BadUrl(String);
+
+/// One document to write, and the script that finishes it with the row
+/// stored under its key (`None`: the rule has none).
+pub struct Item {
+    pub doc: Value,
+    pub finish: Option<Finish>,
+}
+
+/// A rule's scripts: the mapped document and the current row in, the
+/// document to write (or the script's verdict) out.
+pub type Finish = Arc<dyn Fn(Value, Option<&Value>) -> Result<Value, Outcome> + Send + Sync>;
+
+impl PostgresSink {
+    /// A sink over `url` (a `postgres://` URL or `key=value` string). No
+    /// connection is opened until the first delivery.
+    pub fn new(url: &str, table: String, plan: Plan, concurrency: usize, timeout: Duration) -> Result<Self, BadUrl> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            // Its text quotes nothing of the URL.
+            BadUrl(e.to_string())
+        })?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("webhook-router");
+        let target = target_of(&config);
+        crate::sink::http::install_tls_provider();
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            tls(),
+            deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(concurrency)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(CONNECT_TIMEOUT * 2))
+            .build()
+            .map_err(|e| BadUrl(e.to_string()))?;
+        Ok(PostgresSink { table, plan, concurrency, timeout, batch: None, target, pool, described: Mutex::new(None) })
+    }
+
+    /// A connection from the pool (opened, or reopened, as needed).
+    pub async fn connect(&self) -> Result<deadpool_postgres::Object, Outcome> {
+        self.pool.get().await.map_err(|e| {
+            let error = match e {
+                deadpool_postgres::PoolError::Backend(e) => return outcome_of(&e),
+                deadpool_postgres::PoolError::Timeout(_) => "postgres: no connection within the timeout".to_string(),
+                other => format!("postgres: {other}"),
+            };
+            Outcome::Retry { error, after: None }
+        })
+    }
+
+    /// The table, as the catalog describes it (cached).
+    pub async fn describe_table(&self, client: &tokio_postgres::Client) -> Result<Arc<Table>, Outcome> {
+        if let Some(t) = self.described.lock().expect("not poisoned").clone() {
+            return Ok(t);
+        }
+        let table = Arc::new(load_table(client, &self.table).await.map_err(|e| outcome_of(&e))?);
+        if table.columns.is_empty() {
+            return Err(Outcome::Failed { error: format!("postgres: table {} has no columns", table.name) });
+        }
+        *self.described.lock().expect("not poisoned") = Some(table.clone());
+        Ok(table)
+    }
+
+    /// One attempt at writing `items`, in one transaction: an outcome per
+    /// item, in order. Bounded by the sink's `timeout`.
+    pub async fn write(&self, items: &[Item]) -> Vec<Outcome> {
+        let outcomes = match tokio::time::timeout(self.timeout, self.write_within(items)).await {
+            Ok(outcomes) => outcomes,
+            Err(_) => {
+                let error = format!("postgres: no answer within {}", humantime::format_duration(self.timeout));
+                vec![Outcome::Retry { error, after: None }; items.len()]
+            }
+        };
+        // A final failure may come from a table changed since it was read:
+        // read it again next time (an `ALTER TABLE` may have fixed it).
+        if outcomes.iter().any(|o| matches!(o, Outcome::Failed { .. })) {
+            *self.described.lock().expect("not poisoned") = None;
+        }
+        outcomes
+    }
+
+    async fn write_within(&self, items: &[Item]) -> Vec<Outcome> {
+        let all = |o: Outcome| vec![o; items.len()];
+        let mut client = match self.connect().await {
+            Ok(c) => c,
+            Err(o) => return all(o),
+        };
+        let table = match self.describe_table(&client).await {
+            Ok(t) => t,
+            Err(o) => return all(o),
+        };
+        match transaction(&mut client, &table, &self.plan, items).await {
+            Ok(outcomes) => outcomes,
+            // One bad row fails a whole batch: write them one by one, so
+            // the others land and the bad one carries its own error.
+            Err(Aborted { outcome: Outcome::Failed { .. }, .. }) if items.len() > 1 => {
+                let mut outcomes = Vec::with_capacity(items.len());
+                for item in items {
+                    let one = std::slice::from_ref(item);
+                    outcomes.push(match transaction(&mut client, &table, &self.plan, one).await {
+                        Ok(mut o) => o.pop().expect("one outcome per item"),
+                        Err(aborted) => aborted.explained(&client).await,
+                    });
+                }
+                outcomes
+            }
+            Err(aborted) => all(aborted.explained(&client).await),
+        }
+    }
+}
+
+/// Why a transaction was rolled back: PostgreSQL's verdict, and the
+/// statement it refused (to name the column a value did not fit).
+struct Aborted {
+    outcome: Outcome,
+    refused: Option<(Statement, SqlState)>,
+}
+
+impl Aborted {
+    /// A value its column's type cannot parse (class 22): PostgreSQL does
+    /// not say which parameter, so each cast is tried alone.
+    async fn explained(self, client: &tokio_postgres::Client) -> Outcome {
+        let (Outcome::Failed { mut error }, Some((s, code))) = (self.outcome.clone(), self.refused) else {
+            return self.outcome;
+        };
+        if code.code().starts_with("22") {
+            if let Some(column) = failing_cast(client, &s).await {
+                error.push_str(&format!("; column `{}` ({})", column.name, column.ty));
+            }
+        }
+        Outcome::Failed { error }
+    }
+}
+
+impl From<tokio_postgres::Error> for Aborted {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Aborted { outcome: outcome_of(&e), refused: None }
+    }
+}
+
+/// Writes `items` in one transaction. `Err`: it was rolled back.
+async fn transaction(
+    client: &mut tokio_postgres::Client,
+    table: &Table,
+    plan: &Plan,
+    items: &[Item],
+) -> Result<Vec<Outcome>, Aborted> {
+    let tx = client.transaction().await?;
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
+    // Rows waiting to go in one multi-row write, with their items' places.
+    let mut pending: Vec<(usize, Row)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let doc = match &item.finish {
+            None => item.doc.clone(),
+            Some(finish) => {
+                // The script reads the row as the writes before it left it.
+                flush(&tx, table, plan, &mut pending, &mut outcomes).await?;
+                let current = current_row(&tx, table, plan, &item.doc).await?;
+                let (finish, doc) = (finish.clone(), item.doc.clone());
+                let finished = tokio::task::spawn_blocking(move || finish(doc, current.as_ref()))
+                    .await
+                    .unwrap_or_else(|e| Err(Outcome::Failed { error: format!("the script panicked: {e}") }));
+                match finished {
+                    Ok(doc) => doc,
+                    Err(verdict) => {
+                        outcomes[i] = Some(verdict);
+                        continue;
+                    }
+                }
+            }
+        };
+        match statement::row(table, plan, &doc) {
+            Ok(row) => pending.push((i, row)),
+            Err(e) => outcomes[i] = Some(Outcome::Failed { error: e.to_string() }),
+        }
+        if item.finish.is_some() {
+            flush(&tx, table, plan, &mut pending, &mut outcomes).await?;
+        }
+    }
+    flush(&tx, table, plan, &mut pending, &mut outcomes).await?;
+    tx.commit().await?;
+    Ok(outcomes.into_iter().map(|o| o.expect("every item has an outcome")).collect())
+}
+
+/// Runs the statements that write the `pending` rows and settles their items.
+async fn flush(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &Table,
+    plan: &Plan,
+    pending: &mut Vec<(usize, Row)>,
+    outcomes: &mut [Option<Outcome>],
+) -> Result<(), Aborted> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let (places, rows): (Vec<usize>, Vec<Row>) = std::mem::take(pending).into_iter().unzip();
+    for (s, members) in statement::statements(table, plan, &rows) {
+        let changed = query(tx, &s).await.map_err(|e| Aborted {
+            outcome: outcome_of(&e),
+            refused: e.code().cloned().map(|code| (s.clone(), code)),
+        })?;
+        for (n, &member) in members.iter().enumerate() {
+            let ordinal = (n + 1) as i32;
+            outcomes[places[member]] = Some(if changed.contains(&ordinal) {
+                Outcome::Delivered
+            } else if plan.mode == Mode::Delete {
+                Outcome::Skipped { reason: "no row has this key".into() }
+            } else {
+                Outcome::Skipped {
+                    reason: "the stored row is as new or newer (version), or only the key was sent".into(),
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs `s` with its text parameters typed as text (no prepare round
+/// trip, and fine behind a transaction-mode pooler); the first column of
+/// each row returned, as `int4`.
+async fn query(tx: &tokio_postgres::Transaction<'_>, s: &Statement) -> Result<Vec<i32>, tokio_postgres::Error> {
+    let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> =
+        s.params.iter().map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT)).collect();
+    let rows = tx.query_typed(s.sql.as_str(), &params).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The row stored under `doc`'s key, as JSON, locked until the
+/// transaction ends; `None` when there is none (or `doc` has no key yet).
+async fn current_row(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &Table,
+    plan: &Plan,
+    doc: &Value,
+) -> Result<Option<Value>, Aborted> {
+    let Some(s) = statement::select_current(table, plan, doc) else { return Ok(None) };
+    let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> =
+        s.params.iter().map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT)).collect();
+    let row = tx.query_typed_opt(s.sql.as_str(), &params).await?;
+    Ok(row.map(|r| r.get::<_, String>(0)).and_then(|text| serde_json::from_str(&text).ok()))
+}
 
 /// Reads the columns of `table` (`schema.table` or `table` in `public`).
 /// A missing table is an error that names it.
-pub async fn load_table(client: &impl GenericClient, table: &str) -> Result<Table, tokio_postgres::Error> {
+pub async fn load_table(client: &tokio_postgres::Client, table: &str) -> Result<Table, tokio_postgres::Error> {
     let name = Table::quoted_name(table);
     let rows = client
         .query(
@@ -27,53 +321,15 @@ pub async fn load_table(client: &impl GenericClient, table: &str) -> Result<Tabl
     Ok(Table { name, columns })
 }
 
-/// Runs one statement; `Skipped` when it changed no row (an older version
-/// than the stored row, or a delete of a row that is not there).
-pub async fn write(client: &impl GenericClient, s: &Statement) -> Outcome {
-    let params: Vec<&(dyn ToSql + Sync)> = s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    match client.execute(s.sql.as_str(), &params).await {
-        Ok(0) => {
-            Outcome::Skipped { reason: "no row changed (the stored row is newer, or there is none to delete)".into() }
-        }
-        Ok(_) => Outcome::Delivered,
-        Err(e) => {
-            let mut outcome = outcome_of(&e);
-            // A value its column's type cannot parse (class 22): PostgreSQL
-            // does not say which parameter, so each cast is tried alone.
-            if let (Outcome::Failed { error }, Some(true)) =
-                (&mut outcome, e.code().map(|c| c.code().starts_with("22")))
-            {
-                if let Some(column) = failing_cast(client, s).await {
-                    error.push_str(&format!("; column `{}` ({})", column.name, column.ty));
-                }
-            }
-            outcome
-        }
-    }
-}
-
 /// The first bound column whose value its type's input function refuses.
-async fn failing_cast<'a>(client: &impl GenericClient, s: &'a Statement) -> Option<&'a Column> {
+async fn failing_cast<'a>(client: &tokio_postgres::Client, s: &'a Statement) -> Option<&'a Column> {
     for (value, column) in s.params.iter().zip(&s.bound) {
         let probe = format!("SELECT $1::text::{}", column.ty);
-        if client.execute(probe.as_str(), &[value]).await.is_err() {
+        if client.query_typed(probe.as_str(), &[(value, Type::TEXT)]).await.is_err() {
             return Some(column);
         }
     }
     None
-}
-
-/// Builds and runs the write of `doc`.
-pub async fn write_document(
-    client: &impl GenericClient,
-    table: &Table,
-    plan: &Plan,
-    doc: &serde_json::Value,
-) -> Outcome {
-    match statement::build(table, plan, doc) {
-        Ok(s) => write(client, &s).await,
-        Err(e) => Outcome::Failed { error: e.to_string() },
-    }
 }
 
 /// PostgreSQL's error as an outcome: what may pass on its own is retried,
@@ -100,11 +356,40 @@ pub fn outcome_of(e: &tokio_postgres::Error) -> Outcome {
         SqlState::CRASH_SHUTDOWN,
         SqlState::CANNOT_CONNECT_NOW,
         SqlState::QUERY_CANCELED,
+        SqlState::READ_ONLY_SQL_TRANSACTION,
     ];
     // Class 08: connection exceptions; 53: insufficient resources (disk full...).
     if transient.contains(code) || code.code().starts_with("08") || code.code().starts_with("53") {
         Outcome::Retry { error, after: None }
     } else {
         Outcome::Failed { error }
+    }
+}
+
+/// TLS for connections that ask for it (`sslmode=require`), with the
+/// system's roots; `sslmode=prefer` (the default) falls back to plain
+/// TCP where the server offers no TLS.
+fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+    use rustls_platform_verifier::ConfigVerifierExt;
+    let config = rustls::ClientConfig::with_platform_verifier().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "No system certificate roots; TLS connections to PostgreSQL will fail.");
+        rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+    });
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+fn target_of(config: &tokio_postgres::Config) -> Target {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let user = config.get_user().unwrap_or("").to_string();
+    Target {
+        host,
+        port: config.get_ports().first().copied().unwrap_or(5432),
+        database: config.get_dbname().map_or_else(|| user.clone(), str::to_string),
+        user,
     }
 }

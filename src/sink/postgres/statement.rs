@@ -37,18 +37,12 @@ pub struct Table {
     pub columns: Vec<Column>,
 }
 
-/// What a write does with the row of its key (`mode:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The document's columns are written, a null as NULL; the row's other
-    /// columns (an id, `created_at`) stay as they are.
-    Upsert,
-    /// As upsert, but a null or missing field erases nothing: only the
-    /// values the document has are written.
-    Merge,
-    /// The row of the key is deleted.
-    Delete,
-}
+/// What a write does with the row of its key (`mode:`, the same words as
+/// the store's): `Upsert` writes the document's columns, a null as NULL,
+/// and leaves the row's other columns (an id, `created_at`) as they are;
+/// `Merge` writes only the values the document has (a null or missing
+/// field erases nothing); `Delete` deletes the row of the key.
+pub use crate::sink::StoreMode as Mode;
 
 /// How a sink writes its table (`conflict:`, `version:`, `extra:`).
 #[derive(Debug, Clone)]
@@ -62,14 +56,45 @@ pub struct Plan {
     pub extra: Option<String>,
 }
 
-/// A statement ready to run: `params[i]` is `$i+1`, as text (`None`:
-/// NULL), for column `bound[i]` (so an error can name the column).
+/// One document as a row to write: the columns it sets (in the
+/// document's order, the key first) and their values as text (`None`:
+/// NULL). Rows of the same `shape` share one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub columns: Vec<Column>,
+    pub values: Vec<Option<String>>,
+    /// How many of `columns` (the first ones) are the `conflict` key.
+    key_len: usize,
+}
+
+impl Row {
+    /// The key's values as text: two rows with the same key cannot be in
+    /// one statement (PostgreSQL refuses to change a row twice in one).
+    pub fn key(&self) -> &[Option<String>] {
+        &self.values[..self.key_len]
+    }
+
+    /// The columns' names: rows that set the same columns share a statement.
+    pub fn shape(&self) -> Vec<&str> {
+        self.columns.iter().map(|c| c.name.as_str()).collect()
+    }
+}
+
+/// A statement ready to run over some rows: `params[i]` is `$i+1`, as
+/// text (`None`: NULL), for column `bound[i]` (so an error can name the
+/// column). It returns one `int4` per row it changed: the row's 1-based
+/// place among the statement's rows (so a row the version guard held
+/// back, or a delete that found nothing, is told apart).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
     pub sql: String,
     pub params: Vec<Option<String>>,
     pub bound: Vec<Column>,
 }
+
+/// PostgreSQL takes at most 65,535 parameters per statement; a batch of
+/// rows that would need more is cut into several statements.
+pub const MAX_PARAMS: usize = 65_535;
 
 /// Why a document cannot be written as it is (final: the same document
 /// fails the same way until the table or the route changes).
@@ -104,93 +129,158 @@ impl Table {
     }
 }
 
-/// The statement that writes `doc` into `table` as `plan` says.
-pub fn build(table: &Table, plan: &Plan, doc: &Value) -> Result<Statement, Unwritable> {
+/// `doc` as a row of `table`, checked: every field has a column (or goes
+/// to `extra`), every value suits its column's kind, the key is there.
+pub fn row(table: &Table, plan: &Plan, doc: &Value) -> Result<Row, Unwritable> {
     let Value::Object(doc) = doc else { return Err(Unwritable::NotAnObject) };
-    let (mut params, mut bound) = (Vec::new(), Vec::new());
-    let mut bind = |col: &Column, v: &Value| -> Result<String, Unwritable> {
-        params.push(text_of(col, v)?);
-        bound.push(col.clone());
-        Ok(format!("${}::text::{}", params.len(), col.ty))
+    let mut r = Row { columns: Vec::new(), values: Vec::new(), key_len: plan.conflict.len() };
+    let push = |r: &mut Row, col: &Column, v: &Value| -> Result<(), Unwritable> {
+        r.values.push(text_of(col, v)?);
+        r.columns.push(col.clone());
+        Ok(())
     };
-    let mut key = Vec::with_capacity(plan.conflict.len());
     for name in &plan.conflict {
         let col = table.column(name).ok_or_else(|| no_column(table, name))?;
         match doc.get(name) {
             None | Some(Value::Null) => return Err(Unwritable::MissingKey(name.clone())),
-            Some(v) => key.push((col, v)),
+            Some(v) => push(&mut r, col, v)?,
         }
     }
     if plan.mode == Mode::Delete {
-        let mut conds = Vec::new();
-        for (col, v) in key {
-            conds.push(format!("{} = {}", quote(&col.name), bind(col, v)?));
-        }
-        let sql = format!("DELETE FROM {} WHERE {}", table.name, conds.join(" AND "));
-        return Ok(Statement { sql, params, bound });
+        return Ok(r);
     }
     // The document's fields in its own order; those without a column go
     // to `extra` (when set), the rest is an error naming the first.
-    let mut names = Vec::new();
-    let mut values = Vec::new();
     let mut extra = Map::new();
     for (field, v) in doc {
-        if plan.mode == Mode::Merge && v.is_null() {
+        if plan.conflict.contains(field) || (plan.mode == Mode::Merge && v.is_null()) {
             continue;
         }
         match table.column(field) {
-            Some(col) if Some(field) != plan.extra.as_ref() => {
-                names.push(quote(field));
-                values.push(bind(col, v)?);
-            }
+            Some(col) if Some(field) != plan.extra.as_ref() => push(&mut r, col, v)?,
             _ if plan.extra.is_some() => _ = extra.insert(field.clone(), v.clone()),
             _ => return Err(no_column(table, field)),
         }
     }
-    let extra_col = match &plan.extra {
-        Some(name) => Some(table.column(name).ok_or_else(|| no_column(table, name))?),
-        None => None,
-    };
-    if let (Some(col), false) = (extra_col, extra.is_empty() && plan.mode == Mode::Merge) {
-        names.push(quote(&col.name));
-        values.push(bind(col, &Value::Object(extra))?);
-    }
-    let conflict: Vec<String> = plan.conflict.iter().map(|c| quote(c)).collect();
-    let mut set = Vec::new();
-    for col in &table.columns {
-        let q = quote(&col.name);
-        if conflict.contains(&q) {
-            continue;
+    if let Some(name) = &plan.extra {
+        let col = table.column(name).ok_or_else(|| no_column(table, name))?;
+        // Merge with nothing to add leaves what the row kept alone.
+        if !(extra.is_empty() && plan.mode == Mode::Merge) {
+            push(&mut r, col, &Value::Object(extra))?;
         }
-        let in_doc = names.contains(&q);
-        let is_extra = extra_col.is_some_and(|e| e.name == col.name);
-        match (plan.mode, in_doc) {
-            // Merge adds to what the row kept in `extra`.
-            (Mode::Merge, true) if is_extra => {
-                set.push(format!("{q} = COALESCE({}.{q}, '{{}}'::jsonb) || EXCLUDED.{q}", table.name))
+    }
+    Ok(r)
+}
+
+/// The statement that writes `rows` (all of one `shape`, with distinct
+/// keys) into `table` as `plan` says.
+pub fn statement(table: &Table, plan: &Plan, rows: &[&Row]) -> Statement {
+    let first = rows.first().expect("a statement writes at least one row");
+    let (mut params, mut bound) = (Vec::new(), Vec::new());
+    // `v`: the rows as a VALUES list, `v.c0` the row's place, `v.cN` its
+    // N-th column (generic names: no table column can clash with them).
+    let mut tuples = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let mut tuple = vec![(i + 1).to_string()];
+        for (col, value) in r.columns.iter().zip(&r.values) {
+            params.push(value.clone());
+            bound.push(col.clone());
+            tuple.push(format!("${}::text::{}", params.len(), col.ty));
+        }
+        tuples.push(format!("({})", tuple.join(", ")));
+    }
+    let aliases: Vec<String> = (0..=first.columns.len()).map(|i| format!("c{i}")).collect();
+    let values = format!("(VALUES {}) AS v ({})", tuples.join(", "), aliases.join(", "));
+    let key: Vec<(String, &str)> = first.columns[..first.key_len]
+        .iter()
+        .zip(&aliases[1..])
+        .map(|(c, alias)| (quote(&c.name), alias.as_str()))
+        .collect();
+    let t = &table.name;
+    if plan.mode == Mode::Delete {
+        let matches: Vec<String> = key.iter().map(|(q, a)| format!("{t}.{q} = v.{a}")).collect();
+        let sql = format!("DELETE FROM {t} USING {values} WHERE {} RETURNING v.c0", matches.join(" AND "));
+        return Statement { sql, params, bound };
+    }
+    let names: Vec<String> = first.columns.iter().map(|c| quote(&c.name)).collect();
+    let is_extra = |c: &Column| plan.extra.as_deref() == Some(c.name.as_str());
+    let set: Vec<String> = first.columns[first.key_len..]
+        .iter()
+        .map(|c| {
+            let q = quote(&c.name);
+            match plan.mode {
+                // Merge adds to what the row kept in `extra`.
+                Mode::Merge if is_extra(c) => format!("{q} = COALESCE({t}.{q}, '{{}}'::jsonb) || EXCLUDED.{q}"),
+                _ => format!("{q} = EXCLUDED.{q}"),
             }
-            (_, true) => set.push(format!("{q} = EXCLUDED.{q}")),
-            (_, false) => {}
-        }
+        })
+        .collect();
+    let conflict: Vec<&str> = key.iter().map(|(q, _)| q.as_str()).collect();
+    let mut on_conflict = if set.is_empty() { "NOTHING".to_string() } else { format!("UPDATE SET {}", set.join(", ")) };
+    if let (Some(v), false) = (&plan.version, set.is_empty()) {
+        let q = quote(v);
+        on_conflict.push_str(&format!(" WHERE {t}.{q} IS NULL OR {t}.{q} <= EXCLUDED.{q}"));
     }
-    let mut sql = format!(
-        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO ",
-        table.name,
+    let joined: Vec<String> = key.iter().map(|(q, a)| format!("v.{a} = w.{q}")).collect();
+    let sql = format!(
+        "WITH v AS (SELECT * FROM {values}), w AS (INSERT INTO {t} ({}) SELECT {} FROM v ON CONFLICT ({}) DO {on_conflict} \
+         RETURNING {}) SELECT v.c0 FROM v JOIN w ON {}",
         names.join(", "),
-        values.join(", "),
-        conflict.join(", ")
+        aliases[1..].join(", "),
+        conflict.join(", "),
+        conflict.join(", "),
+        joined.join(" AND "),
     );
-    if set.is_empty() {
-        sql.push_str("NOTHING");
-    } else {
-        sql.push_str("UPDATE SET ");
-        sql.push_str(&set.join(", "));
-        if let Some(v) = &plan.version {
-            let q = quote(v);
-            sql.push_str(&format!(" WHERE {t}.{q} IS NULL OR {t}.{q} <= EXCLUDED.{q}", t = table.name));
+    Statement { sql, params, bound }
+}
+
+/// The statements that write `rows`, in order: one per shape, cut where
+/// the parameters would overflow or a key comes again (its second write
+/// goes in a statement after its first). Each comes with the indexes of
+/// its rows in `rows`, in the order of `v.c0`.
+pub fn statements(table: &Table, plan: &Plan, rows: &[Row]) -> Vec<(Statement, Vec<usize>)> {
+    let mut groups: Vec<(Vec<&str>, Vec<usize>)> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let shape = r.shape();
+        // A key already in a group goes to a later one: PostgreSQL changes
+        // a row once per statement, and the later write must win.
+        let fits = |(s, members): &&mut (Vec<&str>, Vec<usize>)| {
+            *s == shape
+                && (members.len() + 1) * r.columns.len() <= MAX_PARAMS
+                && !members.iter().any(|&m| rows[m].key() == r.key())
+        };
+        let last_with_key = groups.iter().rposition(|(_, m)| m.iter().any(|&m| rows[m].key() == r.key()));
+        let free =
+            groups.iter_mut().enumerate().skip(last_with_key.map_or(0, |g| g + 1)).map(|(_, g)| g).find(|g| fits(g));
+        match free {
+            Some((_, members)) => members.push(i),
+            None => groups.push((shape, vec![i])),
         }
     }
-    Ok(Statement { sql, params, bound })
+    groups
+        .into_iter()
+        .map(|(_, members)| {
+            let group: Vec<&Row> = members.iter().map(|&i| &rows[i]).collect();
+            (statement(table, plan, &group), members)
+        })
+        .collect()
+}
+
+/// The query that reads the row stored under `doc`'s key, as JSON text
+/// and locked (`FOR UPDATE`): a script's `current`. `None` when `doc` has
+/// no full key yet (the script may be what sets it).
+pub fn select_current(table: &Table, plan: &Plan, doc: &Value) -> Option<Statement> {
+    let Value::Object(doc) = doc else { return None };
+    let (mut params, mut bound, mut conds) = (Vec::new(), Vec::new(), Vec::new());
+    for name in &plan.conflict {
+        let col = table.column(name)?;
+        let value = text_of(col, doc.get(name)?).ok()??;
+        params.push(Some(value));
+        bound.push(col.clone());
+        conds.push(format!("t.{} = ${}::text::{}", quote(name), params.len(), col.ty));
+    }
+    let sql = format!("SELECT to_jsonb(t)::text FROM {} AS t WHERE {} FOR UPDATE", table.name, conds.join(" AND "));
+    Some(Statement { sql, params, bound })
 }
 
 fn no_column(table: &Table, column: &str) -> Unwritable {
@@ -272,18 +362,23 @@ mod tests {
         Plan { mode, conflict: vec!["user_id".into()], version: None, extra: None }
     }
 
+    fn one(p: &Plan, doc: Value) -> Statement {
+        statement(&table(), p, &[&row(&table(), p, &doc).unwrap()])
+    }
+
     #[test]
     fn an_upsert_sets_the_documents_columns_nulls_included() {
-        let s = build(&table(), &plan(Mode::Upsert), &json!({"user_id": "u1", "score": 3, "status": null})).unwrap();
+        let s = one(&plan(Mode::Upsert), json!({"score": 3, "user_id": "u1", "status": null}));
         assert_eq!(
             s.sql,
-            "INSERT INTO \"public\".\"member_activity\" (\"user_id\", \"score\", \"status\") \
-             VALUES ($1::text::text, $2::text::integer, $3::text::text) \
-             ON CONFLICT (\"user_id\") DO UPDATE SET \"status\" = EXCLUDED.\"status\", \"score\" = EXCLUDED.\"score\""
+            "WITH v AS (SELECT * FROM (VALUES (1, $1::text::text, $2::text::integer, $3::text::text)) AS v (c0, c1, c2, c3)), \
+             w AS (INSERT INTO \"public\".\"member_activity\" (\"user_id\", \"score\", \"status\") SELECT c1, c2, c3 FROM v \
+             ON CONFLICT (\"user_id\") DO UPDATE SET \"score\" = EXCLUDED.\"score\", \"status\" = EXCLUDED.\"status\" \
+             RETURNING \"user_id\") SELECT v.c0 FROM v JOIN w ON v.c1 = w.\"user_id\""
         );
         assert_eq!(s.params, vec![Some("u1".into()), Some("3".into()), None]);
         // Merge leaves the null out: it erases nothing.
-        let m = build(&table(), &plan(Mode::Merge), &json!({"user_id": "u1", "score": 3, "status": null})).unwrap();
+        let m = one(&plan(Mode::Merge), json!({"user_id": "u1", "score": 3, "status": null}));
         assert_eq!(m.params.len(), 2);
         assert!(!m.sql.contains("status"));
     }
@@ -292,33 +387,69 @@ mod tests {
     fn a_merge_sets_only_the_documents_columns_and_a_version_guards_it() {
         let mut p = plan(Mode::Merge);
         p.version = Some("updated_at".into());
-        let s = build(&table(), &p, &json!({"user_id": "u1", "updated_at": 1761040800})).unwrap();
-        assert!(s.sql.ends_with(
+        let s = one(&p, json!({"user_id": "u1", "updated_at": 1761040800}));
+        assert!(s.sql.contains(
             "DO UPDATE SET \"updated_at\" = EXCLUDED.\"updated_at\" WHERE \"public\".\"member_activity\".\"updated_at\" IS NULL \
-             OR \"public\".\"member_activity\".\"updated_at\" <= EXCLUDED.\"updated_at\""
+             OR \"public\".\"member_activity\".\"updated_at\" <= EXCLUDED.\"updated_at\" RETURNING"
         ));
         assert_eq!(s.params[1].as_deref(), Some("2025-10-21T10:00:00.000Z"), "Unix seconds as a time");
-        let only_key = build(&table(), &plan(Mode::Merge), &json!({"user_id": "u1"})).unwrap();
-        assert!(only_key.sql.ends_with("DO NOTHING"));
+        let only_key = one(&plan(Mode::Merge), json!({"user_id": "u1"}));
+        assert!(only_key.sql.contains("DO NOTHING RETURNING"));
     }
 
     #[test]
     fn a_delete_matches_the_key_only() {
-        let s = build(&table(), &plan(Mode::Delete), &json!({"user_id": "u1", "score": 9})).unwrap();
-        assert_eq!(s.sql, "DELETE FROM \"public\".\"member_activity\" WHERE \"user_id\" = $1::text::text");
+        let s = one(&plan(Mode::Delete), json!({"user_id": "u1", "score": 9}));
+        assert_eq!(
+            s.sql,
+            "DELETE FROM \"public\".\"member_activity\" USING (VALUES (1, $1::text::text)) AS v (c0, c1) \
+             WHERE \"public\".\"member_activity\".\"user_id\" = v.c1 RETURNING v.c0"
+        );
         assert_eq!(s.params, vec![Some("u1".into())]);
+    }
+
+    #[test]
+    fn rows_of_one_shape_share_a_statement() {
+        let p = plan(Mode::Merge);
+        let rows: Vec<Row> = [
+            json!({"user_id": "a", "score": 1}),
+            json!({"user_id": "b", "status": "x"}),
+            json!({"user_id": "c", "score": 3}),
+        ]
+        .iter()
+        .map(|d| row(&table(), &p, d).unwrap())
+        .collect();
+        assert_eq!(rows[0].key(), &[Some("a".to_string())]);
+        let s = statements(&table(), &p, &rows);
+        assert_eq!(s.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(), vec![vec![0, 2], vec![1]]);
+        assert!(s[0]
+            .0
+            .sql
+            .contains("(VALUES (1, $1::text::text, $2::text::integer), (2, $3::text::text, $4::text::integer))"));
+        assert_eq!(s[0].0.params, vec![Some("a".into()), Some("1".into()), Some("c".into()), Some("3".into())]);
+        // A key again: its second write comes in a later statement.
+        let again: Vec<Row> = [
+            json!({"user_id": "a", "score": 1}),
+            json!({"user_id": "a", "score": 2}),
+            json!({"user_id": "b", "score": 3}),
+        ]
+        .iter()
+        .map(|d| row(&table(), &p, d).unwrap())
+        .collect();
+        let members: Vec<Vec<usize>> = statements(&table(), &p, &again).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(members, vec![vec![0, 2], vec![1]]);
     }
 
     #[test]
     fn fields_without_a_column_go_to_extra_or_are_refused() {
         let doc = json!({"user_id": "u1", "plan": "pro", "seats": 12});
         assert_eq!(
-            build(&table(), &plan(Mode::Upsert), &doc).unwrap_err(),
+            row(&table(), &plan(Mode::Upsert), &doc).unwrap_err(),
             Unwritable::NoColumn { table: "\"public\".\"member_activity\"".into(), column: "plan".into() }
         );
         let mut p = plan(Mode::Merge);
         p.extra = Some("raw".into());
-        let s = build(&table(), &p, &doc).unwrap();
+        let s = one(&p, doc);
         assert_eq!(s.params[1].as_deref(), Some(r#"{"plan":"pro","seats":12}"#));
         assert!(s
             .sql
@@ -328,23 +459,23 @@ mod tests {
     #[test]
     fn values_are_parameters_whatever_they_hold() {
         let evil = "'); DROP TABLE member_activity; --";
-        let s =
-            build(&table(), &plan(Mode::Upsert), &json!({"user_id": evil, "tags": ["a\"b", "c\\d", null]})).unwrap();
+        let s = one(&plan(Mode::Upsert), json!({"user_id": evil, "tags": ["a\"b", "c\\d", null]}));
         assert!(!s.sql.contains("DROP"));
         assert_eq!(s.params, vec![Some(evil.into()), Some(r#"{"a\"b","c\\d",NULL}"#.into())]);
         // A column name is quoted, never spliced bare.
         let mut t = table();
         t.columns.push(Column { name: "we\"ird".into(), ty: "text".into() });
-        let s = build(&t, &plan(Mode::Merge), &json!({"user_id": "u", "we\"ird": "x"})).unwrap();
+        let p = plan(Mode::Merge);
+        let s = statement(&t, &p, &[&row(&t, &p, &json!({"user_id": "u", "we\"ird": "x"})).unwrap()]);
         assert!(s.sql.contains("(\"user_id\", \"we\"\"ird\")"));
     }
 
     #[test]
     fn what_a_column_cannot_take_is_a_clear_error() {
-        let e = build(&table(), &plan(Mode::Upsert), &json!({"user_id": "u", "score": {"a": 1}})).unwrap_err();
+        let e = row(&table(), &plan(Mode::Upsert), &json!({"user_id": "u", "score": {"a": 1}})).unwrap_err();
         assert_eq!(e.to_string(), "column `score` (integer) cannot take an object");
-        let e = build(&table(), &plan(Mode::Upsert), &json!({"score": 1})).unwrap_err();
+        let e = row(&table(), &plan(Mode::Upsert), &json!({"score": 1})).unwrap_err();
         assert_eq!(e, Unwritable::MissingKey("user_id".into()));
-        assert_eq!(build(&table(), &plan(Mode::Upsert), &json!([1])).unwrap_err(), Unwritable::NotAnObject);
+        assert_eq!(row(&table(), &plan(Mode::Upsert), &json!([1])).unwrap_err(), Unwritable::NotAnObject);
     }
 }
