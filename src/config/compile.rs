@@ -372,14 +372,7 @@ impl<'a> Cx<'a> {
             "store" => {
                 let tree = raw.tree.as_ref().map_or(Some(name.value.clone()), |t| self.interp(t));
                 let key = raw.key.as_ref().map(|k| self.expr(k, false));
-                let mode = match &raw.mode {
-                    None => Some(StoreMode::Upsert),
-                    Some(m) => StoreMode::parse(&m.value).or_else(|| {
-                        self.error(Pos::of(m), format!("unknown store mode `{}`", m.value))
-                            .with_hint(format!("write one of: {}", StoreMode::NAMES.join(", ")));
-                        None
-                    }),
-                };
+                let mode = self.write_mode(raw);
                 SinkKind::Store(StoreSink { tree: tree?, key: key.flatten(), mode: mode? })
             }
             other => {
@@ -478,14 +471,7 @@ impl<'a> Cx<'a> {
             }
             Some(t) => Some(t.value.clone()),
         };
-        let mode = match &raw.mode {
-            None => Some(StoreMode::Upsert),
-            Some(m) => StoreMode::parse(&m.value).or_else(|| {
-                self.error(Pos::of(m), format!("unknown postgres mode `{}`", m.value))
-                    .with_hint(format!("write one of: {}", StoreMode::NAMES.join(", ")));
-                None
-            }),
-        };
+        let mode = self.write_mode(raw);
         let conflict = match &raw.conflict {
             None => {
                 self.error(Pos::of(&raw.kind), "sink type `postgres` needs `conflict`")
@@ -519,6 +505,16 @@ impl<'a> Cx<'a> {
             .ok()?;
         sink.batch = batch?;
         Some(sink)
+    }
+
+    /// `mode:` of a store or postgres sink (upsert unless it says).
+    fn write_mode(&mut self, raw: &RawSink) -> Option<StoreMode> {
+        let Some(m) = &raw.mode else { return Some(StoreMode::Upsert) };
+        StoreMode::parse(&m.value).or_else(|| {
+            self.error(Pos::of(m), format!("unknown {} mode `{}`", raw.kind.value, m.value))
+                .with_hint(format!("write one of: {}", StoreMode::NAMES.join(", ")));
+            None
+        })
     }
 
     /// `concurrency:`, at least 1.

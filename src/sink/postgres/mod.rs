@@ -285,10 +285,13 @@ async fn flush(
 /// trip, and fine behind a transaction-mode pooler); the first column of
 /// each row returned, as `int4`.
 async fn query(tx: &tokio_postgres::Transaction<'_>, s: &Statement) -> Result<Vec<i32>, tokio_postgres::Error> {
-    let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> =
-        s.params.iter().map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT)).collect();
-    let rows = tx.query_typed(s.sql.as_str(), &params).await?;
+    let rows = tx.query_typed(s.sql.as_str(), &text_params(s)).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// `s`'s parameters, each typed as text (what `$n::text::<type>` casts).
+fn text_params(s: &Statement) -> Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> {
+    s.params.iter().map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT)).collect()
 }
 
 /// The row stored under `doc`'s key, as JSON, locked until the
@@ -300,9 +303,7 @@ async fn current_row(
     doc: &Value,
 ) -> Result<Option<Value>, Aborted> {
     let Some(s) = statement::select_current(table, plan, doc) else { return Ok(None) };
-    let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> =
-        s.params.iter().map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT)).collect();
-    let row = tx.query_typed_opt(s.sql.as_str(), &params).await?;
+    let row = tx.query_typed_opt(s.sql.as_str(), &text_params(&s)).await?;
     Ok(row.map(|r| r.get::<_, String>(0)).and_then(|text| serde_json::from_str(&text).ok()))
 }
 
