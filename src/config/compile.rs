@@ -390,7 +390,7 @@ impl<'a> Cx<'a> {
 
     /// Reports every sink key its type does not read.
     fn sink_keys(&mut self, raw: &RawSink, type_name: &str) -> bool {
-        let set: [(&str, Option<Pos>); 15] = [
+        let set: [(&str, Option<Pos>); 16] = [
             ("batch", raw.batch.as_ref().map(Pos::of)),
             ("tree", raw.tree.as_ref().map(Pos::of)),
             ("key", raw.key.as_ref().map(Pos::of)),
@@ -406,10 +406,13 @@ impl<'a> Cx<'a> {
             ("conflict", raw.conflict.as_ref().map(Pos::of)),
             ("version", raw.version.as_ref().map(Pos::of)),
             ("extra", raw.extra.as_ref().map(Pos::of)),
+            ("columns", raw.columns.as_ref().map(Pos::of)),
         ];
         let allowed: &[&str] = match type_name {
             "store" => &["tree", "key", "mode"],
-            "postgres" => &["url", "table", "conflict", "mode", "version", "extra", "timeout", "concurrency", "batch"],
+            "postgres" => {
+                &["url", "table", "conflict", "mode", "version", "extra", "columns", "timeout", "concurrency", "batch"]
+            }
             _ => &["url", "fallback_url", "method", "headers", "timeout", "concurrency", "sign", "batch"],
         };
         let hint = format!("`{type_name}` sinks read: {}, retry", allowed.join(", "));
@@ -494,8 +497,14 @@ impl<'a> Cx<'a> {
         let timeout = raw.timeout.as_ref().map_or(Some(postgres_sink::DEFAULT_TIMEOUT), |t| self.duration(t));
         let concurrency = self.concurrency(raw, postgres_sink::DEFAULT_CONCURRENCY);
         let batch = raw.batch.as_ref().map_or(Some(None), |b| self.batch(b).map(Some));
-        let plan =
-            Plan { mode: mode?, conflict: conflict?, version, extra: raw.extra.as_ref().map(|e| e.value.clone()) };
+        let columns = raw.columns.as_ref().map(|c| c.value.clone());
+        let plan = Plan {
+            mode: mode?,
+            conflict: conflict?,
+            version,
+            extra: raw.extra.as_ref().map(|e| e.value.clone()),
+            columns,
+        };
         let (url, at) = url?;
         let mut sink = PostgresSink::new(&url, table?, plan, concurrency?, timeout?)
             .map_err(|e| {

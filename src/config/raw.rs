@@ -216,6 +216,9 @@ pub struct RawSink {
     pub version: Option<S<String>>,
     /// postgres: a jsonb column for the document's fields that have no column.
     pub extra: Option<S<String>>,
+    /// postgres: the document's fields this table takes (default: all; the
+    /// others may be for the rule's other sinks).
+    pub columns: Option<S<Vec<String>>>,
     pub retry: Option<S<RawRetry>>,
     /// http, make: where to POST; postgres: the connection URL.
     pub url: Option<S<String>>,

@@ -119,7 +119,7 @@ impl Sink {
                 "database": p.target.database, "user": p.target.user,
                 "table": p.table,
                 "mode": format!("{:?}", p.plan.mode).to_lowercase(),
-                "conflict": p.plan.conflict, "version": p.plan.version, "extra": p.plan.extra,
+                "conflict": p.plan.conflict, "version": p.plan.version, "extra": p.plan.extra, "columns": p.plan.columns,
                 "batch": p.batch.map(|b| json!({"max_events": b.max_events,
                     "max_wait": humantime::format_duration(b.max_wait).to_string()})),
                 "concurrency": p.concurrency,

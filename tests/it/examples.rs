@@ -92,6 +92,146 @@ async fn seed_001_engagement_rules() {
     r.stop().await;
 }
 
+/// A fresh database with the example's `postgres/schema.sql`, and its URL.
+async fn schema(example_dir: &Path) -> (tokio_postgres::Client, String) {
+    let (db, url) = crate::postgres::database().await;
+    let sql = std::fs::read_to_string(example_dir.join("postgres/schema.sql")).unwrap();
+    db.batch_execute(&sql).await.expect("the example's schema.sql applies");
+    (db, url)
+}
+
+#[tokio::test]
+async fn seed_001_engagement_rules_on_postgres() {
+    const SECRET: &str = "ws_seed_001_pg_secret";
+    let dir = example("seed-001-whop-members");
+    let (db, url) = schema(&dir).await;
+    let data = tempfile::tempdir().unwrap();
+    let vars = env(&[("WHOP_WEBHOOK_SECRET", SECRET.into()), ("DATABASE_URL", url)]);
+    let r = TestRouter::start_with(&dir.join("postgres/routes.d"), data.path(), vars).await;
+    let [joined, accessed, left] =
+        ["membership.went_valid", "membership.accessed", "membership.went_invalid"].map(|t| payload(&dir, t));
+    let bodies = [joined, accessed.clone(), accessed.clone(), accessed, left];
+    let sigs = signed("whop", SECRET, &bodies);
+    let path = "/api/webhooks/whop";
+    let member = || async {
+        let row = db
+            .query_one(
+                "SELECT status, engagement_score, total_sessions, email, (joined_at AT TIME ZONE 'UTC')::text, \
+                 (last_active AT TIME ZONE 'UTC')::text, (expired_at AT TIME ZONE 'UTC')::text FROM member_activity WHERE user_id = 'user_xxx'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let text = |i: usize| row.get::<_, Option<String>>(i);
+        (row.get::<_, String>(0), row.get::<_, i32>(1), row.get::<_, i32>(2), text(3), text(4), text(5), text(6))
+    };
+
+    assert_eq!(accept(&r, path, &bodies[0], &sigs[0]).await, [DeliveryStatus::Delivered]);
+    let joined_at = Some("2025-10-21 10:00:00".to_string());
+    let email = Some("member@example.com".to_string());
+    assert_eq!(member().await, ("active".into(), 100, 0, email.clone(), joined_at.clone(), None, None));
+    // Three accesses, counted against the row (the script's `current`);
+    // Whop redelivering one is answered `duplicate` and counted once.
+    for i in 1..=3 {
+        assert_eq!(accept(&r, path, &bodies[i], &sigs[i]).await, [DeliveryStatus::Delivered]);
+    }
+    let (status, answer) = send(&r, path, &bodies[2], &sigs[2]).await;
+    assert_eq!((status, &answer["duplicate"]), (200, &json!(true)));
+    let (status, score, sessions, ..) = member().await;
+    assert_eq!((status.as_str(), score, sessions), ("active", 100, 3));
+
+    accept(&r, path, &bodies[4], &sigs[4]).await;
+    // Left: inactive, score 0, the row and its history kept (merge writes
+    // only what the leave event carries).
+    assert_eq!(member().await, ("inactive".into(), 0, 3, email, joined_at.clone(), joined_at.clone(), joined_at));
+    let rows: i64 = db.query_one("SELECT count(*) FROM member_activity", &[]).await.unwrap().get(0);
+    assert_eq!(rows, 1);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn seed_003_sessions_on_postgres() {
+    let dir = example("seed-003-whatsapp");
+    let (db, url) = schema(&dir).await;
+    db.batch_execute(r#"INSERT INTO "User" ("id") VALUES ('user-456')"#).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let vars = env(&[("WHATSAPP_WEBHOOK_TOKEN", "gw-key".into()), ("DATABASE_URL", url)]);
+    let r = TestRouter::start_with(&dir.join("postgres/routes.d"), data.path(), vars).await;
+    let hook = |session: &str, user: &str| format!("/api/whatsapp/webhook/{session}?userId={user}");
+    let auth = [("authorization".to_string(), "Bearer gw-key".to_string())];
+    let session = |id: &'static str| {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one(
+                    r#"SELECT "id", "userId", "status", "qr", "message", "createdAt"::text, "updatedAt"::text,
+                              "isNotification" FROM "WhatsAppSession" WHERE "sessionId" = $1"#,
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            let text = |i: usize| row.get::<_, Option<String>>(i);
+            (
+                text(0).unwrap(),
+                text(1).unwrap(),
+                text(2).unwrap(),
+                text(3),
+                text(4),
+                text(5).unwrap(),
+                text(6).unwrap(),
+                row.get::<_, bool>(7),
+            )
+        }
+    };
+
+    assert_eq!(
+        accept(&r, &hook("session-123", "user-456"), &payload(&dir, "qr"), &auth).await,
+        [DeliveryStatus::Delivered]
+    );
+    let (id, user, status, qr, message, created, _, notification) = session("session-123").await;
+    assert_eq!((user.as_str(), status.as_str()), ("user-456", "qr_generated"));
+    assert_eq!(qr.as_deref(), Some("1@ABC123xyz,AbCdEfGhIjKlMnOp==,QrStUvWxYz==,1234567890=="));
+    assert_eq!(message.as_deref(), Some("QR code generated, scan to connect"));
+    assert!(!notification, "a column the document does not name keeps its default");
+
+    for event in ["loading_screen", "ready"] {
+        let path = hook("session-123", "user-456");
+        let (status, answer) = send(&r, &path, &payload(&dir, event), &auth).await;
+        assert_eq!(status, 200, "{answer}");
+        let d = settled(&r, answer["id"].as_str().unwrap().parse().unwrap()).await.remove(0);
+        assert_eq!(d.status, DeliveryStatus::Delivered, "{event}: {d:?}");
+    }
+    let (id2, _, status, qr, message, created2, updated, _) = session("session-123").await;
+    assert_eq!(
+        (status.as_str(), qr, message.as_deref()),
+        ("session_connected", None, Some("WhatsApp session connected successfully"))
+    );
+    assert_eq!((id2, created2), (id, created.clone()), "the row's id and createdAt are kept");
+    assert!(updated >= created, "{updated} >= {created}");
+    // Messages have no table in the seed: they stay in the store.
+    accept(&r, &hook("session-123", "user-456"), &payload(&dir, "message"), &auth).await;
+    assert_eq!(record(&r, "whatsapp_messages", "msg_123").unwrap()["body"], "Hello World");
+
+    // A session of a user the app does not know breaks the foreign key:
+    // final, with PostgreSQL's reason, and delivered once the user exists.
+    let (status, answer) = send(&r, &hook("session-7", "user-new"), &payload(&dir, "qr"), &auth).await;
+    assert_eq!(status, 200, "{answer}");
+    let event: u64 = answer["id"].as_str().unwrap().parse().unwrap();
+    let d = settled(&r, event).await.remove(0);
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    assert!(d.last_error.as_deref().unwrap().contains("WhatsAppSession_userId_fkey"), "{:?}", d.last_error);
+    db.batch_execute(r#"INSERT INTO "User" ("id") VALUES ('user-new')"#).await.unwrap();
+    assert_eq!(r.rt.data.log.retry_failed(Some(event), None).unwrap().len(), 1);
+    r.rt.work.notify_one();
+    r.eventually("the retried session", || {
+        let d = r.rt.data.log.deliveries(event).unwrap().remove(0);
+        (d.status == DeliveryStatus::Delivered).then_some(())
+    })
+    .await;
+    assert_eq!(session("session-7").await.1, "user-new");
+    r.stop().await;
+}
+
 #[tokio::test]
 async fn seed_000_chat_initiation() {
     const SECRET: &str = "ws_seed_000_secret";

@@ -63,7 +63,7 @@ const MEMBER_ACTIVITY: &str = "CREATE TABLE member_activity (
 )";
 
 fn plan(mode: Mode) -> Plan {
-    Plan { mode, conflict: vec!["user_id".into()], version: None, extra: None }
+    Plan { mode, conflict: vec!["user_id".into()], version: None, extra: None, columns: None }
 }
 
 #[tokio::test]
@@ -176,8 +176,13 @@ async fn a_prisma_model_with_quoted_names_and_an_enum() {
     )
     .await
     .unwrap();
-    let p =
-        Plan { mode: Mode::Merge, conflict: vec!["sessionId".into()], version: Some("updatedAt".into()), extra: None };
+    let p = Plan {
+        mode: Mode::Merge,
+        conflict: vec!["sessionId".into()],
+        version: Some("updatedAt".into()),
+        extra: None,
+        columns: None,
+    };
     let qr = json!({"sessionId": "s1", "status": "QR", "qrCode": "2@abc", "updatedAt": 1761040800000u64});
     assert_eq!(write(&url, "WhatsAppSession", p.clone(), &qr).await, Outcome::Delivered);
     let up = json!({"sessionId": "s1", "status": "CONNECTED", "updatedAt": 1761040801000u64});

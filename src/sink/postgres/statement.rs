@@ -54,6 +54,15 @@ pub struct Plan {
     pub version: Option<String>,
     /// A jsonb column for the document's fields that have no column.
     pub extra: Option<String>,
+    /// The document's fields this table takes (`columns:`); `None`: all.
+    /// The others are for the rule's other sinks, not an error.
+    pub columns: Option<Vec<String>>,
+}
+
+impl Plan {
+    fn takes(&self, field: &str) -> bool {
+        self.columns.as_ref().is_none_or(|c| c.iter().any(|n| n == field))
+    }
 }
 
 /// One document as a row to write: the columns it sets (in the
@@ -153,7 +162,7 @@ pub fn row(table: &Table, plan: &Plan, doc: &Value) -> Result<Row, Unwritable> {
     // to `extra` (when set), the rest is an error naming the first.
     let mut extra = Map::new();
     for (field, v) in doc {
-        if plan.conflict.contains(field) || (plan.mode == Mode::Merge && v.is_null()) {
+        if plan.conflict.contains(field) || (plan.mode == Mode::Merge && v.is_null()) || !plan.takes(field) {
             continue;
         }
         match table.column(field) {
@@ -202,31 +211,68 @@ pub fn statement(table: &Table, plan: &Plan, rows: &[&Row]) -> Statement {
         let sql = format!("DELETE FROM {t} USING {values} WHERE {} RETURNING v.c0", matches.join(" AND "));
         return Statement { sql, params, bound };
     }
+    // A row that exists is updated, a missing one inserted: an INSERT's
+    // row must be whole before PostgreSQL looks for a conflict, so `INSERT
+    // .. ON CONFLICT` alone fails on a NOT NULL column without a default
+    // (a Prisma `id`) even for a row that is there. The INSERT keeps its
+    // ON CONFLICT for a row another writer adds meanwhile.
     let names: Vec<String> = first.columns.iter().map(|c| quote(&c.name)).collect();
     let is_extra = |c: &Column| plan.extra.as_deref() == Some(c.name.as_str());
-    let set: Vec<String> = first.columns[first.key_len..]
-        .iter()
-        .map(|c| {
-            let q = quote(&c.name);
-            match plan.mode {
-                // Merge adds to what the row kept in `extra`.
-                Mode::Merge if is_extra(c) => format!("{q} = COALESCE({t}.{q}, '{{}}'::jsonb) || EXCLUDED.{q}"),
-                _ => format!("{q} = EXCLUDED.{q}"),
-            }
+    // `SET` items, the row as `old` and the new values as `new(alias, q)`.
+    let set = |old: &str, new: &dyn Fn(&str, &str) -> String| -> Vec<String> {
+        first.columns[first.key_len..]
+            .iter()
+            .zip(&aliases[1 + first.key_len..])
+            .map(|(c, alias)| {
+                let q = quote(&c.name);
+                match plan.mode {
+                    // Merge adds to what the row kept in `extra`.
+                    Mode::Merge if is_extra(c) => {
+                        format!("{q} = COALESCE({old}.{q}, '{{}}'::jsonb) || {}", new(alias, &q))
+                    }
+                    _ => format!("{q} = {}", new(alias, &q)),
+                }
+            })
+            .collect()
+    };
+    // An older document (lower version) leaves the row as it is.
+    let guard = |old: &str, new: &dyn Fn(&str, &str) -> String| {
+        plan.version.as_ref().map(|v| {
+            let q = quote(v);
+            let at = first.columns.iter().position(|c| &c.name == v);
+            let newer = at.map_or("NULL".to_string(), |i| new(&aliases[i + 1], &q));
+            format!("({old}.{q} IS NULL OR {old}.{q} <= {newer})")
         })
-        .collect();
+    };
+    let from_v = |alias: &str, _: &str| format!("v.{alias}");
+    let excluded = |_: &str, q: &str| format!("EXCLUDED.{q}");
+    let is_key: Vec<String> = key.iter().map(|(q, a)| format!("t0.{q} = v.{a}")).collect();
+    let updated = {
+        let mut filter = is_key.clone();
+        filter.extend(guard("t0", &from_v));
+        let set = set("t0", &from_v);
+        if set.is_empty() {
+            // Only the key: the row that is there is the write.
+            format!("SELECT v.c0 FROM v JOIN {t} AS t0 ON {}", filter.join(" AND "))
+        } else {
+            format!("UPDATE {t} AS t0 SET {} FROM v WHERE {} RETURNING v.c0", set.join(", "), filter.join(" AND "))
+        }
+    };
+    let set = set(t, &excluded);
     let conflict: Vec<&str> = key.iter().map(|(q, _)| q.as_str()).collect();
     let mut on_conflict = if set.is_empty() { "NOTHING".to_string() } else { format!("UPDATE SET {}", set.join(", ")) };
-    if let (Some(v), false) = (&plan.version, set.is_empty()) {
-        let q = quote(v);
-        on_conflict.push_str(&format!(" WHERE {t}.{q} IS NULL OR {t}.{q} <= EXCLUDED.{q}"));
+    if let (Some(g), false) = (guard(t, &excluded), set.is_empty()) {
+        on_conflict.push_str(&format!(" WHERE {g}"));
     }
     let joined: Vec<String> = key.iter().map(|(q, a)| format!("v.{a} = w.{q}")).collect();
     let sql = format!(
-        "WITH v AS (SELECT * FROM {values}), w AS (INSERT INTO {t} ({}) SELECT {} FROM v ON CONFLICT ({}) DO {on_conflict} \
-         RETURNING {}) SELECT v.c0 FROM v JOIN w ON {}",
+        "WITH v AS (SELECT * FROM {values}), u AS ({updated}), \
+         w AS (INSERT INTO {t} ({}) SELECT {} FROM v WHERE NOT EXISTS (SELECT 1 FROM {t} AS t0 WHERE {}) \
+         ON CONFLICT ({}) DO {on_conflict} RETURNING {}) \
+         SELECT c0 FROM u UNION ALL SELECT v.c0 FROM v JOIN w ON {}",
         names.join(", "),
         aliases[1..].join(", "),
+        is_key.join(" AND "),
         conflict.join(", "),
         conflict.join(", "),
         joined.join(" AND "),
@@ -359,7 +405,7 @@ mod tests {
     }
 
     fn plan(mode: Mode) -> Plan {
-        Plan { mode, conflict: vec!["user_id".into()], version: None, extra: None }
+        Plan { mode, conflict: vec!["user_id".into()], version: None, extra: None, columns: None }
     }
 
     fn one(p: &Plan, doc: Value) -> Statement {
@@ -372,9 +418,12 @@ mod tests {
         assert_eq!(
             s.sql,
             "WITH v AS (SELECT * FROM (VALUES (1, $1::text::text, $2::text::integer, $3::text::text)) AS v (c0, c1, c2, c3)), \
+             u AS (UPDATE \"public\".\"member_activity\" AS t0 SET \"score\" = v.c2, \"status\" = v.c3 FROM v \
+             WHERE t0.\"user_id\" = v.c1 RETURNING v.c0), \
              w AS (INSERT INTO \"public\".\"member_activity\" (\"user_id\", \"score\", \"status\") SELECT c1, c2, c3 FROM v \
+             WHERE NOT EXISTS (SELECT 1 FROM \"public\".\"member_activity\" AS t0 WHERE t0.\"user_id\" = v.c1) \
              ON CONFLICT (\"user_id\") DO UPDATE SET \"score\" = EXCLUDED.\"score\", \"status\" = EXCLUDED.\"status\" \
-             RETURNING \"user_id\") SELECT v.c0 FROM v JOIN w ON v.c1 = w.\"user_id\""
+             RETURNING \"user_id\") SELECT c0 FROM u UNION ALL SELECT v.c0 FROM v JOIN w ON v.c1 = w.\"user_id\""
         );
         assert_eq!(s.params, vec![Some("u1".into()), Some("3".into()), None]);
         // Merge leaves the null out: it erases nothing.
@@ -389,11 +438,16 @@ mod tests {
         p.version = Some("updated_at".into());
         let s = one(&p, json!({"user_id": "u1", "updated_at": 1761040800}));
         assert!(s.sql.contains(
-            "DO UPDATE SET \"updated_at\" = EXCLUDED.\"updated_at\" WHERE \"public\".\"member_activity\".\"updated_at\" IS NULL \
-             OR \"public\".\"member_activity\".\"updated_at\" <= EXCLUDED.\"updated_at\" RETURNING"
+            "DO UPDATE SET \"updated_at\" = EXCLUDED.\"updated_at\" WHERE (\"public\".\"member_activity\".\"updated_at\" IS NULL \
+             OR \"public\".\"member_activity\".\"updated_at\" <= EXCLUDED.\"updated_at\") RETURNING"
+        ));
+        assert!(s.sql.contains(
+            "SET \"updated_at\" = v.c2 FROM v WHERE t0.\"user_id\" = v.c1 AND (t0.\"updated_at\" IS NULL \
+             OR t0.\"updated_at\" <= v.c2) RETURNING v.c0"
         ));
         assert_eq!(s.params[1].as_deref(), Some("2025-10-21T10:00:00.000Z"), "Unix seconds as a time");
         let only_key = one(&plan(Mode::Merge), json!({"user_id": "u1"}));
+        assert!(only_key.sql.contains("u AS (SELECT v.c0 FROM v JOIN \"public\".\"member_activity\" AS t0 ON"));
         assert!(only_key.sql.contains("DO NOTHING RETURNING"));
     }
 
@@ -438,6 +492,15 @@ mod tests {
         .collect();
         let members: Vec<Vec<usize>> = statements(&table(), &p, &again).into_iter().map(|(_, m)| m).collect();
         assert_eq!(members, vec![vec![0, 2], vec![1]]);
+    }
+
+    #[test]
+    fn columns_picks_the_fields_this_table_takes() {
+        let mut p = plan(Mode::Upsert);
+        p.columns = Some(vec!["score".into()]);
+        let r = row(&table(), &p, &json!({"user_id": "u1", "score": 3, "badge": "gold"})).unwrap();
+        let names: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["user_id", "score"], "the key always, then the listed fields only");
     }
 
     #[test]
