@@ -9,6 +9,7 @@
 use crate::config::diagnostic::Pos;
 use crate::config::env::EnvSource;
 use crate::config::raw::S;
+use crate::config::Config;
 use crate::dispatch::{self, Rehearsed};
 use crate::runtime::{DataDir, Runtime};
 use axum::body::Body;
@@ -17,6 +18,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tower::ServiceExt;
 
 #[derive(Debug, Deserialize)]
@@ -140,19 +142,14 @@ async fn run_file(routes: &Path, file: &Path, env: &dyn EnvSource, report: &mut 
         Ok(l) => l.config,
         Err(_) => return fail(report, "the routes do not load; fix them first".into()),
     };
-    let store = match tempfile_dir() {
-        Ok(d) => d,
-        Err(e) => return fail(report, format!("cannot make a scratch store: {e}")),
+    let scratch = match Scratch::new(config) {
+        Ok(s) => s,
+        Err(e) => return fail(report, e),
     };
-    let data = match DataDir::open(&store) {
-        Ok(d) => d,
-        Err(e) => return fail(report, e.to_string()),
-    };
-    let rt = Runtime::new(config, data);
-    let app = crate::server::app(rt.clone(), crate::server::Limits::default());
+    let app = scratch.app();
     for (n, test) in parsed.tests.iter().enumerate() {
         let at = Pos::of(test);
-        let problems = run_test(&rt, &app, file, &test.value, n).await;
+        let problems = run_test(&scratch.rt, &app, file, &test.value, n).await;
         if problems.is_empty() {
             report.passed += 1;
         } else {
@@ -164,15 +161,69 @@ async fn run_file(routes: &Path, file: &Path, env: &dyn EnvSource, report: &mut 
             report.failures.push(msg);
         }
     }
-    drop(app);
-    drop(rt);
-    let _ = std::fs::remove_dir_all(&store);
 }
 
-fn tempfile_dir() -> std::io::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("router-route-tests-{}", unique()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// A throwaway runtime: the routes' config over a scratch store in the
+/// temp dir, removed when this is dropped (drop its `app`s first).
+pub struct Scratch {
+    pub rt: Arc<Runtime>,
+    dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(config: Config) -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!("router-route-tests-{}", unique()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make a scratch store: {e}"))?;
+        match DataDir::open(&dir) {
+            Ok(data) => Ok(Scratch { rt: Runtime::new(config, data), dir }),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// The ingest service over this runtime, called in-process.
+    pub fn app(&self) -> impl crate::server::App {
+        crate::server::app(self.rt.clone(), crate::server::Limits::default())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What the ingest service made of one request.
+pub struct Posted {
+    pub status: u16,
+    pub answer: Value,
+    /// `accepted`, `filtered`, `duplicate` or `rejected`.
+    pub outcome: &'static str,
+    /// When accepted: each delivery, run once (`dispatch::rehearse`).
+    pub rehearsed: Vec<Rehearsed>,
+}
+
+/// Posts `req` to `app` in-process and rehearses the deliveries of the
+/// event it accepted.
+pub async fn post(rt: &Runtime, app: &impl crate::server::App, req: http::Request<Body>) -> Result<Posted, String> {
+    let resp = app.clone().oneshot(req).await.map_err(|e| format!("the request failed: {e}"))?;
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap_or_default();
+    let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let outcome = match (status, &answer) {
+        (200..=299, a) if a["duplicate"] == true => "duplicate",
+        (200..=299, a) if a["filtered"] == true => "filtered",
+        (200..=299, _) => "accepted",
+        _ => "rejected",
+    };
+    let rehearsed = match (outcome, answer["id"].as_str().and_then(|id| id.parse::<u64>().ok())) {
+        // On this thread, as the dispatcher's blocking round would run them.
+        ("accepted", Some(id)) => dispatch::rehearse(rt, id),
+        _ => Vec::new(),
+    };
+    Ok(Posted { status, answer, outcome, rehearsed })
 }
 
 /// A random suffix for scratch names and message ids.
@@ -218,18 +269,9 @@ async fn run_test(rt: &Runtime, app: &impl crate::server::App, file: &Path, t: &
         req = req.header(k.as_str(), v.as_str());
     }
     let Ok(req) = req.body(Body::from(body)) else { return vec!["a header is not valid HTTP".into()] };
-    let resp = match app.clone().oneshot(req).await {
-        Ok(r) => r,
-        Err(e) => return vec![format!("the request failed: {e}")],
-    };
-    let status = resp.status().as_u16();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap_or_default();
-    let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let outcome = match (status, &answer) {
-        (200..=299, a) if a["duplicate"] == true => "duplicate",
-        (200..=299, a) if a["filtered"] == true => "filtered",
-        (200..=299, _) => "accepted",
-        _ => "rejected",
+    let Posted { status, answer, outcome, rehearsed } = match post(rt, app, req).await {
+        Ok(p) => p,
+        Err(e) => return vec![e],
     };
 
     let mut problems = Vec::new();
@@ -243,11 +285,6 @@ async fn run_test(rt: &Runtime, app: &impl crate::server::App, file: &Path, t: &
             problems.push(format!("outcome: expected {want}, got {outcome} ({status} {answer})"));
         }
     }
-    let rehearsed = match (outcome, answer["id"].as_str().and_then(|id| id.parse::<u64>().ok())) {
-        // On this thread, as the dispatcher's blocking round would run them.
-        ("accepted", Some(id)) => dispatch::rehearse(rt, id),
-        _ => Vec::new(),
-    };
     problems.extend(compare_deliveries(&t.expect.deliveries, &rehearsed));
     for r in &t.expect.records {
         let actual = rt.data.records.get(&r.tree, &r.key).ok().flatten();

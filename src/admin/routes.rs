@@ -6,7 +6,6 @@ use crate::route::sample;
 use crate::runtime::Runtime;
 use crate::server::Limits;
 use crate::verify::{is_secret_header, REDACTED};
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -92,11 +91,7 @@ pub async fn test(State(rt): State<Arc<Runtime>>, Path(name): Path<String>, body
         Ok(r) => r,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
     };
-    let mut req = axum::http::Request::post(&request.path_and_query).header("content-type", "application/json");
-    for (k, v) in &request.headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let req = match req.body(Body::from(request.body.clone())) {
+    let req = match request.to_request() {
         Ok(r) => r,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
     };

@@ -38,8 +38,7 @@ pub(super) fn compile(
 ) -> Result<Loaded, Diagnostics> {
     let mut files = Vec::new();
     for (path, text) in sources {
-        let options = serde_saphyr::options! { strict_booleans: true };
-        match serde_saphyr::from_str_with_options::<Option<RawFile>>(text, options) {
+        match raw::parse(text) {
             Ok(Some(raw)) => files.push((path.as_path(), text.as_str(), raw)),
             Ok(None) => {} // an empty file declares nothing
             Err(e) => diags.push(yaml_error(path, text, &e)),
@@ -1179,6 +1178,19 @@ impl<'a> Cx<'a> {
                 Some(sink) => {
                     upsert = matches!(&sink.kind, SinkKind::Store(store) if store.mode == StoreMode::Upsert);
                     let needs_key = matches!(&sink.kind, SinkKind::Store(store) if store.key.is_none());
+                    if let (Some(k), false) = (&t.value.key, matches!(sink.kind, SinkKind::Store(_))) {
+                        // It would be ignored: only a store's record is named by a key.
+                        let hint = match &sink.kind {
+                            SinkKind::Postgres(_) => "remove it: a postgres sink writes the row of its `conflict:` columns, taken from the document",
+                            _ => "remove it: only store sinks take a record key",
+                        };
+                        self.error(
+                            Pos::of(k),
+                            format!("`key:` has no effect on {} sink `{}`", sink.kind_name(), sink_name.value),
+                        )
+                        .with_hint(hint);
+                        ok = false;
+                    }
                     if key.is_none() && needs_key {
                         self.error(Pos::of(t), format!("store sink `{}` needs a record key", sink_name.value))
                             .with_hint("add `key: $.data.id` to this target, or a default `key:` on the sink");

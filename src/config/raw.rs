@@ -48,6 +48,12 @@ impl<T: JsonSchema> JsonSchema for S<T> {
     }
 }
 
+/// Reads one route file's text (`None`: an empty file, which declares nothing).
+pub fn parse(text: &str) -> Result<Option<RawFile>, serde_saphyr::Error> {
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options::<Option<RawFile>>(text, options)
+}
+
 /// One file of `routes.d`: optionally one route, plus any sinks and views.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -19,6 +19,17 @@ pub struct SampleRequest {
     pub body: Vec<u8>,
 }
 
+impl SampleRequest {
+    /// As a request for the in-process ingest service.
+    pub fn to_request(&self) -> Result<http::Request<axum::body::Body>, String> {
+        let mut req = http::Request::post(&self.path_and_query).header("content-type", "application/json");
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        req.body(axum::body::Body::from(self.body.clone())).map_err(|e| e.to_string())
+    }
+}
+
 /// Builds the request for `kind`; `body` replaces the sample payload and
 /// `params` gives path parameter values (default `test`).
 pub fn build(

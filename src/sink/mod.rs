@@ -76,6 +76,16 @@ impl Sink {
         }
     }
 
+    /// Its `type:` as a route file writes it.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            SinkKind::Store(_) => "store",
+            SinkKind::Http(h) if h.envelope => "make",
+            SinkKind::Http(_) => "http",
+            SinkKind::Postgres(_) => "postgres",
+        }
+    }
+
     /// The sink's `batch:`, if it has one.
     pub fn batch(&self) -> Option<Batch> {
         match &self.kind {
@@ -102,7 +112,7 @@ impl Sink {
             }),
             SinkKind::Http(h) => json!({
                 "name": self.name,
-                "type": if h.envelope { "make" } else { "http" },
+                "type": self.kind_name(),
                 "url": origin(&h.url),
                 "fallback_url": h.fallback_url.as_deref().map(origin),
                 "method": h.method.as_str(),

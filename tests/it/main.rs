@@ -9,6 +9,7 @@ mod delivery;
 mod examples;
 mod ingest;
 mod postgres;
+mod postgres_check;
 mod postgres_delivery;
 mod regressions;
 mod reload;

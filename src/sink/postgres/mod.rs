@@ -12,6 +12,7 @@
 //! error is final and names the column. When a batch fails for good, its
 //! documents are written one by one, so one bad row does not hold the rest.
 
+pub mod fit;
 pub mod statement;
 
 use crate::sink::{Batch, Outcome};
@@ -324,13 +325,38 @@ pub async fn load_table(client: &tokio_postgres::Client, table: &str) -> Result<
 
 /// The first bound column whose value its type's input function refuses.
 async fn failing_cast<'a>(client: &tokio_postgres::Client, s: &'a Statement) -> Option<&'a Column> {
-    for (value, column) in s.params.iter().zip(&s.bound) {
+    refused_value(client, s.params.iter().zip(&s.bound)).await.map(|(column, _)| column)
+}
+
+/// The first (value, column) pair whose value the column's type refuses,
+/// with PostgreSQL's reason: each value is cast alone, as the write would.
+pub async fn refused_value<'a>(
+    client: &tokio_postgres::Client,
+    pairs: impl IntoIterator<Item = (&'a Option<String>, &'a Column)>,
+) -> Option<(&'a Column, String)> {
+    for (value, column) in pairs {
         let probe = format!("SELECT $1::text::{}", column.ty);
-        if client.query_typed(probe.as_str(), &[(value, Type::TEXT)]).await.is_err() {
-            return Some(column);
+        if let Err(e) = client.query_typed(probe.as_str(), &[(value, Type::TEXT)]).await {
+            let reason = e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_string());
+            return Some((column, reason));
         }
     }
     None
+}
+
+/// The unique indexes of `table` (quoted name) that an `ON CONFLICT` can
+/// use: plain columns, no predicate. Each as its column names.
+pub async fn unique_keys(
+    client: &tokio_postgres::Client,
+    table: &str,
+) -> Result<Vec<Vec<String>>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey) AS k(n)                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n)              FROM pg_index i              WHERE i.indrelid = $1::text::regclass AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL",
+            &[&table],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// PostgreSQL's error as an outcome: what may pass on its own is retried,
@@ -338,7 +364,10 @@ async fn failing_cast<'a>(client: &tokio_postgres::Client, s: &'a Statement) -> 
 pub fn outcome_of(e: &tokio_postgres::Error) -> Outcome {
     let Some(db) = e.as_db_error() else {
         // No answer from the server: the connection, not the data.
-        return Outcome::Retry { error: format!("postgres: {e}"), after: None };
+        // Its text is the step ("error connecting to server"); the cause
+        // ("Connection refused") is its source.
+        let cause = std::error::Error::source(e).map(|c| format!(": {c}")).unwrap_or_default();
+        return Outcome::Retry { error: format!("postgres: {e}{cause}"), after: None };
     };
     let code = db.code();
     let mut error = format!("postgres: {} ({})", db.message(), code.code());

@@ -18,7 +18,7 @@ pub struct Column {
 }
 
 impl Column {
-    fn is_json(&self) -> bool {
+    pub fn is_json(&self) -> bool {
         matches!(self.ty.as_str(), "json" | "jsonb")
     }
     fn is_array(&self) -> bool {
@@ -60,7 +60,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn takes(&self, field: &str) -> bool {
+    pub fn takes(&self, field: &str) -> bool {
         self.columns.as_ref().is_none_or(|c| c.iter().any(|n| n == field))
     }
 }
@@ -133,7 +133,7 @@ impl Table {
         }
     }
 
-    fn column(&self, name: &str) -> Option<&Column> {
+    pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
 }

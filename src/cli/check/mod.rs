@@ -1,7 +1,10 @@
 //! `router check [PATH...]`: the same loader as `serve`, binding nothing,
 //! then the route tests of each directory (`tests/*.yaml`, see
-//! `route_tests`). Exit 0 when clean, 1 when there are problems or failed
+//! `route_tests`); with `--connect`, also what the postgres sinks'
+//! databases say (`connect`). Exit 0 when clean, 1 when there are problems or failed
 //! tests (warnings count only with `--strict`), 2 when it could not run.
+
+mod connect;
 
 use crate::config::{self, env::ProcessEnv, Diagnostics};
 use crate::route_tests;
@@ -18,6 +21,11 @@ pub struct Args {
     /// Skip the route tests under `<dir>/tests/`.
     #[arg(long)]
     no_tests: bool,
+    /// Also open each postgres sink's database: report a missing table or
+    /// column, a `conflict:` with no unique index, and example values a
+    /// column's type refuses.
+    #[arg(long)]
+    connect: bool,
     /// `text` (path:line:col: message) or `json`.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -45,7 +53,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 c.sinks.len(),
                 c.views.len()
             );
-            (loaded.warnings, Some(summary))
+            let mut diags = loaded.warnings;
+            if args.connect {
+                diags.0.extend(connect::check(&paths, loaded.config).await.0);
+            }
+            (diags, Some(summary))
         }
         Err(diags) => (diags, None),
     };
@@ -84,9 +96,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn print_text(diags: &Diagnostics, summary: Option<String>, errors: usize, warnings: usize) {
     print!("{diags}");
-    match (summary, errors) {
-        (Some(s), _) if warnings == 0 => println!("ok: {s}"),
-        (Some(s), _) => println!("ok with {warnings} warning(s): {s}"),
-        (None, _) => println!("{errors} error(s), {warnings} warning(s)"),
+    match summary {
+        Some(s) if errors == 0 && warnings == 0 => println!("ok: {s}"),
+        Some(s) if errors == 0 => println!("ok with {warnings} warning(s): {s}"),
+        _ => println!("{errors} error(s), {warnings} warning(s)"),
     }
 }
