@@ -85,7 +85,7 @@ fn main() {
                     t.await.unwrap();
                 }
                 loop {
-                    let claimed = log.claim(i64::MAX, 4096).unwrap();
+                    let claimed = log.claim(i64::MAX, 4096, &Default::default()).unwrap();
                     if claimed.is_empty() {
                         break;
                     }

@@ -61,9 +61,11 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
             }
         }
         let now = crate::event::now_ms();
+        // Only what can start is claimed: a busy sink's queue stays untouched.
+        let room = room(&rt.config(), &per_sink, true);
         // One blocking hop claims the due deliveries and runs the store ones.
         let rt2 = rt.clone();
-        let due = match tokio::task::spawn_blocking(move || claim_and_store(&rt2, now)).await {
+        let due = match tokio::task::spawn_blocking(move || claim_and_store(&rt2, now, &room)).await {
             Ok(Ok((due, applied))) => {
                 unsynced.add(applied);
                 due
@@ -175,7 +177,8 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
 /// stay due (they run after the restart).
 async fn last_store_round(rt: &Arc<Runtime>) {
     let (rt2, now) = (rt.clone(), crate::event::now_ms());
-    let Ok(Ok((http, applied))) = tokio::task::spawn_blocking(move || claim_and_store(&rt2, now)).await else {
+    let room = room(&rt.config(), &HashMap::new(), false);
+    let Ok(Ok((http, applied))) = tokio::task::spawn_blocking(move || claim_and_store(&rt2, now, &room)).await else {
         return;
     };
     rt.data.log.release(&http.iter().map(|c| DeliveryKey::of(&c.delivery)).collect::<Vec<_>>());
@@ -266,8 +269,12 @@ async fn deliver_postgres(rt: &Arc<Runtime>, claims: Vec<Claimed>) {
 /// sinks, and sinks gone from the config, which fail with a clear error)
 /// right away: their writes take microseconds. Returns the HTTP claims and
 /// the local ones run, whose records are not synced yet (`Unsynced`).
-fn claim_and_store(rt: &Runtime, now: i64) -> Result<(Vec<Claimed>, Applied), crate::storage::LogError> {
-    let due = rt.data.log.claim(now, SCAN)?;
+fn claim_and_store(
+    rt: &Runtime,
+    now: i64,
+    room: &crate::storage::Room,
+) -> Result<(Vec<Claimed>, Applied), crate::storage::LogError> {
+    let due = rt.data.log.claim(now, SCAN, room)?;
     let config = rt.config();
     let (http, local): (Vec<Claimed>, Vec<Claimed>) =
         due.into_iter().partition(|c| config.sinks.get(&c.delivery.sink).is_some_and(|s| s.concurrency().is_some()));
@@ -281,6 +288,30 @@ fn claim_and_store(rt: &Runtime, now: i64) -> Result<(Vec<Claimed>, Applied), cr
         })
         .collect();
     Ok((http, Applied { epoch, settled }))
+}
+
+/// How many deliveries each remote sink can start now: its free slots
+/// (`concurrency` minus those in flight), times `batch.max_events` for a
+/// batched one (a batch waiting to fill must see what is due). `open:
+/// false` gives every remote sink no room (shutdown's last store round).
+fn room(
+    config: &crate::config::Config,
+    per_sink: &HashMap<String, Arc<Semaphore>>,
+    open: bool,
+) -> crate::storage::Room {
+    config
+        .sinks
+        .iter()
+        .filter_map(|(name, sink)| {
+            let concurrency = sink.concurrency()?;
+            let free = match (open, per_sink.get(name)) {
+                (false, _) => 0,
+                (true, Some(limit)) => limit.available_permits(),
+                (true, None) => concurrency,
+            };
+            Some((name.clone(), free * sink.batch().map_or(1, |b| b.max_events)))
+        })
+        .collect()
 }
 
 /// Local deliveries run in one `claim_and_store`, and the records epoch

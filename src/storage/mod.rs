@@ -180,6 +180,10 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
+/// How many more deliveries each sink can start now (its free slots);
+/// a sink not listed has no such limit (the embedded store).
+pub type Room = std::collections::HashMap<String, usize>;
+
 /// A future the log resolves once the work is on disk.
 pub type Pending<T> = Pin<Box<dyn Future<Output = Result<T, LogError>> + Send>>;
 
@@ -193,9 +197,11 @@ pub trait EventLog: Send + Sync {
     /// (a duplicate too: the original may not be durable yet).
     fn append(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Pending<Appended>;
 
-    /// Claims up to `limit` deliveries due at `now_ms`, oldest first; of an
-    /// ordering key (`ordered_by`) only its oldest open delivery.
-    fn claim(&self, now_ms: i64, limit: usize) -> Result<Vec<Claimed>, LogError>;
+    /// Claims deliveries due at `now_ms`, oldest first per sink: up to
+    /// `limit` of each sink, and no more than its `room` (a sink listed
+    /// with 0 is not claimed from); of an ordering key (`ordered_by`) only
+    /// its oldest open delivery.
+    fn claim(&self, now_ms: i64, limit: usize, room: &Room) -> Result<Vec<Claimed>, LogError>;
     /// Gives back claims that were not run (a busy sink); they stay due.
     fn release(&self, keys: &[DeliveryKey]);
     /// Stores deliveries' next states (as `delivery::next` decided them)

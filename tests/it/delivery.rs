@@ -189,6 +189,30 @@ async fn a_dead_sink_does_not_hold_up_other_sinks_or_ingest() {
     r.stop().await;
 }
 
+/// More deliveries waiting on a saturated sink than one dispatch round
+/// claims (256) must not hide the other sinks' newer ones: a round claimed
+/// the oldest due ones of all sinks, and the dead sink's filled it.
+#[tokio::test]
+async fn a_backlog_on_a_saturated_sink_does_not_hide_other_sinks_deliveries() {
+    let dead = Receiver::start(vec![Reply::Hang; 5]).await;
+    let fast = Receiver::start(vec![]).await;
+    let routes = routes(
+        "  dead:\n    type: http\n    url: ${DEAD}\n    timeout: 30s\n    concurrency: 1\n  \
+         fast:\n    type: http\n    url: ${FAST}\n",
+        &["dead", "fast"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("DEAD", dead.url("/")), ("FAST", fast.url("/"))]).await;
+    let ids: Vec<String> = (0..300).map(|i| format!("evt_{i}")).collect();
+    for chunk in ids.chunks(20) {
+        futures_util::future::join_all(chunk.iter().map(|id| send(&r, id))).await;
+    }
+    let fast_rx = &fast;
+    r.eventually("fast sink got every event", || (fast_rx.count() == 300).then_some(())).await;
+    assert_eq!(dead.count(), 1, "the dead sink has its one slot in flight");
+    r.stop().await;
+}
+
 #[tokio::test]
 async fn retries_pending_at_shutdown_are_delivered_after_restart() {
     // A port with nothing listening yet: connection refused, retried.

@@ -9,7 +9,7 @@
 
 use super::segment::Pos;
 use crate::storage::record::{DeliveryStatus, DeliveryV1, EventStatus};
-use crate::storage::{DeliveryKey, StoredEvent};
+use crate::storage::{DeliveryKey, Room, StoredEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
@@ -192,7 +192,10 @@ pub struct Index {
     /// While the open scan runs, keys go to `dedup_sorted` (sorted at the end).
     scanning: bool,
     open: BTreeMap<DeliveryKey, DeliveryV1>,
-    due: BTreeSet<(i64, DeliveryKey)>,
+    /// Open deliveries by when they are due, one queue per sink: a sink
+    /// with no room (all its slots busy) is passed over without touching
+    /// its queue, so it holds neither the others nor the claim's time.
+    due: HashMap<String, BTreeSet<(i64, DeliveryKey)>>,
     order: HashMap<(String, String), BTreeSet<DeliveryKey>>,
     failed: BTreeSet<DeliveryKey>,
     claimed: HashSet<DeliveryKey>,
@@ -212,7 +215,7 @@ impl Index {
             dedup: HashMap::new(),
             scanning: false,
             open: BTreeMap::new(),
-            due: BTreeSet::new(),
+            due: HashMap::new(),
             order: HashMap::new(),
             failed: BTreeSet::new(),
             claimed: HashSet::new(),
@@ -338,7 +341,12 @@ impl Index {
     pub fn put(&mut self, d: DeliveryV1) {
         let key = DeliveryKey::of(&d);
         if let Some(old) = self.open.remove(&key) {
-            self.due.remove(&(old.next_attempt_ms.unwrap_or(i64::MIN), key));
+            if let Some(queue) = self.due.get_mut(&old.sink) {
+                queue.remove(&(old.next_attempt_ms.unwrap_or(i64::MIN), key));
+                if queue.is_empty() {
+                    self.due.remove(&old.sink);
+                }
+            }
             if let Some(k) = &old.order_key {
                 let entry = (old.sink.clone(), k.clone());
                 if let Some(set) = self.order.get_mut(&entry) {
@@ -356,7 +364,7 @@ impl Index {
             self.failed.remove(&key);
         }
         if d.status.is_open() {
-            self.due.insert((d.next_attempt_ms.unwrap_or(i64::MIN), key));
+            self.due.entry(d.sink.clone()).or_default().insert((d.next_attempt_ms.unwrap_or(i64::MIN), key));
             if let Some(k) = &d.order_key {
                 self.order.entry((d.sink.clone(), k.clone())).or_default().insert(key);
             }
@@ -433,24 +441,30 @@ impl Index {
         self.open.range(Self::range(id)).next().is_some()
     }
 
-    /// Claims up to `limit` due deliveries (see `EventLog::claim`).
-    pub fn claim(&mut self, now_ms: i64, limit: usize) -> Vec<DeliveryV1> {
+    /// Claims due deliveries, up to `limit` per sink and no more than the
+    /// sink's `room` (see `EventLog::claim`).
+    pub fn claim(&mut self, now_ms: i64, limit: usize, room: &Room) -> Vec<DeliveryV1> {
         let mut out = Vec::new();
-        for &(due, key) in &self.due {
-            if due > now_ms || out.len() >= limit {
-                break;
-            }
-            if self.claimed.contains(&key) {
-                continue;
-            }
-            let Some(d) = self.open.get(&key) else { continue };
-            if let Some(k) = &d.order_key {
-                let first = self.order.get(&(d.sink.clone(), k.clone())).and_then(|s| s.first());
-                if first != Some(&key) {
+        for (sink, queue) in &self.due {
+            let take = room.get(sink).map_or(limit, |&r| r.min(limit));
+            let mut taken = 0;
+            for &(due, key) in queue {
+                if due > now_ms || taken >= take {
+                    break;
+                }
+                if self.claimed.contains(&key) {
                     continue;
                 }
+                let Some(d) = self.open.get(&key) else { continue };
+                if let Some(k) = &d.order_key {
+                    let first = self.order.get(&(d.sink.clone(), k.clone())).and_then(|s| s.first());
+                    if first != Some(&key) {
+                        continue;
+                    }
+                }
+                out.push(d.clone());
+                taken += 1;
             }
-            out.push(d.clone());
         }
         for d in &out {
             self.claimed.insert(DeliveryKey::of(d));
@@ -466,7 +480,7 @@ impl Index {
 
     pub fn next_due_after(&self, after_ms: i64) -> Option<i64> {
         let from = (after_ms.saturating_add(1), DeliveryKey { event: 0, index: 0 });
-        self.due.range(from..).next().map(|(due, _)| *due)
+        self.due.values().filter_map(|queue| queue.range(from..).next().map(|(due, _)| *due)).min()
     }
 
     pub fn queue_depth(&self) -> usize {

@@ -21,7 +21,7 @@ mod writer;
 use crate::storage::record::{Attempt, DeliveryStatus, DeliveryV1, EventStatus, EventV1};
 use crate::storage::{
     type_matches, Appended, Claimed, DeliveryKey, EventDetail, EventLog, EventSummary, ListQuery, LogError,
-    NewDelivery, NewEvent, Parsed, Pending, Plan, Requeued, StoredEvent,
+    NewDelivery, NewEvent, Parsed, Pending, Plan, Requeued, Room, StoredEvent,
 };
 use index::Index;
 use segment::Pos;
@@ -323,10 +323,10 @@ impl EventLog for SegmentLog {
         pending(rx)
     }
 
-    fn claim(&self, now_ms: i64, limit: usize) -> Result<Vec<Claimed>, LogError> {
+    fn claim(&self, now_ms: i64, limit: usize, room: &Room) -> Result<Vec<Claimed>, LogError> {
         let claimed: Vec<(DeliveryV1, Option<Arc<StoredEvent>>)> = {
             let mut index = self.lock();
-            let ds = index.claim(now_ms, limit);
+            let ds = index.claim(now_ms, limit, room);
             ds.into_iter()
                 .map(|d| {
                     let hot = index.hot(d.event);
