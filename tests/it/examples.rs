@@ -149,6 +149,44 @@ async fn seed_001_engagement_rules_on_postgres() {
     r.stop().await;
 }
 
+/// Whop sends a member's events back to back (`router send whop-members
+/// all` does too): acknowledged before any is written, they must reach the
+/// row in arrival order, or a leave written before an access leaves the
+/// member active.
+#[tokio::test]
+async fn seed_001_on_postgres_applies_a_burst_in_arrival_order() {
+    const SECRET: &str = "ws_seed_001_pg_secret";
+    let dir = example("seed-001-whop-members");
+    let (db, url) = schema(&dir).await;
+    let data = tempfile::tempdir().unwrap();
+    let vars = env(&[("WHOP_WEBHOOK_SECRET", SECRET.into()), ("DATABASE_URL", url)]);
+    let r = TestRouter::start_with(&dir.join("postgres/routes.d"), data.path(), vars).await;
+    let [joined, accessed, left] =
+        ["membership.went_valid", "membership.accessed", "membership.went_invalid"].map(|t| payload(&dir, t));
+    let bodies = [joined, accessed.clone(), accessed.clone(), accessed, left];
+    let sigs = signed("whop", SECRET, &bodies);
+    let mut ids = Vec::new();
+    for (body, sig) in bodies.iter().zip(&sigs) {
+        let (status, answer) = send(&r, "/api/webhooks/whop", body, sig).await;
+        assert_eq!(status, 200, "{answer}");
+        ids.push(answer["id"].as_str().unwrap().parse::<u64>().unwrap());
+    }
+    for id in ids {
+        let got: Vec<DeliveryStatus> = settled(&r, id).await.iter().map(|d| d.status).collect();
+        assert_eq!(got, [DeliveryStatus::Delivered], "event {id}");
+    }
+    let row = db
+        .query_one(
+            "SELECT status, engagement_score, total_sessions FROM member_activity WHERE user_id = 'user_xxx'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let member: (String, i32, i32) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(member, ("inactive".into(), 0, 3));
+    r.stop().await;
+}
+
 #[tokio::test]
 async fn seed_003_sessions_on_postgres() {
     let dir = example("seed-003-whatsapp");
