@@ -166,17 +166,30 @@ async fn make_envelope_and_fallback_url() {
     r.stop().await;
 }
 
-#[tokio::test]
-async fn a_dead_sink_does_not_hold_up_other_sinks_or_ingest() {
+/// A router sending every event to a sink whose receiver hangs (`timeout`,
+/// `concurrency` slots) and to one that answers at once.
+async fn dead_and_fast(
+    timeout: &str,
+    concurrency: usize,
+) -> (TestRouter, Receiver, Receiver, (TempRoutes, tempfile::TempDir)) {
     let dead = Receiver::start(vec![Reply::Hang; 50]).await;
     let fast = Receiver::start(vec![]).await;
     let routes = routes(
-        "  dead:\n    type: http\n    url: ${DEAD}\n    timeout: 5s\n    concurrency: 2\n  \
-         fast:\n    type: http\n    url: ${FAST}\n",
+        &format!(
+            "  dead:\n    type: http\n    url: ${{DEAD}}\n    timeout: {timeout}\n    concurrency: {concurrency}\n  \
+             fast:\n    type: http\n    url: ${{FAST}}\n"
+        ),
         &["dead", "fast"],
     );
     let data = tempfile::tempdir().unwrap();
     let r = start(&routes, &data, &[("DEAD", dead.url("/")), ("FAST", fast.url("/"))]).await;
+    // The route files and data directory live as long as the router.
+    (r, dead, fast, (routes, data))
+}
+
+#[tokio::test]
+async fn a_dead_sink_does_not_hold_up_other_sinks_or_ingest() {
+    let (r, dead, fast, _dirs) = dead_and_fast("5s", 2).await;
     let started = std::time::Instant::now();
     for i in 0..20 {
         send(&r, &format!("evt_{i}")).await;
@@ -194,15 +207,7 @@ async fn a_dead_sink_does_not_hold_up_other_sinks_or_ingest() {
 /// the oldest due ones of all sinks, and the dead sink's filled it.
 #[tokio::test]
 async fn a_backlog_on_a_saturated_sink_does_not_hide_other_sinks_deliveries() {
-    let dead = Receiver::start(vec![Reply::Hang; 5]).await;
-    let fast = Receiver::start(vec![]).await;
-    let routes = routes(
-        "  dead:\n    type: http\n    url: ${DEAD}\n    timeout: 30s\n    concurrency: 1\n  \
-         fast:\n    type: http\n    url: ${FAST}\n",
-        &["dead", "fast"],
-    );
-    let data = tempfile::tempdir().unwrap();
-    let r = start(&routes, &data, &[("DEAD", dead.url("/")), ("FAST", fast.url("/"))]).await;
+    let (r, dead, fast, _dirs) = dead_and_fast("30s", 1).await;
     let ids: Vec<String> = (0..300).map(|i| format!("evt_{i}")).collect();
     for chunk in ids.chunks(20) {
         futures_util::future::join_all(chunk.iter().map(|id| send(&r, id))).await;

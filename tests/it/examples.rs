@@ -100,8 +100,17 @@ async fn schema(example_dir: &Path) -> (tokio_postgres::Client, String) {
     (db, url)
 }
 
-#[tokio::test]
-async fn seed_001_engagement_rules_on_postgres() {
+/// Seed 001's postgres variant on a fresh `member_activity`, and one
+/// member's life signed by Whop's SDK: join, access ×3, leave.
+struct Seed001OnPostgres {
+    r: TestRouter,
+    db: tokio_postgres::Client,
+    bodies: [String; 5],
+    sigs: Vec<Vec<(String, String)>>,
+    _data: tempfile::TempDir,
+}
+
+async fn seed_001_on_postgres() -> Seed001OnPostgres {
     const SECRET: &str = "ws_seed_001_pg_secret";
     let dir = example("seed-001-whop-members");
     let (db, url) = schema(&dir).await;
@@ -112,6 +121,12 @@ async fn seed_001_engagement_rules_on_postgres() {
         ["membership.went_valid", "membership.accessed", "membership.went_invalid"].map(|t| payload(&dir, t));
     let bodies = [joined, accessed.clone(), accessed.clone(), accessed, left];
     let sigs = signed("whop", SECRET, &bodies);
+    Seed001OnPostgres { r, db, bodies, sigs, _data: data }
+}
+
+#[tokio::test]
+async fn seed_001_engagement_rules_on_postgres() {
+    let Seed001OnPostgres { r, db, bodies, sigs, _data } = seed_001_on_postgres().await;
     let path = "/api/webhooks/whop";
     let member = || async {
         let row = db
@@ -155,16 +170,7 @@ async fn seed_001_engagement_rules_on_postgres() {
 /// member active.
 #[tokio::test]
 async fn seed_001_on_postgres_applies_a_burst_in_arrival_order() {
-    const SECRET: &str = "ws_seed_001_pg_secret";
-    let dir = example("seed-001-whop-members");
-    let (db, url) = schema(&dir).await;
-    let data = tempfile::tempdir().unwrap();
-    let vars = env(&[("WHOP_WEBHOOK_SECRET", SECRET.into()), ("DATABASE_URL", url)]);
-    let r = TestRouter::start_with(&dir.join("postgres/routes.d"), data.path(), vars).await;
-    let [joined, accessed, left] =
-        ["membership.went_valid", "membership.accessed", "membership.went_invalid"].map(|t| payload(&dir, t));
-    let bodies = [joined, accessed.clone(), accessed.clone(), accessed, left];
-    let sigs = signed("whop", SECRET, &bodies);
+    let Seed001OnPostgres { r, db, bodies, sigs, _data } = seed_001_on_postgres().await;
     let mut ids = Vec::new();
     for (body, sig) in bodies.iter().zip(&sigs) {
         let (status, answer) = send(&r, "/api/webhooks/whop", body, sig).await;
