@@ -46,7 +46,7 @@ type Settled = (Claimed, Outcome, RetryPolicy);
 /// Runs until `stop` turns true; work in progress finishes first.
 pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     let client = crate::sink::http::client();
-    let mut per_sink: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let mut slots = Slots::default();
     let mut tasks = JoinSet::new();
     let mut unsynced = Unsynced::default();
     while !*stop.borrow() {
@@ -62,7 +62,7 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
         }
         let now = crate::event::now_ms();
         // Only what can start is claimed: a busy sink's queue stays untouched.
-        let room = room(&rt.config(), &per_sink, true);
+        let room = room(&rt.config(), &mut slots, true);
         // One blocking hop claims the due deliveries and runs the store ones.
         let rt2 = rt.clone();
         let due = match tokio::task::spawn_blocking(move || claim_and_store(&rt2, now, &room)).await {
@@ -98,10 +98,9 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
                 batched.entry(c.delivery.sink.clone()).or_default().push(c);
                 continue;
             }
-            let limit =
-                per_sink.entry(c.delivery.sink.clone()).or_insert_with(|| Arc::new(Semaphore::new(concurrency)));
+            let limit = slots.of(&c.delivery.sink, concurrency);
             // A saturated sink's deliveries wait in the log; the others go on.
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
+            let Ok(permit) = limit.try_acquire_owned() else {
                 unstarted.push(DeliveryKey::of(&c.delivery));
                 continue;
             };
@@ -126,7 +125,7 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
                 unstarted.extend(cs.iter().map(|c| DeliveryKey::of(&c.delivery)));
                 continue;
             }
-            let limit = per_sink.entry(name.clone()).or_insert_with(|| Arc::new(Semaphore::new(concurrency)));
+            let limit = slots.of(&name, concurrency);
             let postgres = matches!(sink.kind, SinkKind::Postgres(_));
             while !cs.is_empty() {
                 let Ok(permit) = limit.clone().try_acquire_owned() else { break };
@@ -177,7 +176,7 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
 /// stay due (they run after the restart).
 async fn last_store_round(rt: &Arc<Runtime>) {
     let (rt2, now) = (rt.clone(), crate::event::now_ms());
-    let room = room(&rt.config(), &HashMap::new(), false);
+    let room = room(&rt.config(), &mut Slots::default(), false);
     let Ok(Ok((http, applied))) = tokio::task::spawn_blocking(move || claim_and_store(&rt2, now, &room)).await else {
         return;
     };
@@ -294,24 +293,55 @@ fn claim_and_store(
 /// (`concurrency` minus those in flight), times `batch.max_events` for a
 /// batched one (a batch waiting to fill must see what is due). `open:
 /// false` gives every remote sink no room (shutdown's last store round).
-fn room(
-    config: &crate::config::Config,
-    per_sink: &HashMap<String, Arc<Semaphore>>,
-    open: bool,
-) -> crate::storage::Room {
+fn room(config: &crate::config::Config, slots: &mut Slots, open: bool) -> crate::storage::Room {
     config
         .sinks
         .iter()
         .filter_map(|(name, sink)| {
             let concurrency = sink.concurrency()?;
-            let free = match (open, per_sink.get(name)) {
-                (false, _) => 0,
-                (true, Some(limit)) => limit.available_permits(),
-                (true, None) => concurrency,
-            };
+            let free = if open { slots.of(name, concurrency).available_permits() } else { 0 };
             Some((name.clone(), free * sink.batch().map_or(1, |b| b.max_events)))
         })
         .collect()
+}
+
+/// Each remote sink's delivery slots (its `concurrency:`), sized again
+/// when a reload changes it.
+#[derive(Default)]
+struct Slots(HashMap<String, SinkSlots>);
+
+struct SinkSlots {
+    size: usize,
+    free: Arc<Semaphore>,
+    /// Slots to take away once deliveries in flight give them back (a
+    /// smaller `concurrency:` never lets more run than it says).
+    owed: usize,
+}
+
+impl Slots {
+    /// The slots of `sink`, `concurrency` of them (called every round, which
+    /// also takes back the slots a smaller size still owes).
+    fn of(&mut self, sink: &str, concurrency: usize) -> Arc<Semaphore> {
+        let slots = match self.0.get_mut(sink) {
+            Some(slots) => slots,
+            None => self.0.entry(sink.to_string()).or_insert_with(|| SinkSlots {
+                size: concurrency,
+                free: Arc::new(Semaphore::new(concurrency)),
+                owed: 0,
+            }),
+        };
+        if concurrency > slots.size {
+            let more = concurrency - slots.size;
+            let repaid = more.min(slots.owed);
+            slots.owed -= repaid;
+            slots.free.add_permits(more - repaid);
+        } else {
+            slots.owed += slots.size - concurrency;
+        }
+        slots.size = concurrency;
+        slots.owed -= slots.free.forget_permits(slots.owed);
+        slots.free.clone()
+    }
 }
 
 /// Local deliveries run in one `claim_and_store`, and the records epoch
@@ -760,4 +790,30 @@ pub fn rehearse(rt: &Runtime, id: u64) -> Vec<Rehearsed> {
             Rehearsed { sink: d.sink, rule: d.rule_name, status, document, error }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+
+    #[test]
+    fn slots_follow_a_reloaded_concurrency_without_exceeding_it() {
+        let mut slots = Slots::default();
+        let busy: Vec<_> = (0..2).map(|_| slots.of("hook", 2).try_acquire_owned().unwrap()).collect();
+        // Down to 1 while both run: none free until both have ended.
+        assert_eq!(slots.of("hook", 1).available_permits(), 0);
+        let mut busy = busy.into_iter();
+        drop(busy.next());
+        assert_eq!(slots.of("hook", 1).available_permits(), 0);
+        drop(busy.next());
+        assert_eq!(slots.of("hook", 1).available_permits(), 1);
+        // Up to 3: two more at once.
+        assert_eq!(slots.of("hook", 3).available_permits(), 3);
+        // Down and up again before the busy ones end: the debt is cancelled, not doubled.
+        let held: Vec<_> = (0..3).map(|_| slots.of("hook", 3).try_acquire_owned().unwrap()).collect();
+        assert_eq!(slots.of("hook", 1).available_permits(), 0);
+        assert_eq!(slots.of("hook", 3).available_permits(), 0);
+        drop(held);
+        assert_eq!(slots.of("hook", 3).available_permits(), 3);
+    }
 }

@@ -215,3 +215,31 @@ async fn a_removed_sink_fails_its_deliveries_until_it_is_back() {
     assert_eq!(rx.count(), 2);
     r.stop().await;
 }
+
+/// A reload that raises a sink's `concurrency:` lets that many run at once
+/// (its slots kept the size they were first made with).
+#[tokio::test]
+async fn a_reloaded_concurrency_applies_to_deliveries() {
+    use crate::util::{Receiver, Reply};
+    let rx = Receiver::start(vec![Reply::Hang; 10]).await;
+    let route = |concurrency: usize| {
+        format!(
+            "route: p\npath: /p\nverify: {{ scheme: bearer, token: t }}\nevent: {{ id: $.id }}\nrules:\n  - on: \"*\"\n    \
+             to: [{{ sink: hook }}]\nsinks:\n  hook: {{ type: http, url: \"{}\", timeout: 30s, concurrency: {concurrency} }}\n",
+            rx.url("/hook")
+        )
+    };
+    let routes = TempRoutes::new(&[("p.yaml", &route(1))]);
+    let data = tempfile::tempdir().unwrap();
+    let r = TestRouter::start(routes.path(), data.path()).await;
+    for i in 0..5 {
+        let (code, answer) = crate::util::post(&r.url("/p"), "t", &format!(r#"{{"id": "e{i}"}}"#), &[]).await;
+        assert_eq!(code, 200, "{answer}");
+    }
+    r.eventually("one delivery in flight", || (rx.count() == 1).then_some(())).await;
+    replace(routes.path(), "p.yaml", &route(3));
+    r.eventually("three deliveries in flight", || (rx.count() == 3).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rx.count(), 3, "no more than the new concurrency");
+    r.stop().await;
+}
