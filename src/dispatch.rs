@@ -31,9 +31,12 @@ use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-/// Due deliveries claimed per round. A round's documents are all in memory
-/// at once: 1,024 put the router's peak at ~100 MiB under a c64 load with a
-/// store sink, 256 at ~75 MiB with the same throughput (docs/benchmarks.md).
+/// Due deliveries claimed per round, of each sink (a limit over all sinks
+/// would let the first sink of the claim's walk starve the others). A
+/// round's documents are all in memory at once, so the bound is this times
+/// the sinks with work due: 1,024 put the router's peak at ~100 MiB under a
+/// c64 load with one store sink, 256 at ~75 MiB with the same throughput
+/// (docs/benchmarks.md).
 const SCAN: usize = 256;
 /// Longest sleep between rounds when nothing is due (new work wakes us sooner).
 const IDLE_POLL: Duration = Duration::from_secs(1);
