@@ -11,11 +11,13 @@ use std::process::ExitCode;
 pub enum Command {
     /// Recent events, newest first.
     List {
+        /// Only this route's events (its `route:` name).
         #[arg(long)]
         route: Option<String>,
         /// pending, failed, delivered or unrouted.
         #[arg(long)]
         status: Option<String>,
+        /// How many events at most.
         #[arg(long, default_value_t = crate::admin::DEFAULT_LIST_LIMIT)]
         limit: usize,
         #[command(flatten)]
@@ -23,15 +25,19 @@ pub enum Command {
     },
     /// One event in full: payload, headers (credentials redacted), deliveries.
     Show {
+        /// The event's id (the `id` of `events list` and of the 200 answer).
         id: u64,
         #[command(flatten)]
         data: DataArgs,
     },
     /// Requeue failed deliveries: of one event, or `--all-failed` (of `--route`).
     Retry {
+        /// The event whose failed deliveries to requeue.
         id: Option<u64>,
+        /// Every event with a failed delivery.
         #[arg(long, conflicts_with = "id")]
         all_failed: bool,
+        /// With `--all-failed`: only this route's events.
         #[arg(long, requires = "all_failed")]
         route: Option<String>,
         #[command(flatten)]
@@ -39,11 +45,13 @@ pub enum Command {
     },
     /// Run a route's stored events through the current rules again.
     Replay {
+        /// The route whose stored events to run again.
         #[arg(long)]
         route: String,
         /// RFC 3339 time, Unix seconds, or a duration ago (`2h`).
         #[arg(long)]
         since: String,
+        /// Received before this time (same forms as `--since`) [default: now].
         #[arg(long)]
         until: Option<String>,
         /// Also send again what was already delivered.

@@ -1,5 +1,5 @@
 //! Command-line interface: `serve`, `check`, `events`, `store`, `send`,
-//! `secret`, `schema`. Each
+//! `secret`, `schema`, `completions`, `man`. Each
 //! subcommand lives in its own file as `run(args) -> Result<ExitCode>`;
 //! anyhow stops here, at the edge.
 
@@ -17,11 +17,19 @@ use std::process::ExitCode;
 /// Exit status for "could not run at all" (bad arguments, unreadable paths).
 pub const EXIT_CANNOT_RUN: u8 = 2;
 
+/// The end of `router --help`: the three things a newcomer does first.
+const EXAMPLES: &str = "\
+Examples:
+  router serve --routes routes.d --data data    serve the route files (env: ROUTER_ROUTES, ROUTER_DATA)
+  router check --strict routes.d                 validate route files in CI (warnings fail)
+  router events list --route whop --limit 20     the newest events of a route, from the running router";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "router",
     version,
-    about = "A declarative webhook router: routes.d YAML in, durable ingest, delivery to sinks."
+    about = "A declarative webhook router: routes.d YAML in, durable ingest, delivery to sinks.",
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -47,6 +55,13 @@ pub enum Command {
     Secret(secret::Command),
     /// Print the JSON Schema of route files (for editors and CI validators).
     Schema,
+    /// Print a shell completion script (what packagers install).
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, roff (`router man | man -l -`).
+    Man,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -65,11 +80,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Send(args) => send::run(args).await,
         Command::Secret(cmd) => secret::run(cmd),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "router", &mut script);
+            print_bytes(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page)?;
+            print_bytes(&page)
+        }
         Command::Schema => {
             let schema = crate::config::raw::schema();
             println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Writes generated text to stdout; a reader that stopped early
+/// (`router man | head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -91,4 +126,43 @@ pub struct DataArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is for.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "router", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    /// Every `serve` option can come from the environment, as in a
+    /// container or a systemd unit.
+    #[test]
+    fn every_serve_option_has_an_environment_variable() {
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        let without: Vec<_> = serve
+            .get_arguments()
+            .filter(|a| !matches!(a.get_id().as_str(), "help" | "version") && a.get_env().is_none())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(without.is_empty(), "serve options without an env var: {without:?}");
+    }
 }

@@ -19,49 +19,55 @@ use std::time::Duration;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Directory of route files.
-    #[arg(long, default_value = "routes.d")]
+    #[arg(long, default_value = "routes.d", env = "ROUTER_ROUTES")]
     routes: PathBuf,
     /// Data directory (event log and store).
     #[arg(long, default_value = "data", env = "ROUTER_DATA")]
     data: PathBuf,
     /// Webhook listener address [default: 0.0.0.0:8080; 127.0.0.1:8080 while
     /// a route verifies with a trial secret, a default written in its file].
-    #[arg(long)]
+    #[arg(long, env = "ROUTER_LISTEN")]
     listen: Option<SocketAddr>,
     /// Admin API address; `off` disables it. A non-loopback address needs `--admin-token`.
-    #[arg(long, default_value = "127.0.0.1:9090")]
+    #[arg(long, default_value = "127.0.0.1:9090", env = "ROUTER_ADMIN_LISTEN")]
     admin_listen: String,
     /// Bearer token every admin API call must present (required off loopback).
     #[arg(long, env = "ROUTER_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    #[arg(long, value_enum, default_value = "text")]
+    /// Log lines as text for people, or one JSON object per line for a
+    /// log shipper.
+    #[arg(long, value_enum, default_value = "text", env = "ROUTER_LOG_FORMAT")]
     log_format: LogFormat,
+    /// What to log, as tracing filter directives (`info`, `debug`,
+    /// `info,webhook_router::dispatch=debug`) [default: RUST_LOG, else info].
+    #[arg(long, env = "ROUTER_LOG")]
+    log: Option<String>,
     /// Open connections at most.
-    #[arg(long, default_value_t = Limits::default().max_connections)]
+    #[arg(long, default_value_t = Limits::default().max_connections, env = "ROUTER_MAX_CONNECTIONS")]
     max_connections: usize,
     /// Time a client has to send its headers.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "ROUTER_HEADER_TIMEOUT")]
     header_timeout: Duration,
     /// Time a client has to send its body.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "ROUTER_BODY_TIMEOUT")]
     body_timeout: Duration,
     /// On SIGTERM, how long requests in flight may take before their
     /// connections are cut (at least the body timeout, so a slow upload
     /// can finish).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "ROUTER_SHUTDOWN_GRACE")]
     shutdown_grace: Duration,
     /// How long a request waits for its event to be durable before a 503.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, env = "ROUTER_STORE_TIMEOUT")]
     store_timeout: Duration,
     /// Do not watch the routes directory; reload only on SIGHUP.
-    #[arg(long)]
+    #[arg(long, env = "ROUTER_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
     no_watch: bool,
     /// Keep settled events (delivered, skipped, unrouted) this long; `off`
     /// keeps everything. Failed events stay until retried or deleted.
-    #[arg(long, default_value = "30d", value_parser = parse_retention)]
+    #[arg(long, default_value = "30d", value_parser = parse_retention, env = "ROUTER_RETENTION")]
     retention: Keep,
     /// Time between retention sweeps.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, env = "ROUTER_RETENTION_EVERY")]
     retention_every: Duration,
 }
 
@@ -79,7 +85,7 @@ fn parse_retention(text: &str) -> Result<Keep, String> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    telemetry::init(args.log_format);
+    telemetry::init(args.log_format, args.log.as_deref())?;
     let loaded = match config::load(std::slice::from_ref(&args.routes), &ProcessEnv) {
         Ok(l) => l,
         Err(diags) => {

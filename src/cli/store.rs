@@ -8,13 +8,16 @@ use std::process::ExitCode;
 pub enum Command {
     /// One record.
     Get {
+        /// The store sink's tree (its `tree:`, else the sink's name).
         tree: String,
+        /// The record's key (what the target's `key:` read from the event).
         key: String,
         #[command(flatten)]
         data: DataArgs,
     },
     /// Every record of a tree, in key order.
     List {
+        /// The store sink's tree (its `tree:`, else the sink's name).
         tree: String,
         /// Keep records whose field equals the value (repeatable).
         #[arg(long = "where", value_name = "FIELD=VALUE")]

@@ -338,7 +338,7 @@ impl<'a> Cx<'a> {
             .ok()
     }
 
-    /// A secret or a rotation list of them; empty entries (unset `${VAR?}`) are dropped.
+    /// A secret or a rotation list of them; empty entries (unset `${VAR:-}`) are dropped.
     fn secrets(&mut self, s: &S<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
         let mut out = Vec::new();
         for item in &s.value.0 {
@@ -612,7 +612,7 @@ impl<'a> Cx<'a> {
         Some(Batch { max_events: b.value.max_events.value, max_wait: max_wait? })
     }
 
-    /// An interpolated http(s) URL; `None` when it interpolates to nothing (`${VAR?}` unset).
+    /// An interpolated http(s) URL; `None` when it interpolates to nothing (`${VAR:-}` unset).
     fn url(&mut self, s: &S<String>) -> Option<Option<String>> {
         let url = self.interp(s)?;
         if url.is_empty() {

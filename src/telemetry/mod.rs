@@ -14,15 +14,24 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global tracing subscriber; `RUST_LOG` overrides the level.
-pub fn init(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+/// Installs the global tracing subscriber. What is logged: `directives`
+/// (`--log`, `ROUTER_LOG`), else `RUST_LOG`, else info.
+pub fn init(format: LogFormat, directives: Option<&str>) -> anyhow::Result<()> {
+    let filter = match directives {
+        Some(d) => tracing_subscriber::EnvFilter::try_new(d).map_err(|e| {
+            anyhow::anyhow!(
+                "--log `{d}` is not a log filter ({e}): write e.g. info, debug or info,webhook_router::dispatch=debug"
+            )
+        })?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn")),
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    Ok(())
 }
 
 /// For the CLI's reading commands: warnings and errors only, as text on stderr.

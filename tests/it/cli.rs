@@ -321,3 +321,25 @@ fn the_admin_api_requires_its_token_and_never_shows_it() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!log.contains(TOKEN), "the token is in the log:\n{log}");
 }
+
+/// `router completions` prints scripts the shells accept, and `router man`
+/// a man page naming every command: what a package installs.
+#[test]
+fn completions_and_man_page_are_what_packagers_install() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let (code, script, stderr) = router(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        assert!(script.contains("serve") && script.contains("admin-listen"), "{shell}: {script}");
+    }
+    let (_, bash, _) = router(&["completions", "bash"]);
+    let syntax = Command::new("bash").args(["-n", "-c", &bash]).output().expect("bash runs");
+    assert!(syntax.status.success(), "bash -n: {}", String::from_utf8_lossy(&syntax.stderr));
+    let (code, page, _) = router(&["man"]);
+    assert_eq!(code, 0);
+    assert!(page.starts_with(".ie") || page.contains(".TH router 1"), "{page}");
+    for section in [".TH router 1", ".SH NAME", ".SH SYNOPSIS", "serve", "check", "completions"] {
+        assert!(page.contains(section), "man page lacks {section}");
+    }
+    let (code, _, stderr) = router(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "an unknown shell is a usage error: {stderr}");
+}

@@ -137,7 +137,7 @@ async fn make_envelope_and_fallback_url() {
     let routes = routes(
         "  make-payments:\n    type: make\n    url: ${MAKE_OK}\n  \
          make-cohorts:\n    type: make\n    url: ${MAKE_WEBHOOK_COHORT_ENROLLMENTS_URL:-${MAKE_WEBHOOK_PAYMENTS_URL}}\n  \
-         make-gone:\n    type: make\n    url: ${MAKE_GONE}\n    fallback_url: ${MAKE_WEBHOOK_ADMIN_URL?}\n",
+         make-gone:\n    type: make\n    url: ${MAKE_GONE}\n    fallback_url: ${MAKE_WEBHOOK_ADMIN_URL:-}\n",
         &["make-payments", "make-cohorts", "make-gone"],
     );
     let data = tempfile::tempdir().unwrap();

@@ -243,3 +243,53 @@ async fn a_reloaded_concurrency_applies_to_deliveries() {
     assert_eq!(rx.count(), 3, "no more than the new concurrency");
     r.stop().await;
 }
+
+/// `${file:PATH}`: a rotated secret file takes effect on SIGHUP, and its
+/// content never appears in the router's log, even at debug level.
+#[tokio::test]
+async fn a_secret_file_is_read_again_on_sighup_and_never_logged() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("token");
+    std::fs::write(&secret, "first-7f3a9c\n").unwrap();
+    let file = route("a", "/a", "[\"*\"]").replace("token: t", &format!("token: \"${{file:{}}}\"", secret.display()));
+    let routes = TempRoutes::new(&[("a.yaml", &file)]);
+    let data = tempfile::tempdir().unwrap();
+    let log = secrets.path().join("router.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new(crate::util::router_bin())
+        .args(["serve", "--no-watch", "--admin-listen", "off", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--routes")
+        .arg(routes.path())
+        .arg("--data")
+        .arg(data.path())
+        .env("RUST_LOG", "debug")
+        .env("ROUTER_LOG", "debug")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let post = |token: &'static str| async move {
+        let req = client().post(format!("http://127.0.0.1:{port}/a")).bearer_auth(token);
+        let req = req.header("content-type", "application/json").body(r#"{"type": "t", "id": "1"}"#);
+        req.send().await.map(|a| a.status().as_u16()).unwrap_or(0)
+    };
+    let wait_for = |token: &'static str, want: u16| async move {
+        for _ in 0..300 {
+            if post(token).await == want {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    };
+    assert!(wait_for("first-7f3a9c", 200).await, "the file's token, its newline trimmed");
+    std::fs::write(&secret, "second-b2e8d1\n").unwrap();
+    let hup = std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    assert!(wait_for("second-b2e8d1", 200).await, "SIGHUP read the rotated file");
+    assert_eq!(post("first-7f3a9c").await, 401, "the old token is gone");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("SIGHUP") || logged.contains("eload"), "the log is the router's: {logged}");
+    assert!(!logged.contains("first-7f3a9c") && !logged.contains("second-b2e8d1"), "{logged}");
+}
