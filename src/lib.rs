@@ -42,5 +42,6 @@ pub mod script;
 pub mod server;
 pub mod sink;
 pub mod storage;
+pub mod systemd;
 pub mod telemetry;
 pub mod verify;

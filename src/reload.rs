@@ -131,7 +131,9 @@ fn rescan(
         return;
     }
     *last = now;
-    reload(rt, paths, env, cause, public);
+    crate::systemd::reloading();
+    let applied = reload(rt, paths, env, cause, public);
+    crate::systemd::reloaded(applied);
 }
 
 /// A reload that panicked (a loader defect): shown in `GET /reload` and

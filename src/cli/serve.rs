@@ -71,6 +71,15 @@ pub struct Args {
     retention_every: Duration,
 }
 
+/// Stops the watchdog pings when `serve` returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// `--retention`'s value: a period, or none (`off`).
 #[derive(Debug, Clone, Copy)]
 struct Keep(Option<Duration>);
@@ -149,7 +158,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let reopen = reopen.clone();
         async move {
             tokio::select! {
-                _ = shutdown_signal() => {}
+                _ = shutdown_signal() => crate::systemd::stopping(),
                 verdict = &mut supervisor => {
                     reopen.store(matches!(verdict, Ok(Some(Verdict::Reopen))), std::sync::atomic::Ordering::Relaxed);
                 }
@@ -157,6 +166,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let admin = admin.map(|l| (l, crate::admin::router(rt.clone())));
+    crate::systemd::ready(rt.config().routes.len());
+    let _watchdog = crate::systemd::spawn_watchdog().map(AbortOnDrop);
     server::serve(listener, admin, rt, limits, shutdown).await?;
     let _ = stop_supervisor.send(true);
     if reopen.load(std::sync::atomic::Ordering::Relaxed) {

@@ -16,5 +16,6 @@ mod reload;
 mod scripts;
 mod signatures;
 mod storage;
+mod systemd;
 mod util;
 mod views;
