@@ -555,7 +555,7 @@ impl<'a> Cx<'a> {
     fn http_method(&mut self, raw: &RawSink) -> Option<reqwest::Method> {
         let Some(m) = &raw.method else { return Some(reqwest::Method::POST) };
         let upper = m.value.to_ascii_uppercase();
-        if ["POST", "PUT", "PATCH"].contains(&upper.as_str()) {
+        if crate::sink::http::METHODS.contains(&upper.as_str()) {
             return reqwest::Method::from_bytes(upper.as_bytes()).ok();
         }
         self.error(Pos::of(m), format!("method `{upper}` cannot carry a document"))

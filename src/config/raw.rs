@@ -132,6 +132,8 @@ pub const FILE_KEYS: &[&str] = &[
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawVerify {
+    /// A provider preset, `hmac` (configured), `bearer`, `basic` or `none`.
+    #[schemars(schema_with = "scheme_names")]
     pub scheme: S<String>,
     /// Signature schemes: the signing secret(s); a list allows rotation.
     pub secret: Option<S<OneOrMany<String>>>,
@@ -207,12 +209,15 @@ pub struct RawTarget {
 #[serde(deny_unknown_fields)]
 pub struct RawSink {
     #[serde(rename = "type")]
+    #[schemars(schema_with = "sink_type_names")]
     pub kind: S<String>,
     /// store: the record tree (default: the sink's name).
     pub tree: Option<S<String>>,
     /// store: default record key when a rule's target gives none.
     pub key: Option<S<String>>,
     /// store, postgres: upsert | merge | delete.
+    #[serde(default)]
+    #[schemars(schema_with = "mode_names")]
     pub mode: Option<S<String>>,
     /// postgres: the table (`table` or `schema.table`).
     pub table: Option<S<String>>,
@@ -231,6 +236,8 @@ pub struct RawSink {
     /// make (and http): tried when the primary fails for good.
     pub fallback_url: Option<S<String>>,
     /// http: POST (default), PUT or PATCH.
+    #[serde(default)]
+    #[schemars(schema_with = "method_names")]
     pub method: Option<S<String>>,
     /// http, make: extra request headers.
     pub headers: Option<OrderedMap<S<String>>>,
@@ -518,8 +525,35 @@ impl JsonSchema for ByteSize {
 }
 
 /// The JSON Schema of a route file, from the types the loader reads.
+/// The schema's `$id`: a name, not a download (editors are pointed at a
+/// file, `router schema > route-file.schema.json`; see docs/route-files.md).
+pub const SCHEMA_ID: &str = "urn:webhook-router:route-file";
+
 pub fn schema() -> serde_json::Value {
     let mut schema = schemars::schema_for!(RawFile);
+    schema.insert("$id".into(), SCHEMA_ID.into());
     schema.insert("title".into(), "webhook-router route file (routes.d/*.yaml)".into());
     serde_json::to_value(schema).expect("schemas serialise")
+}
+
+/// A string that is one of `names`: what editors complete and flag. The
+/// lists are the ones the compiler accepts, so the two cannot drift.
+fn one_of(names: &[&str]) -> Schema {
+    json_schema!({ "type": "string", "enum": names })
+}
+
+fn scheme_names(_: &mut SchemaGenerator) -> Schema {
+    one_of(crate::verify::presets::SCHEMES)
+}
+
+fn sink_type_names(_: &mut SchemaGenerator) -> Schema {
+    one_of(crate::sink::SINK_TYPES)
+}
+
+fn mode_names(_: &mut SchemaGenerator) -> Schema {
+    one_of(crate::sink::StoreMode::NAMES)
+}
+
+fn method_names(_: &mut SchemaGenerator) -> Schema {
+    one_of(crate::sink::http::METHODS)
 }

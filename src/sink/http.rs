@@ -32,6 +32,9 @@ pub struct HttpSink {
     pub batch: Option<Batch>,
 }
 
+/// The methods an http sink may send with (each carries a body).
+pub const METHODS: &[&str] = &["POST", "PUT", "PATCH"];
+
 /// Requests to a sink at once unless `concurrency` says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 /// Time for a whole request unless `timeout` says otherwise.

@@ -190,6 +190,14 @@ fn schema_is_generated_from_the_loader_types_and_current() {
     let schema: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(schema["additionalProperties"], false);
     assert!(schema["$defs"]["RawRule"]["properties"]["when"]["description"].as_str().unwrap().contains("Rhai"));
+    // Editors complete the closed sets from the very lists the compiler accepts.
+    assert_eq!(schema["$id"], webhook_router::config::raw::SCHEMA_ID);
+    let names = |v: &Value| -> Vec<String> { serde_json::from_value(v["enum"].clone()).unwrap() };
+    let (verify, sink) = (&schema["$defs"]["RawVerify"]["properties"], &schema["$defs"]["RawSink"]["properties"]);
+    assert_eq!(names(&verify["scheme"]), webhook_router::verify::presets::SCHEMES);
+    assert_eq!(names(&sink["type"]), webhook_router::sink::SINK_TYPES);
+    assert_eq!(names(&sink["mode"]), webhook_router::sink::StoreMode::NAMES);
+    assert_eq!(names(&sink["method"]), webhook_router::sink::http::METHODS);
 }
 
 #[test]
@@ -216,6 +224,15 @@ fn shipped_route_files_validate_against_the_schema() {
     let broken = validate(&[repo().join("tests/fixtures/invalid/02-unknown-key.yaml")]);
     assert!(!broken.status.success());
     assert!(String::from_utf8_lossy(&broken.stdout).contains("'pth' was unexpected"));
+    let typo = TempRoutes::new(&[(
+        "typo.yaml",
+        "route: typo\npath: /typo\nverify: { scheme: strip, secret: x }\nsinks:\n  s: { type: htp, mode: upsrt }\n",
+    )]);
+    let out = validate(&[typo.path().join("typo.yaml")]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    for value in ["'strip' is not one of", "'htp' is not one of", "'upsrt' is not one of"] {
+        assert!(said.contains(value), "{value}: {said}");
+    }
 }
 
 #[test]

@@ -25,6 +25,10 @@ def main():
             problems += 1
             where = "/".join(str(p) for p in e.absolute_path) or "(top)"
             print(f"{path}: {where}: {e.message}")
+            # Under anyOf, say what each branch found (the typo itself).
+            for sub in e.context or []:
+                at = "/".join(str(p) for p in sub.absolute_path) or "(top)"
+                print(f"  {at}: {sub.message}")
     sys.exit(1 if problems else 0)
 
 
