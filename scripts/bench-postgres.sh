@@ -43,7 +43,7 @@ metric() {  # the sum of a Prometheus counter or gauge, with a label filter
   curl -s "127.0.0.1:$admin_port/metrics" |
     awk -v m="$1" -v f="${2:-}" '$1 ~ "^"m"({|$)" && index($1, f) { s += $2 } END { printf "%d\n", s }'
 }
-delivered() { metric router_deliveries_total 'outcome="delivered"'; }
+delivered() { metric webhook_router_deliveries_total 'outcome="delivered"'; }
 
 run() {  # run LABEL VARIANT [KEYS]
   local label=$1 variant=$2 keys=${3:-0} data
@@ -58,7 +58,7 @@ run() {  # run LABEL VARIANT [KEYS]
     sed -nE 's/^RESULT rps=([0-9.]+).*/\1/p')
   t1=$(date +%s.%N) n1=$(delivered)
   for _ in $(seq 3000); do
-    left=$(metric router_queue_depth)
+    left=$(metric webhook_router_queue_depth)
     [[ $left == 0 ]] && break
     sleep 0.1
   done

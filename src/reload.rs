@@ -56,6 +56,7 @@ pub fn reload(rt: &Runtime, paths: &[PathBuf], env: &dyn EnvSource, cause: &str,
                 (loaded.config.routes.len(), loaded.config.sinks.len(), loaded.config.views.len());
             rt.swap(loaded.config);
             status.ok = true;
+            status.loaded_at_ms = crate::event::now_ms();
             status.problems.clear();
             status.reloads += 1;
             tracing::info!(cause, routes, sinks, views, "Routes reloaded.");

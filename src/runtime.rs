@@ -152,6 +152,9 @@ pub struct ReloadStatus {
     pub problems: Vec<String>,
     pub reloads: u64,
     pub failures: u64,
+    /// When the running config was loaded (start or the last applied
+    /// reload), ms since the epoch.
+    pub loaded_at_ms: i64,
 }
 
 /// A record a sink wrote. `seq` increases across writes and restarts (it
@@ -180,7 +183,11 @@ impl Runtime {
             event_writes: Default::default(),
             outcome_writes: Default::default(),
             work: tokio::sync::Notify::new(),
-            reload_status: Mutex::new(ReloadStatus { ok: true, ..ReloadStatus::default() }),
+            reload_status: Mutex::new(ReloadStatus {
+                ok: true,
+                loaded_at_ms: crate::event::now_ms(),
+                ..ReloadStatus::default()
+            }),
             changes: broadcast::channel(CHANGE_BUFFER).0,
             change_seq: AtomicU64::new(crate::event::now_ms().max(0) as u64 * 1000),
             stopping: tokio::sync::watch::channel(false).0,

@@ -51,11 +51,13 @@ pub async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
     let reload = rt.reload_status.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let routes = rt.config().routes.len();
     let text = rt.stats.render_prometheus(
-        &[("router_reloads_total", reload.reloads), ("router_reload_failures_total", reload.failures)],
+        &[("webhook_router_reloads_total", reload.reloads), ("webhook_router_reload_failures_total", reload.failures)],
         &[
-            ("router_log_size_bytes", store.size_bytes as f64),
-            ("router_queue_depth", store.queue_depth as f64),
-            ("router_routes", routes as f64),
+            ("webhook_router_log_size_bytes", store.size_bytes as f64),
+            ("webhook_router_queue_depth", store.queue_depth as f64),
+            ("webhook_router_routes", routes as f64),
+            ("webhook_router_config_last_reload_successful", if reload.ok { 1.0 } else { 0.0 }),
+            ("webhook_router_config_last_reload_success_timestamp_seconds", reload.loaded_at_ms as f64 / 1000.0),
         ],
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()

@@ -283,7 +283,7 @@ impl Stats {
             rejected: Default::default(),
             today: Window::default(),
             minutes: std::array::from_fn(|_| Window::default()),
-            ingest: Latency::new(self.exporter.histogram("router_ingest_duration_seconds", &[("route", name)])),
+            ingest: Latency::new(self.exporter.histogram("webhook_router_ingest_duration_seconds", &[("route", name)])),
         })
     }
 
@@ -295,7 +295,7 @@ impl Stats {
             failed: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
             latency: Latency::new(
-                self.exporter.histogram("router_delivery_latency_seconds", &[("route", route), ("sink", sink)]),
+                self.exporter.histogram("webhook_router_delivery_latency_seconds", &[("route", route), ("sink", sink)]),
             ),
         })
     }
@@ -423,36 +423,37 @@ impl Stats {
         for (route, r) in self.routes.all() {
             for (i, outcome) in OUTCOMES.iter().enumerate() {
                 e.counter(
-                    "router_requests_total",
+                    "webhook_router_requests_total",
                     &[("route", &route), ("outcome", outcome)],
                     r.outcomes[i].load(Relaxed),
                 );
             }
+            // Rejections are requests too: one counter, the reason a label
+            // (summing by outcome gives all rejected).
             for why in Reject::ALL {
                 let n = r.rejected[why as usize].load(Relaxed);
-                e.counter("router_rejected_total", &[("route", &route), ("reason", why.name())], n);
+                let labels = [("route", route.as_str()), ("outcome", "rejected"), ("reason", why.name())];
+                e.counter("webhook_router_requests_total", &labels, n);
             }
-            let rejected = r.rejected.iter().map(|c| c.load(Relaxed)).sum();
-            e.counter("router_requests_total", &[("route", &route), ("outcome", "rejected")], rejected);
         }
         for ((route, sink), p) in self.pairs.all() {
             for (outcome, c) in
                 [("delivered", &p.delivered), ("skipped", &p.skipped), ("retry", &p.retries), ("failed", &p.failed)]
             {
                 e.counter(
-                    "router_deliveries_total",
+                    "webhook_router_deliveries_total",
                     &[("route", &route), ("sink", &sink), ("outcome", outcome)],
                     c.load(Relaxed),
                 );
             }
         }
-        e.counter("router_unmatched_requests_total", &[], self.unmatched.load(Relaxed));
+        e.counter("webhook_router_unmatched_requests_total", &[], self.unmatched.load(Relaxed));
         for (name, value) in counters {
             e.counter(name, &[], *value);
         }
-        e.counter("router_pruned_events_total", &[], self.pruned.load(Relaxed));
+        e.counter("webhook_router_pruned_events_total", &[], self.pruned.load(Relaxed));
         for (name, value) in gauges {
-            e.gauge(name, *value);
+            e.gauge(name, &[], *value);
         }
         e.render()
     }
@@ -497,11 +498,15 @@ mod tests {
         let q = s.report([]).sinks["hook"].delivery_ms.clone();
         let (p50, p99) = (q.p50.unwrap(), q.p99.unwrap());
         assert!((49.0..52.0).contains(&p50) && (98.0..101.0).contains(&p99), "{q:?}");
-        let text = s.render_prometheus(&[("router_reload_failures_total", 2)], &[("router_queue_depth", 3.0)]);
-        assert!(text.contains(r#"router_requests_total{route="a",outcome="accepted"} 1"#), "{text}");
-        assert!(text.contains(r#"router_deliveries_total{route="a",sink="make",outcome="failed"} 1"#), "{text}");
-        assert!(text.contains("router_queue_depth 3"), "{text}");
-        assert!(text.contains("router_reload_failures_total 2"), "{text}");
-        assert!(text.contains("router_delivery_latency_seconds_bucket"), "{text}");
+        let text =
+            s.render_prometheus(&[("webhook_router_reload_failures_total", 2)], &[("webhook_router_queue_depth", 3.0)]);
+        assert!(text.contains(r#"webhook_router_requests_total{route="a",outcome="accepted"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"webhook_router_deliveries_total{route="a",sink="make",outcome="failed"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("webhook_router_queue_depth 3"), "{text}");
+        assert!(text.contains("webhook_router_reload_failures_total 2"), "{text}");
+        assert!(text.contains("webhook_router_delivery_latency_seconds_bucket"), "{text}");
     }
 }

@@ -205,15 +205,38 @@ async fn stats_filters_retry_replay_and_delete() {
     let metrics = client().get(r.admin_url("/metrics")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     let text = metrics.text().await.unwrap();
     for line in [
-        r#"router_requests_total{route="shop",outcome="accepted"} 4"#,
-        r#"router_rejected_total{route="shop",reason="unauthorized"} 2"#,
-        r#"router_deliveries_total{route="shop",sink="hook",outcome="failed"} 1"#,
-        "router_queue_depth 0",
-        "router_reload_failures_total 0",
+        r#"webhook_router_requests_total{route="shop",outcome="accepted"} 4"#,
+        r#"webhook_router_requests_total{route="shop",outcome="rejected",reason="unauthorized"} 2"#,
+        r#"webhook_router_deliveries_total{route="shop",sink="hook",outcome="failed"} 1"#,
+        "webhook_router_queue_depth 0",
+        "webhook_router_reload_failures_total 0",
+        "webhook_router_config_last_reload_successful 1",
+        concat!(r#"webhook_router_build_info{version=""#, env!("CARGO_PKG_VERSION"), r#""} 1"#),
+        // HELP goes with the series' own type.
+        "# TYPE webhook_router_queue_depth gauge",
+        "# TYPE webhook_router_requests_total counter",
+        "# TYPE webhook_router_ingest_duration_seconds histogram",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_cpu_seconds_total counter",
     ] {
         assert!(text.contains(line), "no `{line}` in\n{text}");
     }
-    assert!(text.contains("router_log_size_bytes") && text.contains("router_ingest_duration_seconds_bucket"));
+    let loaded: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("webhook_router_config_last_reload_success_timestamp_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((loaded - crate::util::now() as f64).abs() < 600.0, "{loaded}");
+    for series in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        assert!(series.starts_with("webhook_router_") || series.starts_with("process_"), "unprefixed: {series}");
+    }
+    assert!(!text.contains("rejected_total"), "rejections are a label of requests_total");
+    assert!(
+        text.contains("webhook_router_log_size_bytes")
+            && text.contains("webhook_router_ingest_duration_seconds_bucket")
+    );
     assert_eq!(admin(&r, "GET", "/readyz").await.1["status"], "ready");
 
     // Delete gives up on an event for good.
