@@ -23,6 +23,7 @@ use crate::sink::store::SyncMetadata;
 use crate::sink::{Outcome, RetryPolicy, Sink, SinkKind};
 use crate::storage::embedded::records::Epoch;
 use crate::storage::{Claimed, DeliveryKey, DeliveryStatus, DeliveryV1, EventV1, StoredEvent};
+use crate::telemetry::tap::Tapped;
 use crate::telemetry::Delivered;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -422,7 +423,8 @@ impl Unsynced {
 }
 
 /// Counts and logs one recorded outcome. `received_ms`: when the event came in.
-fn report(rt: &Runtime, route: &str, received_ms: i64, d: &DeliveryV1, outcome: &Outcome) {
+fn report(rt: &Runtime, event: &EventV1, d: &DeliveryV1, outcome: &Outcome) {
+    let (route, received_ms) = (event.route.as_str(), event.received_ms);
     let counted = match (outcome, d.status) {
         (Outcome::Delivered, _) => {
             tracing::debug!(route, event = d.event, sink = %d.sink, "Delivered.");
@@ -453,6 +455,25 @@ fn report(rt: &Runtime, route: &str, received_ms: i64, d: &DeliveryV1, outcome: 
         }
     };
     rt.stats.delivery(route, &d.sink, counted);
+    rt.tap.publish(|| {
+        let verdict = match counted {
+            Delivered::Ok { .. } => "delivered",
+            Delivered::Skipped => "skipped",
+            Delivered::Failed => "failed",
+            Delivered::Retry => "retry",
+        };
+        let mut line = Tapped::new("delivery", route, verdict);
+        line.event_type = Some(event.event_type.clone());
+        line.id = Some(d.event);
+        line.sink = Some(d.sink.clone());
+        line.attempts = Some(d.attempts);
+        line.reason = match outcome {
+            Outcome::Skipped { reason } | Outcome::Dropped { reason } => Some(reason.to_string()),
+            Outcome::Delivered => None,
+            _ => d.last_error.clone(),
+        };
+        line
+    });
 }
 
 /// The event id receivers see: the provider's, else `<route>-<log id>`;
@@ -542,7 +563,7 @@ async fn record_all(rt: &Runtime, settled: Vec<Settled>) {
                 tracing::info!("Delivery outcomes are recorded again.");
             }
             for ((d, outcome), event) in reported.iter().zip(outcomes).zip(events) {
-                report(rt, &event.event.route, event.event.received_ms, d, &outcome);
+                report(rt, &event.event, d, &outcome);
             }
         }
         Err(e) => {

@@ -107,6 +107,8 @@ pub struct Runtime {
     pub reload_status: Mutex<ReloadStatus>,
     /// Store writes, for live views (SSE); receivers that fall behind re-read.
     pub changes: broadcast::Sender<Change>,
+    /// Requests' verdicts and deliveries' outcomes for `router tap`.
+    pub tap: crate::telemetry::tap::Tap,
     change_seq: AtomicU64,
     /// Turns true when the server stops: live streams end so shutdown need not wait for them.
     pub stopping: tokio::sync::watch::Sender<bool>,
@@ -189,6 +191,7 @@ impl Runtime {
                 ..ReloadStatus::default()
             }),
             changes: broadcast::channel(CHANGE_BUFFER).0,
+            tap: Default::default(),
             change_seq: AtomicU64::new(crate::event::now_ms().max(0) as u64 * 1000),
             stopping: tokio::sync::watch::channel(false).0,
             settings,

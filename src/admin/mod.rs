@@ -10,6 +10,7 @@ mod events;
 mod routes;
 mod stats;
 mod store;
+mod tap;
 
 pub use events::DEFAULT_LIST_LIMIT;
 pub use store::parse_where;
@@ -39,6 +40,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/events/replay", post(events::replay))
         .route("/store/{tree}", get(store::list))
         .route("/store/{tree}/{key}", get(store::get))
+        .route("/tap", get(tap::tap))
         .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
             let guard = guard.clone();
             async move {

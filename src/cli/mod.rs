@@ -1,5 +1,5 @@
 //! Command-line interface: `serve`, `check`, `events`, `store`, `send`,
-//! `secret`, `schema`, `completions`, `man`. Each
+//! `secret`, `schema`, `tap`, `completions`, `man`. Each
 //! subcommand lives in its own file as `run(args) -> Result<ExitCode>`;
 //! anyhow stops here, at the edge.
 
@@ -10,6 +10,7 @@ mod secret;
 mod send;
 mod serve;
 mod store;
+mod tap;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ pub enum Command {
     Secret(secret::Command),
     /// Print the JSON Schema of route files (for editors and CI validators).
     Schema,
+    /// Follow a running router's requests and deliveries live (Ctrl-C stops).
+    Tap(tap::Args),
     /// Print a shell completion script (what packagers install).
     Completions {
         /// The shell to complete in.
@@ -80,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Send(args) => send::run(args).await,
         Command::Secret(cmd) => secret::run(cmd),
+        Command::Tap(args) => tap::run(args).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "router", &mut script);

@@ -16,6 +16,7 @@ use crate::route::table::Endpoint;
 use crate::route::{Route, DEFAULT_EVENT_TYPE};
 use crate::runtime::Runtime;
 use crate::storage::{Appended, LogError, NewEvent, Parsed};
+use crate::telemetry::tap::Tapped;
 use crate::telemetry::Counted;
 use crate::verify::{is_secret_header, is_secret_query, Unverified, REDACTED};
 use axum::body::Body;
@@ -64,6 +65,7 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
                         Err(e) => Counted::Rejected(e.reason()),
                     };
                     state.rt.stats.request(&route.name, counted, started.elapsed());
+                    state.rt.tap.publish(|| tapped(&route.name, &result));
                     match (result, answer) {
                         (Ok(_), Some(own)) => own,
                         (Ok(a), None) => a.into_response(),
@@ -82,6 +84,22 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
             }
         }
     }
+}
+
+/// A request's line for `router tap`.
+fn tapped(route: &str, result: &Result<Accepted, IngestError>) -> Tapped {
+    let (verdict, event_type, id) = match result {
+        Ok(Accepted::New { id, event }) => ("accepted", Some(event), Some(*id)),
+        Ok(Accepted::Duplicate { id, event }) => ("duplicate", Some(event), Some(*id)),
+        Ok(Accepted::Filtered { event }) => ("filtered", Some(event), None),
+        Ok(Accepted::Challenge(_)) => ("filtered", None, None),
+        Err(_) => ("rejected", None, None),
+    };
+    let mut line = Tapped::new("request", route, verdict);
+    line.event_type = event_type.cloned();
+    line.id = id;
+    line.reason = result.as_ref().err().map(|e| e.reason().name().to_string());
+    line
 }
 
 /// `GET` on a route path: what it is and what it accepts.

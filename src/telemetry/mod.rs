@@ -4,6 +4,7 @@
 pub mod fault;
 pub mod prometheus;
 pub mod stats;
+pub mod tap;
 
 pub use stats::{Counted, Delivered, Reject, Stats};
 

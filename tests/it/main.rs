@@ -17,5 +17,6 @@ mod scripts;
 mod signatures;
 mod storage;
 mod systemd;
+mod tap;
 mod util;
 mod views;
