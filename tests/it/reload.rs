@@ -138,12 +138,7 @@ fn sighup_reloads_the_binary() {
     let routes = TempRoutes::new(&[("a.yaml", &route("a", "/a", "[\"*\"]"))]);
     let data = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = std::process::Command::new(crate::util::router_bin())
-        .args(["serve", "--no-watch", "--admin-listen", "off", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--routes")
-        .arg(routes.path())
-        .arg("--data")
-        .arg(data.path())
+    let mut child = crate::util::serve_command(routes.path(), data.path(), &format!("127.0.0.1:{port}"))
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -256,13 +251,7 @@ async fn a_secret_file_is_read_again_on_sighup_and_never_logged() {
     let data = tempfile::tempdir().unwrap();
     let log = secrets.path().join("router.log");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = std::process::Command::new(crate::util::router_bin())
-        .args(["serve", "--no-watch", "--admin-listen", "off", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--routes")
-        .arg(routes.path())
-        .arg("--data")
-        .arg(data.path())
-        .env("RUST_LOG", "debug")
+    let mut child = crate::util::serve_command(routes.path(), data.path(), &format!("127.0.0.1:{port}"))
         .env("ROUTER_LOG", "debug")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

@@ -2,7 +2,7 @@
 //! test owns (READY, RELOADING then READY, WATCHDOG, STOPPING), and the
 //! shipped unit passes `systemd-analyze verify`.
 
-use crate::util::{repo, router_bin, TempRoutes};
+use crate::util::{repo, router_bin, serve_command, TempRoutes};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,12 +34,7 @@ fn the_router_tells_systemd_ready_reloading_watchdog_and_stopping() {
         "a.yaml",
         "route: a\npath: /a\nverify: { scheme: bearer, token: t }\nevents: [\"*\"]\nrules:\n  - on: \"*\"\n    to: [{ sink: a-store, key: $.id }]\nsinks:\n  a-store: { type: store }\n",
     )]);
-    let mut child = Command::new(router_bin())
-        .args(["serve", "--no-watch", "--admin-listen", "off", "--listen", "127.0.0.1:0"])
-        .arg("--routes")
-        .arg(routes.path())
-        .arg("--data")
-        .arg(dir.path().join("data"))
+    let mut child = serve_command(routes.path(), &dir.path().join("data"), "127.0.0.1:0")
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "200000")
         .stderr(Stdio::null())

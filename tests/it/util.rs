@@ -156,6 +156,15 @@ pub async fn get_json(url: &str) -> serde_json::Value {
 }
 
 /// Path of the built `router` binary (same profile as the tests).
+/// `router serve --no-watch` (reloads on SIGHUP only) on `listen`, no
+/// admin listener: callers add their environment and spawn it.
+pub fn serve_command(routes: &Path, data: &Path, listen: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(router_bin());
+    cmd.args(["serve", "--no-watch", "--admin-listen", "off", "--listen", listen]);
+    cmd.arg("--routes").arg(routes).arg("--data").arg(data);
+    cmd
+}
+
 pub fn router_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_router"))
 }
