@@ -422,7 +422,7 @@ impl Unsynced {
     }
 }
 
-/// Counts and logs one recorded outcome. `received_ms`: when the event came in.
+/// Counts, logs and taps one recorded outcome of `event`'s delivery `d`.
 fn report(rt: &Runtime, event: &EventV1, d: &DeliveryV1, outcome: &Outcome) {
     let (route, received_ms) = (event.route.as_str(), event.received_ms);
     let counted = match (outcome, d.status) {
@@ -456,13 +456,7 @@ fn report(rt: &Runtime, event: &EventV1, d: &DeliveryV1, outcome: &Outcome) {
     };
     rt.stats.delivery(route, &d.sink, counted);
     rt.tap.publish(|| {
-        let verdict = match counted {
-            Delivered::Ok { .. } => "delivered",
-            Delivered::Skipped => "skipped",
-            Delivered::Failed => "failed",
-            Delivered::Retry => "retry",
-        };
-        let mut line = Tapped::new("delivery", route, verdict);
+        let mut line = Tapped::new("delivery", route, counted.name());
         line.event_type = Some(event.event_type.clone());
         line.id = Some(d.event);
         line.sink = Some(d.sink.clone());

@@ -65,7 +65,7 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
                         Err(e) => Counted::Rejected(e.reason()),
                     };
                     state.rt.stats.request(&route.name, counted, started.elapsed());
-                    state.rt.tap.publish(|| tapped(&route.name, &result));
+                    state.rt.tap.publish(|| tapped(&route.name, counted, &result));
                     match (result, answer) {
                         (Ok(_), Some(own)) => own,
                         (Ok(a), None) => a.into_response(),
@@ -87,18 +87,16 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
 }
 
 /// A request's line for `router tap`.
-fn tapped(route: &str, result: &Result<Accepted, IngestError>) -> Tapped {
-    let (verdict, event_type, id) = match result {
-        Ok(Accepted::New { id, event }) => ("accepted", Some(event), Some(*id)),
-        Ok(Accepted::Duplicate { id, event }) => ("duplicate", Some(event), Some(*id)),
-        Ok(Accepted::Filtered { event }) => ("filtered", Some(event), None),
-        Ok(Accepted::Challenge(_)) => ("filtered", None, None),
-        Err(_) => ("rejected", None, None),
+fn tapped(route: &str, counted: Counted, result: &Result<Accepted, IngestError>) -> Tapped {
+    let mut line = Tapped::new("request", route, counted.name());
+    (line.event_type, line.id) = match result {
+        Ok(Accepted::New { id, event } | Accepted::Duplicate { id, event }) => (Some(event.clone()), Some(*id)),
+        Ok(Accepted::Filtered { event }) => (Some(event.clone()), None),
+        Ok(Accepted::Challenge(_)) | Err(_) => (None, None),
     };
-    let mut line = Tapped::new("request", route, verdict);
-    line.event_type = event_type.cloned();
-    line.id = id;
-    line.reason = result.as_ref().err().map(|e| e.reason().name().to_string());
+    if let Counted::Rejected(why) = counted {
+        line.reason = Some(why.name().to_string());
+    }
     line
 }
 

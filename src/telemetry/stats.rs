@@ -27,7 +27,19 @@ pub enum Counted {
     Rejected(Reject),
 }
 
-/// Why a request was refused; the label of `rejected_by_reason`.
+impl Counted {
+    /// The `outcome` label, and the verdict `router tap` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counted::Accepted => OUTCOMES[0],
+            Counted::Duplicate => OUTCOMES[1],
+            Counted::Filtered => OUTCOMES[2],
+            Counted::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// Why a request was refused; the `reason` label of rejected requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
     Unauthorized,
@@ -74,6 +86,18 @@ pub enum Delivered {
     Retry,
     /// Failed for good (until an operator retries it).
     Failed,
+}
+
+impl Delivered {
+    /// The `outcome` label, and the verdict `router tap` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivered::Ok { .. } => "delivered",
+            Delivered::Skipped => "skipped",
+            Delivered::Retry => "retry",
+            Delivered::Failed => "failed",
+        }
+    }
 }
 
 /// The per-route counters of accepted, duplicate and filtered requests.
