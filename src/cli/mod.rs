@@ -64,7 +64,12 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the man page, roff (`router man | man -l -`).
-    Man,
+    Man {
+        /// Write one page per command instead (router.1, router-serve.1,
+        /// router-events-list.1...) into this directory, as packages install them.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -89,7 +94,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "router", &mut script);
             print_bytes(&script)
         }
-        Command::Man => {
+        Command::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)
+                .map_err(|e| anyhow::anyhow!("cannot write the man pages to {}: {e}", dir.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir: None } => {
             let mut page = Vec::new();
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page)?;
             print_bytes(&page)

@@ -357,6 +357,15 @@ fn completions_and_man_page_are_what_packagers_install() {
     for section in [".TH router 1", ".SH NAME", ".SH SYNOPSIS", "serve", "check", "completions"] {
         assert!(page.contains(section), "man page lacks {section}");
     }
+    // One page per command, named as man(1) finds them.
+    let pages = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = router(&["man", "--dir", pages.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    for name in ["router.1", "router-serve.1", "router-events-list.1", "router-tap.1", "router-completions.1"] {
+        let page = std::fs::read_to_string(pages.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(page.contains(".SH NAME"), "{name}");
+    }
+    assert!(!pages.path().join("router-help.1").exists(), "no page for clap's own help command");
     let (code, _, stderr) = router(&["completions", "tcsh"]);
     assert_eq!(code, 2, "an unknown shell is a usage error: {stderr}");
 }

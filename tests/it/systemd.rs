@@ -67,7 +67,7 @@ fn the_shipped_unit_passes_systemd_analyze_verify() {
     for line in [
         "Type=notify",
         "ExecReload=/bin/kill -HUP $MAINPID",
-        "DynamicUser=yes",
+        "User=router",
         "ProtectSystem=strict",
         "StateDirectory=router",
         "WatchdogSec=",
