@@ -24,6 +24,7 @@ use crate::sink::{Outcome, RetryPolicy, Sink, SinkKind};
 use crate::storage::embedded::records::Epoch;
 use crate::storage::{Claimed, DeliveryKey, DeliveryStatus, DeliveryV1, EventV1, StoredEvent};
 use crate::telemetry::tap::Tapped;
+use crate::telemetry::trace;
 use crate::telemetry::Delivered;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// Due deliveries claimed per round, of each sink (a limit over all sinks
 /// would let the first sink of the claim's walk starve the others). A
@@ -110,14 +112,18 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
             };
             started += 1;
             let (rt, client, postgres) = (rt.clone(), client.clone(), matches!(sink.kind, SinkKind::Postgres(_)));
-            tasks.spawn(async move {
-                match postgres {
-                    true => deliver_postgres(&rt, vec![c]).await,
-                    false => deliver_http(&rt, &client, c).await,
+            let span = attempt_span(std::slice::from_ref(&c));
+            tasks.spawn(
+                async move {
+                    match postgres {
+                        true => deliver_postgres(&rt, vec![c]).await,
+                        false => deliver_http(&rt, &client, c).await,
+                    }
+                    drop(permit);
+                    rt.work.notify_one();
                 }
-                drop(permit);
-                rt.work.notify_one();
-            });
+                .instrument(span),
+            );
         }
         for (name, mut cs) in batched {
             let Some(sink) = config.sinks.get(&name) else { continue };
@@ -136,14 +142,18 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
                 let chunk: Vec<Claimed> = cs.drain(..cs.len().min(batch.max_events)).collect();
                 started += chunk.len();
                 let (rt, client) = (rt.clone(), client.clone());
-                tasks.spawn(async move {
-                    match postgres {
-                        true => deliver_postgres(&rt, chunk).await,
-                        false => deliver_http_batch(&rt, &client, chunk).await,
+                let span = attempt_span(&chunk);
+                tasks.spawn(
+                    async move {
+                        match postgres {
+                            true => deliver_postgres(&rt, chunk).await,
+                            false => deliver_http_batch(&rt, &client, chunk).await,
+                        }
+                        drop(permit);
+                        rt.work.notify_one();
                     }
-                    drop(permit);
-                    rt.work.notify_one();
-                });
+                    .instrument(span),
+                );
             }
             unstarted.extend(cs.iter().map(|c| DeliveryKey::of(&c.delivery)));
         }
@@ -286,7 +296,9 @@ fn claim_and_store(
     let settled = local
         .into_iter()
         .map(|c| {
-            let (outcome, policy) = attempt(rt, &c.event, &c.delivery);
+            let span = attempt_span(std::slice::from_ref(&c));
+            let (outcome, policy) = span.in_scope(|| attempt(rt, &c.event, &c.delivery));
+            traced(&span, [&outcome]);
             (c, outcome, policy)
         })
         .collect();
@@ -422,6 +434,21 @@ impl Unsynced {
     }
 }
 
+/// The trace span of one attempt of `claims`: one delivery, or a batch's
+/// (all to one sink).
+fn attempt_span(claims: &[Claimed]) -> tracing::Span {
+    let first = &claims[0];
+    let (event, d) = (&first.event.event, &first.delivery);
+    trace::delivery(&d.sink, &event.route, d.event, claims.len(), d.attempts + 1)
+}
+
+/// Puts an attempt's outcome on its span: a batch's worst.
+fn traced<'a>(span: &tracing::Span, outcomes: impl IntoIterator<Item = &'a Outcome>) {
+    if let Some(worst) = Outcome::worst(outcomes).filter(|_| !span.is_disabled()) {
+        trace::settled(span, worst.name(), worst.error());
+    }
+}
+
 /// Counts, logs and taps one recorded outcome of `event`'s delivery `d`.
 fn report(rt: &Runtime, event: &EventV1, d: &DeliveryV1, outcome: &Outcome) {
     let (route, received_ms) = (event.route.as_str(), event.received_ms);
@@ -539,6 +566,8 @@ async fn record_all(rt: &Runtime, settled: Vec<Settled>) {
     if settled.is_empty() {
         return;
     }
+    // A remote attempt runs in its span (see `run`): its outcome goes on it.
+    traced(&tracing::Span::current(), settled.iter().map(|(_, outcome, _)| outcome));
     let now = crate::event::now_ms();
     let mut events: Vec<Arc<StoredEvent>> = Vec::with_capacity(settled.len());
     let mut outcomes = Vec::with_capacity(settled.len());

@@ -69,6 +69,13 @@ pub struct Args {
     /// Time between retention sweeps.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, env = "ROUTER_RETENTION_EVERY")]
     retention_every: Duration,
+    /// Export traces (OTLP over HTTP, protobuf) to this collector, e.g.
+    /// http://localhost:4318 (spans go to <URL>/v1/traces): one per request
+    /// and per delivery attempt [default: off, unless OTEL_EXPORTER_OTLP_ENDPOINT
+    /// or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; OTEL_SERVICE_NAME,
+    /// OTEL_EXPORTER_OTLP_HEADERS and OTEL_TRACES_SAMPLER apply].
+    #[arg(long, value_name = "URL", env = "ROUTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 /// Stops the watchdog pings when `serve` returns.
@@ -94,7 +101,11 @@ fn parse_retention(text: &str) -> Result<Keep, String> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    telemetry::init(args.log_format, args.log.as_deref())?;
+    let traces = telemetry::trace::exporter(args.otlp_endpoint.as_deref())?;
+    telemetry::init(args.log_format, args.log.as_deref(), traces.as_ref())?;
+    if let Some(traces) = &traces {
+        tracing::info!(to = traces.destination(), "Exporting traces over OTLP/HTTP.");
+    }
     let loaded = match config::load(std::slice::from_ref(&args.routes), &ProcessEnv) {
         Ok(l) => l,
         Err(diags) => {
@@ -170,6 +181,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let _watchdog = crate::systemd::spawn_watchdog().map(AbortOnDrop);
     server::serve(listener, admin, rt, limits, shutdown).await?;
     let _ = stop_supervisor.send(true);
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
     if reopen.load(std::sync::atomic::Ordering::Relaxed) {
         return restart_in_place();
     }

@@ -17,6 +17,7 @@ use crate::route::{Route, DEFAULT_EVENT_TYPE};
 use crate::runtime::Runtime;
 use crate::storage::{Appended, LogError, NewEvent, Parsed};
 use crate::telemetry::tap::Tapped;
+use crate::telemetry::trace;
 use crate::telemetry::Counted;
 use crate::verify::{is_secret_header, is_secret_query, Unverified, REDACTED};
 use axum::body::Body;
@@ -26,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use tracing::Instrument;
 
 #[derive(Clone)]
 pub struct Ingest {
@@ -54,10 +56,12 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
             let route = config.routes[i].clone();
             match *req.method() {
                 Method::POST => {
-                    let (result, answer) = match ingest(&state, &route, matched.params, query, req).await {
-                        Ok((accepted, answer)) => (Ok(accepted), answer),
-                        Err(e) => (Err(e), None),
-                    };
+                    let span = trace::request(&route.name, req.headers());
+                    let (result, answer) =
+                        match ingest(&state, &route, matched.params, query, req).instrument(span.clone()).await {
+                            Ok((accepted, answer)) => (Ok(accepted), answer),
+                            Err(e) => (Err(e), None),
+                        };
                     let counted = match &result {
                         Ok(Accepted::New { .. }) => Counted::Accepted,
                         Ok(Accepted::Duplicate { .. }) => Counted::Duplicate,
@@ -66,11 +70,15 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
                     };
                     state.rt.stats.request(&route.name, counted, started.elapsed());
                     state.rt.tap.publish(|| tapped(&route.name, counted, &result));
-                    match (result, answer) {
+                    let (event_type, id) = identity(&result);
+                    let (event_type, id) = (event_type.map(str::to_owned), id);
+                    let response = match (result, answer) {
                         (Ok(_), Some(own)) => own,
                         (Ok(a), None) => a.into_response(),
                         (Err(e), _) => e.into_response(),
-                    }
+                    };
+                    trace::answered(&span, counted, response.status().as_u16(), event_type.as_deref(), id);
+                    response
                 }
                 Method::GET | Method::HEAD => match route.verifier.handshake(&query) {
                     Some(Ok(challenge)) => challenge.into_response(),
@@ -89,15 +97,21 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
 /// A request's line for `router tap`.
 fn tapped(route: &str, counted: Counted, result: &Result<Accepted, IngestError>) -> Tapped {
     let mut line = Tapped::new("request", route, counted.name());
-    (line.event_type, line.id) = match result {
-        Ok(Accepted::New { id, event } | Accepted::Duplicate { id, event }) => (Some(event.clone()), Some(*id)),
-        Ok(Accepted::Filtered { event }) => (Some(event.clone()), None),
-        Ok(Accepted::Challenge(_)) | Err(_) => (None, None),
-    };
+    let (event_type, id) = identity(result);
+    (line.event_type, line.id) = (event_type.map(str::to_owned), id);
     if let Counted::Rejected(why) = counted {
         line.reason = Some(why.name().to_string());
     }
     line
+}
+
+/// A request's event type and log id, as far as it got.
+fn identity(result: &Result<Accepted, IngestError>) -> (Option<&str>, Option<u64>) {
+    match result {
+        Ok(Accepted::New { id, event } | Accepted::Duplicate { id, event }) => (Some(event), Some(*id)),
+        Ok(Accepted::Filtered { event }) => (Some(event), None),
+        Ok(Accepted::Challenge(_)) | Err(_) => (None, None),
+    }
 }
 
 /// `GET` on a route path: what it is and what it accepts.
@@ -127,7 +141,10 @@ async fn ingest(
     let body = read_body(&parts.headers, body, route.body_limit, state.limits).await?;
 
     let unverified = Unverified { headers: &parts.headers, body: &body, uri: &parts.uri };
-    let verified = route.verifier.verify(unverified).map_err(|reason| {
+    let verifying = trace::verify(route.verifier.scheme());
+    let verified = verifying.in_scope(|| route.verifier.verify(unverified));
+    trace::step(&verifying, verified.is_ok());
+    let verified = verified.map_err(|reason| {
         tracing::debug!(route = %route.name, scheme = route.verifier.scheme(), %reason, "Request rejected by verifier.");
         IngestError::Unauthorized
     })?;
@@ -190,9 +207,15 @@ async fn ingest(
     };
     // No request waits on the store without a deadline: a store stuck on a
     // full disk answers 503, so the provider retries later.
+    let appending = trace::append();
     let appended = tokio::time::timeout(state.limits.store_timeout, state.rt.data.log.append(event, deliveries))
+        .instrument(appending.clone())
         .await
         .unwrap_or_else(|_| Err(LogError::Unavailable(format!("no answer within {:?}", state.limits.store_timeout))));
+    match appended {
+        Ok(_) => trace::step(&appending, true),
+        Err(_) => trace::step_failed(&appending),
+    }
     if appended.is_ok() && state.rt.event_writes.ok() {
         tracing::info!("The event store takes writes again.");
     }

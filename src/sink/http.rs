@@ -117,6 +117,11 @@ impl HttpSink {
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());
         }
+        // The delivery's trace, when traces are exported: the receiver's
+        // spans join it.
+        if let Some(parent) = crate::telemetry::trace::traceparent() {
+            req = req.header("traceparent", parent);
+        }
         if let Some(signer) = &self.signer {
             let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
             let uri: http::Uri = "/".parse().expect("valid");

@@ -65,6 +65,43 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// What the attempt came to, as its trace span says (an attempt's view:
+    /// a retry on the last try is still `retry` here, the delivery `failed`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Skipped { .. } => "skipped",
+            Outcome::Dropped { .. } => "dropped",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+
+    /// The error of a retry or a failure.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Retry { error, .. } | Outcome::Failed { error } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// How bad it is, for the worst outcome of a batch.
+    fn severity(&self) -> u8 {
+        match self {
+            Outcome::Delivered => 0,
+            Outcome::Skipped { .. } | Outcome::Dropped { .. } => 1,
+            Outcome::Retry { .. } => 2,
+            Outcome::Failed { .. } => 3,
+        }
+    }
+
+    /// The worst of a batch's outcomes.
+    pub fn worst<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Option<&'a Outcome> {
+        outcomes.into_iter().max_by_key(|o| o.severity())
+    }
+}
+
 impl Sink {
     /// Remote sinks (HTTP, PostgreSQL): how many deliveries may be in
     /// flight at once. `None`: a local sink, run in the dispatcher's hop.

@@ -5,6 +5,7 @@ pub mod fault;
 pub mod prometheus;
 pub mod stats;
 pub mod tap;
+pub mod trace;
 
 pub use stats::{Counted, Delivered, Reject, Stats};
 
@@ -16,8 +17,12 @@ pub enum LogFormat {
 }
 
 /// Installs the global tracing subscriber. What is logged: `directives`
-/// (`--log`, `ROUTER_LOG`), else `RUST_LOG`, else info.
-pub fn init(format: LogFormat, directives: Option<&str>) -> anyhow::Result<()> {
+/// (`--log`, `ROUTER_LOG`), else `RUST_LOG`, else info. With `traces`, the
+/// router's spans are exported too (their filter is the export layer's own).
+pub fn init(format: LogFormat, directives: Option<&str>, traces: Option<&trace::Exporter>) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = match directives {
         Some(d) => tracing_subscriber::EnvFilter::try_new(d).map_err(|e| {
             anyhow::anyhow!(
@@ -27,11 +32,13 @@ pub fn init(format: LogFormat, directives: Option<&str>) -> anyhow::Result<()> {
         None => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn")),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let logs = match format {
+        LogFormat::Json => {
+            tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr).boxed()
+        }
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
     };
+    let _ = tracing_subscriber::registry().with(logs.with_filter(filter)).with(traces.map(|t| t.layer())).try_init();
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod crash;
 mod delivery;
 mod examples;
 mod ingest;
+mod otel;
 mod package;
 mod postgres;
 mod postgres_check;

@@ -193,6 +193,8 @@ pub struct Received {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body's bytes (for binary bodies: OTLP protobuf).
+    pub raw: Vec<u8>,
 }
 
 /// A real HTTP receiver on loopback: answers each request by the next
@@ -249,8 +251,9 @@ impl Receiver {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
-                    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
-                    log.lock().unwrap().push(Received { at: std::time::Instant::now(), path, headers, body });
+                    let raw = buf[head_end..head_end + len].to_vec();
+                    let body = String::from_utf8_lossy(&raw).into_owned();
+                    log.lock().unwrap().push(Received { at: std::time::Instant::now(), path, headers, body, raw });
                     let reply = script.lock().unwrap().pop_front().unwrap_or(Reply::Status(200));
                     let (code, extra) = match reply {
                         Reply::Close => return,
