@@ -77,8 +77,7 @@ fn since_first(d: &DeliveryV1, now: i64) -> Duration {
 
 /// A uniform draw in [0, 1) for retry jitter.
 pub fn jitter_draw() -> f64 {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).map_or(0.5, |()| (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64)
+    crate::random::unit()
 }
 
 #[cfg(test)]

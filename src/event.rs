@@ -35,21 +35,34 @@ pub fn format_ms(ms: i64) -> String {
 /// (number or numeric string; values above 10^11 are taken as milliseconds).
 /// Returns nanoseconds since the epoch, for ordering.
 pub fn parse_time(v: &Value) -> Option<i128> {
-    fn from_unix(n: f64) -> Option<i128> {
-        if !n.is_finite() {
-            return None;
-        }
-        let secs = if n.abs() >= 1e11 { n / 1000.0 } else { n };
-        Some((secs * 1e9) as i128)
-    }
     match v {
         Value::Number(n) => from_unix(n.as_f64()?),
-        Value::String(s) => match OffsetDateTime::parse(s, &Rfc3339) {
-            Ok(t) => Some(t.unix_timestamp_nanos()),
-            Err(_) => from_unix(s.trim().parse::<f64>().ok()?),
-        },
+        Value::String(s) => parse_time_text(s),
         _ => None,
     }
+}
+
+/// `parse_time` of a string: RFC 3339, or Unix seconds / milliseconds.
+pub fn parse_time_text(s: &str) -> Option<i128> {
+    match OffsetDateTime::parse(s, &Rfc3339) {
+        Ok(t) => Some(t.unix_timestamp_nanos()),
+        Err(_) => from_unix(s.trim().parse::<f64>().ok()?),
+    }
+}
+
+/// A time an operator typed (an admin query's `since`, a CLI flag), in
+/// milliseconds since the epoch: the forms `parse_time` takes.
+pub fn parse_ms(text: &str) -> Option<i64> {
+    parse_time_text(text).map(|nanos| (nanos / 1_000_000) as i64)
+}
+
+/// Unix seconds, or milliseconds above 10^11, as nanoseconds.
+fn from_unix(n: f64) -> Option<i128> {
+    if !n.is_finite() {
+        return None;
+    }
+    let secs = if n.abs() >= 1e11 { n / 1000.0 } else { n };
+    Some((secs * 1e9) as i128)
 }
 
 /// A parsed time back to RFC 3339 (UTC, milliseconds; see `FIXED_MS`),

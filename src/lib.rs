@@ -32,6 +32,7 @@ pub mod dispatch;
 pub mod event;
 pub mod mapping;
 pub mod payload;
+pub mod random;
 pub mod recovery;
 pub mod reload;
 pub mod retention;

@@ -228,9 +228,7 @@ pub async fn post(rt: &Runtime, app: &impl crate::server::App, req: http::Reques
 
 /// A random suffix for scratch names and message ids.
 fn unique() -> String {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    hex::encode(b)
+    crate::random::hex(8)
 }
 
 /// One test's problems (empty when it passes).

@@ -2,6 +2,7 @@
 //! one event in full, retry, replay, delete.
 
 use super::{answer, blocking, error};
+use crate::route::filter::Pattern;
 use crate::runtime::Runtime;
 use crate::storage::{DeleteError, EventStatus, ListQuery};
 use axum::extract::{Path, Query, State};
@@ -20,7 +21,7 @@ const MAX_LIST_LIMIT: usize = 1000;
 #[derive(Deserialize)]
 pub struct ListParams {
     route: Option<String>,
-    /// Exact, or a prefix ending in `*`.
+    /// An event pattern as routes write them (`order.*`, `*.deleted`).
     r#type: Option<String>,
     status: Option<String>,
     /// RFC 3339, or Unix seconds / milliseconds.
@@ -34,8 +35,8 @@ pub struct ListParams {
 /// `since`/`until` as milliseconds since the epoch.
 fn instant(name: &str, text: Option<&str>) -> Result<Option<i64>, String> {
     let Some(text) = text else { return Ok(None) };
-    match crate::event::parse_time(&serde_json::Value::String(text.to_string())) {
-        Some(nanos) => Ok(Some((nanos / 1_000_000) as i64)),
+    match crate::event::parse_ms(text) {
+        Some(ms) => Ok(Some(ms)),
         None => Err(format!(
             "`{name}={text}` is not a time: write RFC 3339 (2026-11-30T08:00:00Z) or Unix seconds/milliseconds"
         )),
@@ -57,8 +58,12 @@ pub async fn list(State(rt): State<Arc<Runtime>>, Query(q): Query<ListParams>) -
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };
+    let event_type = match q.r#type.as_deref().map(Pattern::parse).transpose() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("`type`: {}", e.message)),
+    };
     let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT).clamp(1, MAX_LIST_LIMIT);
-    let query = ListQuery { route: q.route, event_type: q.r#type, status, since_ms, until_ms, before: q.before, limit };
+    let query = ListQuery { route: q.route, event_type, status, since_ms, until_ms, before: q.before, limit };
     match blocking(move || rt.data.log.list(&query)).await {
         Ok(Ok(events)) => {
             // A full page may have more behind it; the last id is where the next starts.

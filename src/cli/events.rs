@@ -2,6 +2,7 @@
 
 use super::reader::{NotFound, Reader};
 use super::DataArgs;
+use crate::route::filter::Pattern;
 use crate::storage::{EventStatus, ListQuery};
 use anyhow::bail;
 use serde_json::Value;
@@ -17,6 +18,9 @@ pub enum Command {
         /// pending, failed, delivered or unrouted.
         #[arg(long)]
         status: Option<String>,
+        /// Only these event types, written as in a route (`order.*`, `*.deleted`).
+        #[arg(long = "type", value_name = "PATTERN")]
+        event_type: Option<String>,
         /// How many events at most.
         #[arg(long, default_value_t = crate::admin::DEFAULT_LIST_LIMIT)]
         limit: usize,
@@ -67,8 +71,8 @@ pub enum Command {
 
 /// Milliseconds since the epoch from RFC 3339, Unix seconds, or a duration ago.
 fn parse_when(text: &str) -> anyhow::Result<i64> {
-    if let Some(nanos) = crate::event::parse_time(&serde_json::Value::String(text.to_string())) {
-        return Ok((nanos / 1_000_000) as i64);
+    if let Some(ms) = crate::event::parse_ms(text) {
+        return Ok(ms);
     }
     match humantime::parse_duration(text) {
         Ok(ago) => Ok(crate::event::now_ms() - ago.as_millis() as i64),
@@ -93,7 +97,11 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             println!("{n} deliveries added");
             Ok(ExitCode::SUCCESS)
         }
-        Command::List { route, status, limit, data } => {
+        Command::List { route, status, event_type, limit, data } => {
+            let event_type = match event_type.as_deref().map(Pattern::parse).transpose() {
+                Ok(p) => p,
+                Err(e) => bail!("--type: {}", e.message),
+            };
             let status = match status.as_deref() {
                 None => None,
                 Some(s) => match EventStatus::parse(s) {
@@ -102,7 +110,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 },
             };
             let reader = Reader::open(&data)?;
-            let out = reader.events(ListQuery { route, status, limit, ..Default::default() }).await?;
+            let out = reader.events(ListQuery { route, status, event_type, limit, ..Default::default() }).await?;
             if data.json {
                 println!("{}", serde_json::to_string_pretty(&out["events"])?);
             } else {

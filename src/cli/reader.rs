@@ -85,6 +85,9 @@ impl Reader {
                 if let Some(r) = q.route {
                     query.push(("route", r));
                 }
+                if let Some(t) = q.event_type {
+                    query.push(("type", t.as_str().to_string()));
+                }
                 if let Some(s) = q.status {
                     query.push(("status", serde_json::to_value(s)?.as_str().unwrap_or_default().to_string()));
                 }

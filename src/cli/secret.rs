@@ -25,7 +25,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         anyhow::bail!("unknown scheme `{scheme}` (one of {})", presets::SCHEMES.join(", "));
     }
     let (prefix, encoding) = presets::preset_for(&scheme, false).map_or(("", Encoding::Hex), |p| p.secret_style);
-    let bytes = crate::route::sample::random_bytes(SECRET_BYTES);
+    let bytes = crate::random::bytes(SECRET_BYTES);
     let body = match encoding {
         Encoding::Hex => hex::encode(bytes),
         Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),

@@ -46,29 +46,29 @@ pub struct Args {
     #[arg(long, default_value_t = Limits::default().max_connections, env = "ROUTER_MAX_CONNECTIONS")]
     max_connections: usize,
     /// Time a client has to send its headers.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "ROUTER_HEADER_TIMEOUT")]
-    header_timeout: Duration,
+    #[arg(long, default_value_t = Limits::default().header_timeout.into(), env = "ROUTER_HEADER_TIMEOUT")]
+    header_timeout: humantime::Duration,
     /// Time a client has to send its body.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "ROUTER_BODY_TIMEOUT")]
-    body_timeout: Duration,
+    #[arg(long, default_value_t = Limits::default().body_timeout.into(), env = "ROUTER_BODY_TIMEOUT")]
+    body_timeout: humantime::Duration,
     /// On SIGTERM, how long requests in flight may take before their
     /// connections are cut (at least the body timeout, so a slow upload
     /// can finish).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "ROUTER_SHUTDOWN_GRACE")]
-    shutdown_grace: Duration,
+    #[arg(long, default_value_t = Limits::default().shutdown_grace.into(), env = "ROUTER_SHUTDOWN_GRACE")]
+    shutdown_grace: humantime::Duration,
     /// How long a request waits for its event to be durable before a 503.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, env = "ROUTER_STORE_TIMEOUT")]
-    store_timeout: Duration,
+    #[arg(long, default_value_t = Limits::default().store_timeout.into(), env = "ROUTER_STORE_TIMEOUT")]
+    store_timeout: humantime::Duration,
     /// Do not watch the routes directory; reload only on SIGHUP.
     #[arg(long, env = "ROUTER_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
     no_watch: bool,
     /// Keep settled events (delivered, skipped, unrouted) this long; `off`
     /// keeps everything. Failed events stay until retried or deleted.
-    #[arg(long, default_value = "30d", value_parser = parse_retention, env = "ROUTER_RETENTION")]
+    #[arg(long, default_value_t = Keep(Retention::default().keep), value_parser = parse_retention, env = "ROUTER_RETENTION")]
     retention: Keep,
     /// Time between retention sweeps.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, env = "ROUTER_RETENTION_EVERY")]
-    retention_every: Duration,
+    #[arg(long, default_value_t = Retention::default().every.into(), env = "ROUTER_RETENTION_EVERY")]
+    retention_every: humantime::Duration,
     /// Export traces (OTLP over HTTP, protobuf) to this collector, e.g.
     /// http://localhost:4318 (spans go to <URL>/v1/traces): one per request
     /// and per delivery attempt [default: off, unless OTEL_EXPORTER_OTLP_ENDPOINT
@@ -90,6 +90,16 @@ impl Drop for AbortOnDrop {
 /// `--retention`'s value: a period, or none (`off`).
 #[derive(Debug, Clone, Copy)]
 struct Keep(Option<Duration>);
+
+/// As `--help` shows the default: `30days`, or `off`.
+impl std::fmt::Display for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, "{}", humantime::format_duration(d)),
+            None => f.write_str("off"),
+        }
+    }
+}
 
 fn parse_retention(text: &str) -> Result<Keep, String> {
     match text {
@@ -146,7 +156,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let settings = Settings {
         admin_token: admin_token.map(|token| BearerToken::new(None, vec![Secret::new(token.to_string())])),
-        retention: Retention { keep: args.retention.0, every: args.retention_every, ..Retention::default() },
+        retention: Retention { keep: args.retention.0, every: args.retention_every.into(), ..Retention::default() },
     };
     let rt = Runtime::with_settings(loaded.config, data, settings);
     let env: Arc<dyn EnvSource + Send + Sync> = Arc::new(ProcessEnv);
@@ -155,10 +165,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot watch {}", args.routes.display()))?;
     let limits = Limits {
         max_connections: args.max_connections,
-        header_timeout: args.header_timeout,
-        body_timeout: args.body_timeout,
-        shutdown_grace: args.shutdown_grace,
-        store_timeout: args.store_timeout,
+        header_timeout: args.header_timeout.into(),
+        body_timeout: args.body_timeout.into(),
+        shutdown_grace: args.shutdown_grace.into(),
+        store_timeout: args.store_timeout.into(),
     };
     // The store supervisor may conclude that only a restart in place gets a
     // working store back (see `recovery`): then stop as on SIGTERM, and exec.

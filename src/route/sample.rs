@@ -52,7 +52,7 @@ pub fn build(
             _ => {}
         }
     }
-    let id = format!("msg_{}", random_hex(12));
+    let id = format!("msg_{}", crate::random::hex(12));
     if let Some(Expr::Source(Source::Header(h))) = &route.event.id {
         headers.push((h.clone(), id.clone()));
     }
@@ -85,7 +85,7 @@ fn sample(route: &Route, kind: &str) -> Value {
         set(&mut doc, p.field_names().as_deref(), Value::String(kind.to_string()));
     }
     if let Some(Expr::Source(Source::Body(p))) = &route.event.id {
-        set(&mut doc, p.field_names().as_deref(), Value::String(format!("evt_{}", random_hex(12))));
+        set(&mut doc, p.field_names().as_deref(), Value::String(format!("evt_{}", crate::random::hex(12))));
     }
     doc
 }
@@ -102,15 +102,4 @@ fn set(doc: &mut Value, path: Option<&[&str]>, value: Value) {
     if let Some(obj) = at.as_object_mut() {
         obj.insert(last.to_string(), value);
     }
-}
-
-/// `n` random bytes as hex.
-pub fn random_hex(n: usize) -> String {
-    hex::encode(random_bytes(n))
-}
-
-pub fn random_bytes(n: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; n];
-    getrandom::fill(&mut buf).expect("the OS has a random source");
-    buf
 }

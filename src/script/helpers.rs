@@ -64,8 +64,7 @@ fn parse_ms(t: &Dynamic) -> Fallible<i64> {
 
 /// A random (version 4) UUID.
 fn uuid_v4() -> Fallible<String> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| format!("uuid: no randomness: {e}"))?;
+    let mut b: [u8; 16] = crate::random::array();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);

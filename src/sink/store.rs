@@ -7,7 +7,7 @@
 //! an event older than the one that wrote the record never overwrites it.
 
 use super::Outcome;
-use crate::event::parse_time;
+use crate::event::{parse_time, parse_time_text};
 use crate::mapping::Expr;
 use crate::storage::embedded::records::{Epoch, RecordLog};
 use crate::storage::LogError;
@@ -246,7 +246,7 @@ fn stale(stored: &Writer, meta: &SyncMetadata) -> Option<String> {
     if stored.log_id.as_ref().and_then(Value::as_u64) == Some(meta.log_id) {
         return Some(format!("event {} already applied to this record", meta.log_id));
     }
-    let ours = parse_time(&Value::String(meta.event_time.clone()?))?;
+    let ours = parse_time_text(meta.event_time.as_deref()?)?;
     let theirs_text = stored.event_time.as_ref()?;
     let theirs = parse_time(theirs_text)?;
     (ours < theirs).then(|| {

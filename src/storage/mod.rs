@@ -168,8 +168,8 @@ pub struct EventSummary {
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub route: Option<String>,
-    /// Exact type, or a prefix pattern ending in `*` (`customer.*`).
-    pub event_type: Option<String>,
+    /// A route's own event pattern: `customer.*`, `*.deleted`, exact.
+    pub event_type: Option<crate::route::filter::Pattern>,
     pub status: Option<EventStatus>,
     /// Received at or after (ms since the epoch).
     pub since_ms: Option<i64>,
@@ -244,12 +244,4 @@ pub trait EventLog: Send + Sync {
     /// Test hook: while set, appends fail with `Unavailable`.
     #[doc(hidden)]
     fn set_fail_writes(&self, fail: bool);
-}
-
-/// `customer.*` matches `customer.created`; anything else must be equal.
-pub fn type_matches(pattern: &str, kind: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => kind.starts_with(prefix),
-        None => pattern == kind,
-    }
 }

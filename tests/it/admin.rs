@@ -140,6 +140,11 @@ async fn stats_filters_retry_replay_and_delete() {
     // Filters: type pattern, status, time range, and a cursor through pages.
     let ids = |v: &Value| v["events"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect::<Vec<_>>();
     assert_eq!(ids(&admin(&r, "GET", "/events?type=order.*").await.1), vec![second, first]);
+    // The routes' own patterns: a wildcard anywhere, not only at the end.
+    assert_eq!(ids(&admin(&r, "GET", "/events?type=*.paid").await.1), vec![first]);
+    assert_eq!(ids(&admin(&r, "GET", "/events?type=*o*.*d").await.1), vec![third, second, first]);
+    let (s, bad) = admin(&r, "GET", "/events?type=order%20paid").await;
+    assert_eq!(s, 400, "{bad}");
     assert_eq!(ids(&admin(&r, "GET", "/events?route=shop&status=failed").await.1), vec![first]);
     assert_eq!(ids(&admin(&r, "GET", "/events?since=2999-01-01T00:00:00Z").await.1), Vec::<u64>::new());
     assert_eq!(ids(&admin(&r, "GET", "/events?until=2000-01-01T00:00:00Z").await.1), Vec::<u64>::new());

@@ -89,6 +89,19 @@ async fn events_and_store_commands_read_a_running_router_and_offline() {
     let (_, list, _) = tokio::task::block_in_place(|| online(&["events", "list", "--status", "delivered"]));
     let list: Value = serde_json::from_str(&list).unwrap();
     assert!(list[0]["event_id"].as_str().unwrap().starts_with("msg_"), "{list}");
+    // `--type` takes a route's patterns, through the admin API and offline.
+    let types = |list: &str| -> Vec<String> {
+        let list: Value = serde_json::from_str(list).unwrap();
+        list.as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap().to_string()).collect()
+    };
+    let (code, list, err) = tokio::task::block_in_place(|| online(&["events", "list", "--type", "*.went_valid"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(types(&list), ["membership.went_valid"]);
+    let (_, list, _) = tokio::task::block_in_place(|| online(&["events", "list", "--type", "*.accessed"]));
+    assert_eq!(types(&list), Vec::<String>::new());
+    let (code, _, err) = tokio::task::block_in_place(|| online(&["events", "list", "--type", "a b"]));
+    assert_eq!(code, 2, "a bad pattern cannot run: {err}");
+    assert!(err.contains("--type") && err.contains("cannot appear"), "{err}");
     let (_, show, _) = tokio::task::block_in_place(|| online(&["events", "show", "1"]));
     let show: Value = serde_json::from_str(&show).unwrap();
     assert_eq!(show["payload"]["data"]["user_id"], "user_xxx");
@@ -104,6 +117,9 @@ async fn events_and_store_commands_read_a_running_router_and_offline() {
     let offline: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(offline[0]["key"], "user_xxx");
     assert_eq!(offline[0]["value"]["email"], "member@example.com");
+    let (code, out, err) = router(&["events", "list", "--type", "membership.*", "--data", &d, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().len(), 1);
     let (code, out, _) = router(&["events", "show", "1", "--data", &d, "--json"]);
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["delivery_records"][0]["status"], "delivered");

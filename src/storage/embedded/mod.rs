@@ -20,8 +20,8 @@ mod writer;
 
 use crate::storage::record::{Attempt, DeliveryStatus, DeliveryV1, EventStatus, EventV1};
 use crate::storage::{
-    type_matches, Appended, Claimed, DeliveryKey, EventDetail, EventLog, EventSummary, ListQuery, LogError,
-    NewDelivery, NewEvent, Parsed, Pending, Plan, Requeued, Room, StoredEvent,
+    Appended, Claimed, DeliveryKey, EventDetail, EventLog, EventSummary, ListQuery, LogError, NewDelivery, NewEvent,
+    Parsed, Pending, Plan, Requeued, Room, StoredEvent,
 };
 use index::Index;
 use segment::Pos;
@@ -423,7 +423,7 @@ impl EventLog for SegmentLog {
             }
             if q.route.as_ref().is_some_and(|r| *r != e.route)
                 || q.until_ms.is_some_and(|until| e.received_ms >= until)
-                || q.event_type.as_deref().is_some_and(|t| !type_matches(t, &e.event_type))
+                || q.event_type.as_ref().is_some_and(|p| !p.matches(&e.event_type))
             {
                 continue;
             }
