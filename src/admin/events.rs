@@ -1,12 +1,11 @@
 //! The event log through the admin API: list with filters and a cursor,
 //! one event in full, retry, replay, delete.
 
-use super::{answer, blocking, error};
+use super::{answer, blocking, Failure};
 use crate::route::filter::Pattern;
 use crate::runtime::Runtime;
 use crate::storage::{DeleteError, EventStatus, ListQuery};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -46,21 +45,19 @@ fn instant(name: &str, text: Option<&str>) -> Result<Option<i64>, String> {
 pub async fn list(State(rt): State<Arc<Runtime>>, Query(q): Query<ListParams>) -> Response {
     let status = match q.status.as_deref().map(|s| EventStatus::parse(s).ok_or(s)) {
         Some(Err(s)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("unknown status `{s}` (one of {})", EventStatus::NAMES.join(", ")),
-            )
+            return Failure::BadRequest(format!("unknown status `{s}` (one of {})", EventStatus::NAMES.join(", ")))
+                .into_response()
         }
         Some(Ok(s)) => Some(s),
         None => None,
     };
     let (since_ms, until_ms) = match (instant("since", q.since.as_deref()), instant("until", q.until.as_deref())) {
         (Ok(s), Ok(u)) => (s, u),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+        (Err(e), _) | (_, Err(e)) => return Failure::BadRequest(e.to_string()).into_response(),
     };
     let event_type = match q.r#type.as_deref().map(Pattern::parse).transpose() {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("`type`: {}", e.message)),
+        Err(e) => return Failure::BadRequest(format!("`type`: {}", e.message)).into_response(),
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT).clamp(1, MAX_LIST_LIMIT);
     let query = ListQuery { route: q.route, event_type, status, since_ms, until_ms, before: q.before, limit };
@@ -70,8 +67,8 @@ pub async fn list(State(rt): State<Arc<Runtime>>, Query(q): Query<ListParams>) -
             let next_cursor = (events.len() == limit).then(|| events.last().map(|e| e.id)).flatten();
             Json(json!({"events": events, "next_cursor": next_cursor})).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        Err(r) => r,
+        Ok(Err(e)) => Failure::store(e).into_response(),
+        Err(f) => f.into_response(),
     }
 }
 
@@ -83,9 +80,9 @@ pub async fn show(State(rt): State<Arc<Runtime>>, Path(id): Path<u64>) -> Respon
 pub async fn delete(State(rt): State<Arc<Runtime>>, Path(id): Path<u64>) -> Response {
     match blocking(move || rt.data.log.delete(id)).await {
         Ok(Ok(())) => Json(json!({"deleted": id})).into_response(),
-        Ok(Err(DeleteError::Open(id))) => error(StatusCode::CONFLICT, DeleteError::Open(id)),
-        Ok(Err(DeleteError::Log(e))) => answer::<()>(Ok(Err(e))),
-        Err(r) => r,
+        Ok(Err(DeleteError::Open(id))) => Failure::Conflict(DeleteError::Open(id).to_string()).into_response(),
+        Ok(Err(DeleteError::Log(e))) => Failure::from(e).into_response(),
+        Err(f) => f.into_response(),
     }
 }
 
@@ -112,8 +109,8 @@ async fn requeue(rt: Arc<Runtime>, id: Option<u64>, route: Option<String>) -> Re
             rt.work.notify_one();
             Json(json!({"requeued": requeued.len()})).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        Err(r) => r,
+        Ok(Err(e)) => Failure::store(e).into_response(),
+        Err(f) => f.into_response(),
     }
 }
 
@@ -131,11 +128,11 @@ pub struct ReplayParams {
 pub async fn replay(State(rt): State<Arc<Runtime>>, Query(q): Query<ReplayParams>) -> Response {
     let config = rt.config();
     let Some(route) = config.route(&q.route).cloned() else {
-        return error(StatusCode::NOT_FOUND, format!("no route `{}` in the current config", q.route));
+        return Failure::NotFound(format!("no route `{}` in the current config", q.route)).into_response();
     };
     let (since, until) = match (instant("since", Some(&q.since)), instant("until", q.until.as_deref())) {
         (Ok(s), Ok(u)) => (s.unwrap_or(0), u.unwrap_or(i64::MAX)),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+        (Err(e), _) | (_, Err(e)) => return Failure::BadRequest(e.to_string()).into_response(),
     };
     let rt2 = rt.clone();
     match blocking(move || rt2.data.log.replay(&q.route, since, until, q.force, &|e, body| route.plan_stored(e, body)))
@@ -145,7 +142,7 @@ pub async fn replay(State(rt): State<Arc<Runtime>>, Query(q): Query<ReplayParams
             rt.work.notify_one();
             Json(json!({"added": n})).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        Err(r) => r,
+        Ok(Err(e)) => Failure::store(e).into_response(),
+        Err(f) => f.into_response(),
     }
 }

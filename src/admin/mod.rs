@@ -7,6 +7,7 @@
 
 mod dashboard;
 mod events;
+mod failure;
 mod routes;
 mod stats;
 mod store;
@@ -16,11 +17,10 @@ pub use events::DEFAULT_LIST_LIMIT;
 pub use store::parse_where;
 
 use crate::runtime::Runtime;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
+use failure::Failure;
 use std::sync::Arc;
 
 pub fn router(rt: Arc<Runtime>) -> Router {
@@ -46,9 +46,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
             async move {
                 // Constant-time compare (BearerToken); the reason is never told.
                 match guard.settings.admin_token.as_ref() {
-                    Some(token) if token.check(req.headers()).is_err() => {
-                        (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized"}))).into_response()
-                    }
+                    Some(token) if token.check(req.headers()).is_err() => Failure::Unauthorized.into_response(),
                     _ => next.run(req).await,
                 }
             }
@@ -58,21 +56,16 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .with_state(rt)
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, Json(json!({"error": message.to_string()}))).into_response()
-}
-
 /// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Failure::Internal(e.to_string()))
 }
 
 /// A store call's result as an answer: its JSON, or 404 / 503.
-fn answer<T: serde::Serialize>(result: Result<Result<T, crate::storage::LogError>, Response>) -> Response {
+fn answer<T: serde::Serialize>(result: Result<Result<T, crate::storage::LogError>, Failure>) -> Response {
     match result {
         Ok(Ok(value)) => Json(value).into_response(),
-        Ok(Err(crate::storage::LogError::NotFound(what))) => error(StatusCode::NOT_FOUND, format!("no such {what}")),
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        Err(r) => r,
+        Ok(Err(e)) => Failure::from(e).into_response(),
+        Err(f) => f.into_response(),
     }
 }

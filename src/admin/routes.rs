@@ -1,13 +1,12 @@
 //! Routes as configured (secrets redacted), a test event sent through one,
 //! and the last reload's outcome.
 
-use super::error;
+use super::Failure;
 use crate::route::sample;
 use crate::runtime::Runtime;
 use crate::server::Limits;
 use crate::verify::{is_secret_header, REDACTED};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
@@ -71,29 +70,27 @@ pub async fn test(State(rt): State<Arc<Runtime>>, Path(name): Path<String>, body
         match serde_json::from_slice(&body) {
             Ok(p) => p,
             Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("body: {e} (expected {{\"event_type\": ..., \"body\": ...}})"),
-                )
+                return Failure::BadRequest(format!("body: {e} (expected {{\"event_type\": ..., \"body\": ...}})"))
+                    .into_response()
             }
         }
     };
     let config = rt.config();
     let Some(route) = config.route(&name).cloned() else {
-        return error(StatusCode::NOT_FOUND, format!("no route `{name}` in the current config"));
+        return Failure::NotFound(format!("no route `{name}` in the current config")).into_response();
     };
     let Some(kind) = p.event_type.or_else(|| sample::event_types(&route).into_iter().next()) else {
-        return error(StatusCode::BAD_REQUEST, "the route names no concrete event type: give `event_type`");
+        return Failure::BadRequest("the route names no concrete event type: give `event_type`".into()).into_response();
     };
     let payload = p.body.map(|b| serde_json::to_vec_pretty(&b).unwrap_or_default());
     let params: Vec<(String, String)> = p.params.into_iter().collect();
     let request = match sample::build(&route, &kind, payload, &params) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(e) => return Failure::Unprocessable(e.to_string()).into_response(),
     };
     let req = match request.to_request() {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(e) => return Failure::Unprocessable(e.to_string()).into_response(),
     };
     let answer = match crate::server::app(rt.clone(), Limits::default()).oneshot(req).await {
         Ok(a) => a,

@@ -1,9 +1,9 @@
 //! Figures for operators and for Prometheus, and the health probes.
 
-use super::{blocking, error};
+use super::{blocking, Failure};
 use crate::runtime::Runtime;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -15,7 +15,7 @@ struct Storage {
     queue_depth: usize,
 }
 
-async fn storage(rt: &Arc<Runtime>) -> Result<Storage, Response> {
+async fn storage(rt: &Arc<Runtime>) -> Result<Storage, Failure> {
     let rt = rt.clone();
     blocking(move || Storage { size_bytes: rt.data.size_on_disk(), queue_depth: rt.data.log.queue_depth() }).await
 }
@@ -24,7 +24,7 @@ async fn storage(rt: &Arc<Runtime>) -> Result<Storage, Response> {
 pub async fn stats(State(rt): State<Arc<Runtime>>) -> Response {
     let store = match storage(&rt).await {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(f) => return f.into_response(),
     };
     let config = rt.config();
     let report = rt.stats.report(config.routes.iter().map(|r| r.name.as_str()));
@@ -46,7 +46,7 @@ pub async fn stats(State(rt): State<Arc<Runtime>>) -> Response {
 pub async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
     let store = match storage(&rt).await {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(f) => return f.into_response(),
     };
     let reload = rt.reload_status.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let routes = rt.config().routes.len();
@@ -67,7 +67,7 @@ pub async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
 /// router could not get it back by itself), so a supervisor restarts it.
 pub async fn health(State(rt): State<Arc<Runtime>>) -> Response {
     if rt.store_down.load(std::sync::atomic::Ordering::Relaxed) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the store does not take writes");
+        return Failure::Unavailable("the store does not take writes").into_response();
     }
     Json(json!({"status": "ok"})).into_response()
 }
@@ -76,7 +76,7 @@ pub async fn health(State(rt): State<Arc<Runtime>>) -> Response {
 /// loaded and the router is not stopping; 503 with the reason otherwise.
 pub async fn ready(State(rt): State<Arc<Runtime>>) -> Response {
     if *rt.stopping.borrow() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "stopping");
+        return Failure::Unavailable("stopping").into_response();
     }
     let probing = rt.clone();
     // A store stuck on a dead disk must not hang the probe with it.
@@ -84,10 +84,10 @@ pub async fn ready(State(rt): State<Arc<Runtime>>) -> Response {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => {
             tracing::warn!(error = %e, "Readiness probe: the store does not take writes.");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "store not writable");
+            return Failure::Unavailable("store not writable").into_response();
         }
-        Ok(Err(r)) => return r,
-        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "store not answering"),
+        Ok(Err(f)) => return f.into_response(),
+        Err(_) => return Failure::Unavailable("store not answering").into_response(),
     }
     let config = rt.config();
     let reload = rt.reload_status.lock().unwrap_or_else(|p| p.into_inner()).clone();

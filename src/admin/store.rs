@@ -1,9 +1,8 @@
 //! `GET /store/{tree}[/{key}]`: what store sinks wrote, as JSON.
 
-use super::{blocking, error};
+use super::{blocking, Failure};
 use crate::runtime::Runtime;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -33,7 +32,7 @@ pub fn parse_where(text: &str) -> Result<Vec<(String, String)>, String> {
 pub async fn list(State(rt): State<Arc<Runtime>>, Path(tree): Path<String>, Query(q): Query<StoreQuery>) -> Response {
     let filter = match q.r#where.as_deref().map(parse_where).transpose() {
         Ok(f) => f.unwrap_or_default(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return Failure::BadRequest(e.to_string()).into_response(),
     };
     let limit = q.limit.unwrap_or(usize::MAX);
     match blocking(move || rt.data.records.list(&tree, &filter, q.after.as_deref(), limit)).await {
@@ -41,8 +40,8 @@ pub async fn list(State(rt): State<Arc<Runtime>>, Path(tree): Path<String>, Quer
             let records: Vec<_> = records.into_iter().map(|(key, value)| json!({"key": key, "value": value})).collect();
             Json(json!({"records": records})).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        Err(r) => r,
+        Ok(Err(e)) => Failure::store(e).into_response(),
+        Err(f) => f.into_response(),
     }
 }
 
@@ -50,8 +49,8 @@ pub async fn get(State(rt): State<Arc<Runtime>>, Path((tree, key)): Path<(String
     let key2 = key.clone();
     match blocking(move || rt.data.records.get(&tree, &key2)).await {
         Ok(Ok(Some(value))) => Json(value).into_response(),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no record `{key}`")),
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        Err(r) => r,
+        Ok(Ok(None)) => Failure::NotFound(format!("no record `{key}`")).into_response(),
+        Ok(Err(e)) => Failure::store(e).into_response(),
+        Err(f) => f.into_response(),
     }
 }

@@ -3,12 +3,11 @@
 //! `event: lagged` when a slow reader missed lines). Ends when the router
 //! stops.
 
-use super::error;
+use super::Failure;
 use crate::route::filter::Pattern;
 use crate::runtime::Runtime;
 use crate::telemetry::tap::Tapped;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
@@ -27,7 +26,7 @@ pub struct TapQuery {
 pub async fn tap(State(rt): State<Arc<Runtime>>, Query(q): Query<TapQuery>) -> Response {
     let pattern = match q.r#type.as_deref().map(Pattern::parse).transpose() {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("type: {}", e.message)),
+        Err(e) => return Failure::BadRequest(format!("type: {}", e.message)).into_response(),
     };
     let wanted = move |line: &Tapped| {
         q.route.as_ref().is_none_or(|r| *r == line.route)

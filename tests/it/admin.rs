@@ -167,6 +167,12 @@ async fn stats_filters_retry_replay_and_delete() {
     assert_eq!(hook_delivery["last_error"], "receiver answered 400 Bad Request");
 
     // Retry: the receiver now answers 200.
+    // A store that fails says so, but not how: that is for the log.
+    r.rt.data.log.set_fail_writes(true);
+    let (s, refused) = admin(&r, "POST", &format!("/events/{first}/retry")).await;
+    r.rt.data.log.set_fail_writes(false);
+    assert_eq!(s, 503, "{refused}");
+    assert_eq!(refused["error"], "the store is unavailable; the router's log says why");
     assert_eq!(admin(&r, "POST", &format!("/events/{first}/retry")).await.1["requeued"], 1);
     let ds = settled(&r, first).await;
     assert!(ds.iter().all(|d| d.status == DeliveryStatus::Delivered), "{ds:?}");
