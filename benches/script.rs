@@ -37,8 +37,8 @@ fn main() {
 
     let map_only = per_event(|| rule.document(&ctx));
     let scripted =
-        per_event(|| rule.finish(rule.document(&ctx), &payload, &event, Some(&current)).expect("script runs"));
-    let out = rule.finish(rule.document(&ctx), &payload, &event, Some(&current)).unwrap();
+        per_event(|| rule.run_scripts(rule.document(&ctx), &payload, &event, Some(&current)).expect("script runs"));
+    let out = rule.run_scripts(rule.document(&ctx), &payload, &event, Some(&current)).unwrap();
     assert_eq!(out["total_sessions"], 13, "the script ran: {out}");
     println!("engagement script, {RUNS} events (compiled once, release build):");
     println!("  map only           {map_only:>8.2} us/event");

@@ -25,7 +25,7 @@ use crate::storage::embedded::records::Epoch;
 use crate::storage::{Claimed, DeliveryKey, DeliveryStatus, DeliveryV1, EventV1, StoredEvent};
 use crate::telemetry::tap::Tapped;
 use crate::telemetry::trace;
-use crate::telemetry::Delivered;
+use crate::telemetry::DeliveryVerdict;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,8 +70,8 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
         // Only what can start is claimed: a busy sink's queue stays untouched.
         let room = room(&rt.config(), &mut slots, true);
         // One blocking hop claims the due deliveries and runs the store ones.
-        let rt2 = rt.clone();
-        let due = match tokio::task::spawn_blocking(move || claim_and_store(&rt2, now, &room)).await {
+        let for_blocking = rt.clone();
+        let due = match tokio::task::spawn_blocking(move || claim_and_store(&for_blocking, now, &room)).await {
             Ok(Ok((due, applied))) => {
                 unsynced.add(applied);
                 due
@@ -189,9 +189,10 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
 /// should not leave its record behind until the restart. HTTP deliveries
 /// stay due (they run after the restart).
 async fn last_store_round(rt: &Arc<Runtime>) {
-    let (rt2, now) = (rt.clone(), crate::event::now_ms());
+    let (for_blocking, now) = (rt.clone(), crate::event::now_ms());
     let room = room(&rt.config(), &mut Slots::default(), false);
-    let Ok(Ok((http, applied))) = tokio::task::spawn_blocking(move || claim_and_store(&rt2, now, &room)).await else {
+    let Ok(Ok((http, applied))) = tokio::task::spawn_blocking(move || claim_and_store(&for_blocking, now, &room)).await
+    else {
         return;
     };
     rt.data.log.release(&http.iter().map(|c| DeliveryKey::of(&c.delivery)).collect::<Vec<_>>());
@@ -262,7 +263,7 @@ async fn deliver_postgres(rt: &Arc<Runtime>, claims: Vec<Claimed>) {
         let finish = p.rule().has_scripts().then(|| {
             let (route, rule, stored) = (p.route.clone(), p.rule, c.event.clone());
             Arc::new(move |doc: Value, current: Option<&Value>| {
-                route.rules[rule].finish(doc, stored.payload(), &stored.event, current).map_err(script_outcome)
+                route.rules[rule].run_scripts(doc, stored.payload(), &stored.event, current).map_err(script_outcome)
             }) as crate::sink::postgres::Finish
         });
         items.push(crate::sink::postgres::Item { doc, finish });
@@ -417,8 +418,8 @@ impl Unsynced {
     /// claims are given back: the deliveries run again.
     async fn commit(&mut self, rt: &Arc<Runtime>) {
         let (Some(epoch), settled) = (self.epoch.take(), std::mem::take(&mut self.settled)) else { return };
-        let rt2 = rt.clone();
-        let synced = tokio::task::spawn_blocking(move || rt2.data.records.sync_since(epoch))
+        let for_blocking = rt.clone();
+        let synced = tokio::task::spawn_blocking(move || for_blocking.data.records.sync_since(epoch))
             .await
             .unwrap_or_else(|e| Err(crate::storage::LogError::Unavailable(format!("the records sync panicked: {e}"))));
         match synced {
@@ -456,29 +457,29 @@ fn report(rt: &Runtime, event: &EventV1, d: &DeliveryV1, outcome: &Outcome) {
         (Outcome::Delivered, _) => {
             tracing::debug!(route, event = d.event, sink = %d.sink, "Delivered.");
             let waited = (crate::event::now_ms() - received_ms).max(0) as u64;
-            Delivered::Ok { latency: std::time::Duration::from_millis(waited) }
+            DeliveryVerdict::Ok { latency: std::time::Duration::from_millis(waited) }
         }
         (Outcome::Skipped { reason }, _) => {
             tracing::info!(route, event = d.event, sink = %d.sink, reason = %reason, "Delivery skipped.");
-            Delivered::Skipped
+            DeliveryVerdict::Skipped
         }
         (Outcome::Dropped { reason }, _) => {
             tracing::info!(route, event = d.event, sink = %d.sink, reason = %reason, "Dropped by the script.");
-            Delivered::Skipped
+            DeliveryVerdict::Skipped
         }
         (_, DeliveryStatus::Failed) => {
             tracing::error!(
                 route, event = d.event, sink = %d.sink, attempts = d.attempts,
                 error = d.last_error.as_deref().unwrap_or(""), "Delivery failed for good; retry it once the cause is fixed."
             );
-            Delivered::Failed
+            DeliveryVerdict::Failed
         }
         _ => {
             tracing::warn!(
                 route, event = d.event, sink = %d.sink, attempts = d.attempts,
                 error = d.last_error.as_deref().unwrap_or(""), "Delivery failed; will retry."
             );
-            Delivered::Retry
+            DeliveryVerdict::Retry
         }
     };
     rt.stats.delivery(route, &d.sink, counted);
@@ -507,8 +508,8 @@ fn delivery_event_id(event: &EventV1) -> String {
 /// recorded for each of its deliveries (retried as a unit). The documents
 /// are built on the blocking pool (their rules may run scripts).
 async fn deliver_http_batch(rt: &Arc<Runtime>, client: &reqwest::Client, claims: Vec<Claimed>) {
-    let rt2 = rt.clone();
-    let Ok(built) = tokio::task::spawn_blocking(move || batch_items(&rt2, claims)).await else {
+    let for_blocking = rt.clone();
+    let Ok(built) = tokio::task::spawn_blocking(move || batch_items(&for_blocking, claims)).await else {
         tracing::error!("Building a batch panicked; its deliveries stay due.");
         return;
     };
@@ -682,11 +683,11 @@ fn prepare(rt: &Runtime, stored: &StoredEvent, d: &DeliveryV1) -> Result<Prepare
 /// The scripts' verdict as a delivery outcome. A script error is final
 /// (running the same script on the same event fails the same way): fix the
 /// script, then `router events retry`.
-fn script_outcome(o: script::Outcome) -> Outcome {
+fn script_outcome(o: script::Refusal) -> Outcome {
     match o {
-        script::Outcome::NotApplicable(reason) => Outcome::Skipped { reason },
-        script::Outcome::Dropped(reason) => Outcome::Dropped { reason },
-        script::Outcome::Error(e) => Outcome::Failed { error: e.to_string() },
+        script::Refusal::NotApplicable(reason) => Outcome::Skipped { reason },
+        script::Refusal::Dropped(reason) => Outcome::Dropped { reason },
+        script::Refusal::Error(e) => Outcome::Failed { error: e.to_string() },
     }
 }
 
@@ -704,7 +705,7 @@ fn remote_document(rt: &Runtime, p: &Prepared, stored: &StoredEvent) -> Result<V
         }
         None => None,
     };
-    rule.finish(doc, stored.payload(), &stored.event, current.as_ref()).map_err(script_outcome)
+    rule.run_scripts(doc, stored.payload(), &stored.event, current.as_ref()).map_err(script_outcome)
 }
 
 /// What expressions read: `body` (`payload` or `fields`) with the event's
@@ -757,7 +758,7 @@ fn apply_store(rt: &Runtime, p: Prepared, stored: &StoredEvent, mut written: imp
             let outcome = as_is.unwrap_or_else(|| {
                 rt.data.records.apply(&store.tree, key, store.mode, &meta, rule.has_scripts(), |current| {
                     let doc = mapped.take().unwrap_or_else(|| rule.document(&context(stored, stored.payload())));
-                    let doc = rule.finish(doc, stored.payload(), event, current).map_err(script_outcome)?;
+                    let doc = rule.run_scripts(doc, stored.payload(), event, current).map_err(script_outcome)?;
                     written(&doc);
                     Ok(doc)
                 })

@@ -37,7 +37,6 @@ pub mod recovery;
 pub mod reload;
 pub mod retention;
 pub mod route;
-pub mod route_tests;
 pub mod runtime;
 pub mod script;
 pub mod server;

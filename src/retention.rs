@@ -32,8 +32,8 @@ pub async fn sweep(rt: &Arc<Runtime>, stop: &watch::Receiver<bool>) -> usize {
     let cutoff = crate::event::now_ms() - keep.as_millis() as i64;
     let (mut after, mut removed) = (0, 0);
     while !*stop.borrow() {
-        let rt2 = rt.clone();
-        match tokio::task::spawn_blocking(move || rt2.data.log.prune(after, cutoff, policy.batch)).await {
+        let for_blocking = rt.clone();
+        match tokio::task::spawn_blocking(move || for_blocking.data.log.prune(after, cutoff, policy.batch)).await {
             Ok(Ok(pass)) => {
                 removed += pass.removed;
                 rt.stats.pruned.fetch_add(pass.removed as u64, Ordering::Relaxed);

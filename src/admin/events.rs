@@ -100,8 +100,8 @@ pub async fn retry_all(State(rt): State<Arc<Runtime>>, Query(q): Query<RetryPara
 }
 
 async fn requeue(rt: Arc<Runtime>, id: Option<u64>, route: Option<String>) -> Response {
-    let rt2 = rt.clone();
-    match blocking(move || rt2.data.log.retry_failed(id, route.as_deref())).await {
+    let for_blocking = rt.clone();
+    match blocking(move || for_blocking.data.log.retry_failed(id, route.as_deref())).await {
         Ok(Ok(requeued)) => {
             for r in &requeued {
                 rt.stats.requeued(&r.route, &r.sink, r.failed_ms);
@@ -134,9 +134,11 @@ pub async fn replay(State(rt): State<Arc<Runtime>>, Query(q): Query<ReplayParams
         (Ok(s), Ok(u)) => (s.unwrap_or(0), u.unwrap_or(i64::MAX)),
         (Err(e), _) | (_, Err(e)) => return Failure::BadRequest(e.to_string()).into_response(),
     };
-    let rt2 = rt.clone();
-    match blocking(move || rt2.data.log.replay(&q.route, since, until, q.force, &|e, body| route.plan_stored(e, body)))
-        .await
+    let for_blocking = rt.clone();
+    match blocking(move || {
+        for_blocking.data.log.replay(&q.route, since, until, q.force, &|e, body| route.plan_stored(e, body))
+    })
+    .await
     {
         Ok(Ok(n)) => {
             rt.work.notify_one();

@@ -62,10 +62,10 @@ pub struct Args {
     /// Do not watch the routes directory; reload only on SIGHUP.
     #[arg(long, env = "ROUTER_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
     no_watch: bool,
-    /// Keep settled events (delivered, skipped, unrouted) this long; `off`
+    /// RetentionArg settled events (delivered, skipped, unrouted) this long; `off`
     /// keeps everything. Failed events stay until retried or deleted.
-    #[arg(long, default_value_t = Keep(Retention::default().keep), value_parser = parse_retention, env = "ROUTER_RETENTION")]
-    retention: Keep,
+    #[arg(long, default_value_t = RetentionArg(Retention::default().keep), value_parser = parse_retention, env = "ROUTER_RETENTION")]
+    retention: RetentionArg,
     /// Time between retention sweeps.
     #[arg(long, default_value_t = Retention::default().every.into(), env = "ROUTER_RETENTION_EVERY")]
     retention_every: humantime::Duration,
@@ -89,10 +89,10 @@ impl Drop for AbortOnDrop {
 
 /// `--retention`'s value: a period, or none (`off`).
 #[derive(Debug, Clone, Copy)]
-struct Keep(Option<Duration>);
+struct RetentionArg(Option<Duration>);
 
 /// As `--help` shows the default: `30days`, or `off`.
-impl std::fmt::Display for Keep {
+impl std::fmt::Display for RetentionArg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             Some(d) => write!(f, "{}", humantime::format_duration(d)),
@@ -101,11 +101,11 @@ impl std::fmt::Display for Keep {
     }
 }
 
-fn parse_retention(text: &str) -> Result<Keep, String> {
+fn parse_retention(text: &str) -> Result<RetentionArg, String> {
     match text {
-        "off" | "forever" => Ok(Keep(None)),
+        "off" | "forever" => Ok(RetentionArg(None)),
         t => humantime::parse_duration(t)
-            .map(|d| Keep(Some(d)))
+            .map(|d| RetentionArg(Some(d)))
             .map_err(|e| format!("{e} (write e.g. 30d, 12h, or off)")),
     }
 }

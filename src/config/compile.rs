@@ -6,13 +6,13 @@
 
 use super::diagnostic::{nearest, Diagnostic, Diagnostics, Pos};
 use super::env::{interpolate, EnvSource};
-use super::raw::{self, MapNode, RawFile, RawSink, RawVerify, S};
+use super::raw::{self, MapNode, RawFile, RawSink, RawVerify, Spanned};
 use super::{Config, Loaded, View};
 use crate::mapping::{Expr, ExprError, Mapping};
 use crate::route::filter::EventFilter;
 use crate::route::table::{template_params, Endpoint, RouteTable};
 use crate::route::{EventSpec, Requirement, Respond, RespondBody, Route, Rule, Target, ValueKind, DEFAULT_BODY_LIMIT};
-use crate::script::{self, Engines, Limits};
+use crate::script::{self, Engines, Sandbox};
 use crate::sink::http::{self as http_sink, HttpSink};
 use crate::sink::postgres::{self as postgres_sink, statement::Plan, PostgresSink};
 use crate::sink::{Batch, RetryPolicy, Sink, SinkKind, StoreMode, StoreSink, SINK_TYPES};
@@ -48,17 +48,17 @@ pub(super) fn compile(
     let mut engines = Engines::default();
     let mut trial_secrets = Vec::new();
     // Directory-wide script limits: `script_limits:` in a file without a route.
-    let mut default_limits = Limits::default();
+    let mut default_limits = Sandbox::default();
     let mut limits_origin: Option<(PathBuf, Pos)> = None;
     for (path, text, raw) in &files {
         let (Some(l), None) = (&raw.script_limits, &raw.route) else { continue };
-        let mut cx = Cx {
+        let mut cx = FileContext {
             file: path,
             text,
             env,
             diags: &mut diags,
             engines: &mut engines,
-            limits: Limits::default(),
+            limits: Sandbox::default(),
             trial_secrets: &mut trial_secrets,
         };
         if let Some((f, p)) = &limits_origin {
@@ -78,7 +78,7 @@ pub(super) fn compile(
     let mut sinks: BTreeMap<String, Arc<Sink>> = BTreeMap::new();
     let mut sink_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     for (path, text, raw) in &files {
-        let mut cx = Cx {
+        let mut cx = FileContext {
             file: path,
             text,
             env,
@@ -110,7 +110,7 @@ pub(super) fn compile(
     let mut route_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     let mut path_origin: HashMap<String, String> = HashMap::new();
     for (path, text, raw) in &files {
-        let mut cx = Cx {
+        let mut cx = FileContext {
             file: path,
             text,
             env,
@@ -271,7 +271,7 @@ fn rhai_hint(message: &str, kind: script::Kind) -> Option<String> {
 }
 
 /// Per-file compile context.
-struct Cx<'a> {
+struct FileContext<'a> {
     file: &'a Path,
     text: &'a str,
     env: &'a dyn EnvSource,
@@ -279,33 +279,33 @@ struct Cx<'a> {
     /// Script engines, shared by every script with the same limits.
     engines: &'a mut Engines,
     /// The sandbox limits of this file's scripts.
-    limits: Limits,
+    limits: Sandbox,
     /// Variables whose default (written in the file) became a verify secret.
     trial_secrets: &'a mut Vec<super::TrialSecret>,
 }
 
 /// A diagnostic just pushed, so a hint can be added fluently.
-struct Pushed<'a>(&'a mut Diagnostic);
+struct Reported<'a>(&'a mut Diagnostic);
 
-impl Pushed<'_> {
+impl Reported<'_> {
     fn with_hint(self, hint: impl Into<String>) {
         self.0.hint = Some(hint.into());
     }
 }
 
-impl<'a> Cx<'a> {
-    fn error(&mut self, at: Pos, message: impl Into<String>) -> Pushed<'_> {
+impl<'a> FileContext<'a> {
+    fn error(&mut self, at: Pos, message: impl Into<String>) -> Reported<'_> {
         self.diags.push(Diagnostic::error(self.file, at, message));
-        Pushed(self.diags.0.last_mut().expect("just pushed"))
+        Reported(self.diags.0.last_mut().expect("just pushed"))
     }
 
-    fn warning(&mut self, at: Pos, message: impl Into<String>) -> Pushed<'_> {
+    fn warning(&mut self, at: Pos, message: impl Into<String>) -> Reported<'_> {
         self.diags.push(Diagnostic::warning(self.file, at, message));
-        Pushed(self.diags.0.last_mut().expect("just pushed"))
+        Reported(self.diags.0.last_mut().expect("just pushed"))
     }
 
     /// Position of character `offset` inside a string scalar (skipping an opening quote).
-    fn pos_in(&self, s: &S<String>, offset: usize) -> Pos {
+    fn pos_in(&self, s: &Spanned<String>, offset: usize) -> Pos {
         let at = Pos::of(s);
         let line = self.text.lines().nth(at.line.saturating_sub(1) as usize).unwrap_or("");
         let first = line.chars().nth(at.column.saturating_sub(1) as usize);
@@ -313,7 +313,7 @@ impl<'a> Cx<'a> {
         Pos { line: at.line, column: at.column + (quote + offset) as u64 }
     }
 
-    fn expr_error(&mut self, s: &S<String>, e: ExprError) {
+    fn expr_error(&mut self, s: &Spanned<String>, e: ExprError) {
         let at = self.pos_in(s, e.offset);
         let d = self.error(at, e.message);
         if let Some(h) = e.hint {
@@ -321,12 +321,12 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn expr(&mut self, s: &S<String>, allow_literal: bool) -> Option<Expr> {
+    fn expr(&mut self, s: &Spanned<String>, allow_literal: bool) -> Option<Expr> {
         Expr::parse(&s.value, allow_literal).map_err(|e| self.expr_error(s, e)).ok()
     }
 
     /// `${VAR}` interpolation of a value; unset required variables are errors.
-    fn interp(&mut self, s: &S<String>) -> Option<String> {
+    fn interp(&mut self, s: &Spanned<String>) -> Option<String> {
         interpolate(&s.value, self.env)
             .map_err(|e| {
                 let hint = e.hint();
@@ -339,10 +339,10 @@ impl<'a> Cx<'a> {
     }
 
     /// A secret or a rotation list of them; empty entries (unset `${VAR:-}`) are dropped.
-    fn secrets(&mut self, s: &S<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
+    fn secrets(&mut self, s: &Spanned<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
         let mut out = Vec::new();
         for item in &s.value.0 {
-            let spanned = S::new(item.clone(), s.referenced, s.defined);
+            let spanned = Spanned::new(item.clone(), s.referenced, s.defined);
             let v = self.interp(&spanned)?;
             if !v.is_empty() {
                 out.push(Secret::new(v));
@@ -351,7 +351,7 @@ impl<'a> Cx<'a> {
         Some(out)
     }
 
-    fn duration(&mut self, s: &S<String>) -> Option<std::time::Duration> {
+    fn duration(&mut self, s: &Spanned<String>) -> Option<std::time::Duration> {
         humantime::parse_duration(s.value.trim())
             .map_err(|e| {
                 self.error(Pos::of(s), format!("`{}` is not a duration: {e}", s.value))
@@ -360,7 +360,7 @@ impl<'a> Cx<'a> {
             .ok()
     }
 
-    fn sink(&mut self, name: &S<String>, s: &S<RawSink>) -> Option<Sink> {
+    fn sink(&mut self, name: &Spanned<String>, s: &Spanned<RawSink>) -> Option<Sink> {
         let raw = &s.value;
         let retry = raw.retry.as_ref().map_or(Some(RetryPolicy::default()), |r| self.retry(r));
         let type_name = raw.kind.value.as_str();
@@ -582,7 +582,7 @@ impl<'a> Cx<'a> {
     }
 
     /// `sign:` on a sink: Standard Webhooks, so receivers can verify us.
-    fn outgoing_signer(&mut self, sign: &S<raw::RawSign>) -> Option<hmac::HmacVerifier> {
+    fn outgoing_signer(&mut self, sign: &Spanned<raw::RawSign>) -> Option<hmac::HmacScheme> {
         let scheme = &sign.value.scheme;
         let Some(preset) =
             (scheme.value == "standard-webhooks").then(|| presets::preset_for("standard-webhooks", false)).flatten()
@@ -595,7 +595,7 @@ impl<'a> Cx<'a> {
         };
         let secret = Secret::new(self.interp(&sign.value.secret)?);
         let spec = preset.specs.into_iter().next().expect("standard-webhooks has a spec");
-        hmac::HmacVerifier::new(spec, &[secret])
+        hmac::HmacScheme::new(spec, &[secret])
             .map_err(|e| {
                 self.error(Pos::of(&sign.value.secret), format!("cannot sign with this secret: {e}"))
                     .with_hint("use a whsec_<base64> secret: `router secret new --scheme standard-webhooks`");
@@ -603,7 +603,7 @@ impl<'a> Cx<'a> {
             .ok()
     }
 
-    fn batch(&mut self, b: &S<raw::RawBatch>) -> Option<Batch> {
+    fn batch(&mut self, b: &Spanned<raw::RawBatch>) -> Option<Batch> {
         let max_wait = self.duration(&b.value.max_wait);
         if b.value.max_events.value == 0 {
             self.error(Pos::of(&b.value.max_events), "max_events must be at least 1");
@@ -613,7 +613,7 @@ impl<'a> Cx<'a> {
     }
 
     /// An interpolated http(s) URL; `None` when it interpolates to nothing (`${VAR:-}` unset).
-    fn url(&mut self, s: &S<String>) -> Option<Option<String>> {
+    fn url(&mut self, s: &Spanned<String>) -> Option<Option<String>> {
         let url = self.interp(s)?;
         if url.is_empty() {
             return Some(None);
@@ -628,7 +628,7 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn retry(&mut self, r: &S<raw::RawRetry>) -> Option<RetryPolicy> {
+    fn retry(&mut self, r: &Spanned<raw::RawRetry>) -> Option<RetryPolicy> {
         let mut p = RetryPolicy::default();
         if let Some(a) = &r.value.attempts {
             if a.value == 0 {
@@ -650,7 +650,7 @@ impl<'a> Cx<'a> {
     }
 
     /// Compiles `verify:`; also returns the scheme's default event type and id expressions.
-    fn verifier(&mut self, v: &S<RawVerify>) -> Option<(Verifier, Defaults)> {
+    fn verifier(&mut self, v: &Spanned<RawVerify>) -> Option<(Verifier, Defaults)> {
         let raw = &v.value;
         let scheme = &raw.scheme;
         let name = scheme.value.as_str();
@@ -735,7 +735,7 @@ impl<'a> Cx<'a> {
                 }
                 let mut alternatives = Vec::new();
                 for spec in specs {
-                    match hmac::HmacVerifier::new(spec, &secrets) {
+                    match hmac::HmacScheme::new(spec, &secrets) {
                         Ok(v) => alternatives.push(v),
                         Err(e) => {
                             let example = match name {
@@ -835,17 +835,18 @@ impl<'a> Cx<'a> {
             self.error(Pos::of(&raw.scheme), "scheme `hmac` needs `header`").with_hint("header: X-Signature");
             return None;
         };
-        let pick = |cx: &mut Self, s: &Option<S<String>>, names: &[&str], what: &str| -> Result<Option<String>, ()> {
-            match s {
-                None => Ok(None),
-                Some(v) if names.contains(&v.value.as_str()) => Ok(Some(v.value.clone())),
-                Some(v) => {
-                    cx.error(Pos::of(v), format!("unknown {what} `{}`", v.value))
-                        .with_hint(format!("write one of: {}", names.join(", ")));
-                    Err(())
+        let pick =
+            |cx: &mut Self, s: &Option<Spanned<String>>, names: &[&str], what: &str| -> Result<Option<String>, ()> {
+                match s {
+                    None => Ok(None),
+                    Some(v) if names.contains(&v.value.as_str()) => Ok(Some(v.value.clone())),
+                    Some(v) => {
+                        cx.error(Pos::of(v), format!("unknown {what} `{}`", v.value))
+                            .with_hint(format!("write one of: {}", names.join(", ")));
+                        Err(())
+                    }
                 }
-            }
-        };
+            };
         let algorithm = pick(self, &raw.algorithm, hmac::Algorithm::NAMES, "algorithm");
         let encoding = pick(self, &raw.encoding, hmac::Encoding::NAMES, "encoding");
         let key_encoding = pick(self, &raw.secret_encoding, &["raw", "base64", "hex"], "secret encoding");
@@ -894,7 +895,7 @@ impl<'a> Cx<'a> {
     /// Secrets that must not all be empty.
     /// A verify secret: not empty, and a default written in the file (the
     /// shipped local trial) is flagged so `serve` keeps it off the network.
-    fn non_empty_secrets(&mut self, s: &S<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
+    fn non_empty_secrets(&mut self, s: &Spanned<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
         let defaulted: Vec<String> = s.value.0.iter().flat_map(|item| super::env::defaulted(item, self.env)).collect();
         for name in defaulted {
             self.warning(
@@ -918,7 +919,7 @@ impl<'a> Cx<'a> {
         Some(secrets)
     }
 
-    fn filter(&mut self, patterns: &S<raw::OneOrMany<S<String>>>) -> Option<EventFilter> {
+    fn filter(&mut self, patterns: &Spanned<raw::OneOrMany<Spanned<String>>>) -> Option<EventFilter> {
         let list = &patterns.value.0;
         if list.is_empty() {
             self.error(Pos::of(patterns), "empty event pattern list").with_hint("write \"*\" to accept every type");
@@ -929,9 +930,9 @@ impl<'a> Cx<'a> {
                 for (i, e) in errors {
                     // A lone pattern (`on: x`) has no span of its own: use the field's.
                     let item = if list[i].referenced.line() == 0 {
-                        S::new(list[i].value.clone(), patterns.referenced, patterns.defined)
+                        Spanned::new(list[i].value.clone(), patterns.referenced, patterns.defined)
                     } else {
-                        S::new(list[i].value.clone(), list[i].referenced, list[i].defined)
+                        Spanned::new(list[i].value.clone(), list[i].referenced, list[i].defined)
                     };
                     let at = self.pos_in(&item, e.offset);
                     self.error(at, e.message)
@@ -942,7 +943,7 @@ impl<'a> Cx<'a> {
     }
 
     /// An expression that must only read path parameters the route has.
-    fn checked_expr(&mut self, s: &S<String>, allow_literal: bool, params: &[String]) -> Option<Expr> {
+    fn checked_expr(&mut self, s: &Spanned<String>, allow_literal: bool, params: &[String]) -> Option<Expr> {
         let expr = self.expr(s, allow_literal)?;
         for src in expr.sources() {
             if let Some(p) = src.param_name() {
@@ -960,10 +961,10 @@ impl<'a> Cx<'a> {
         Some(expr)
     }
 
-    fn mapping(&mut self, node: &S<MapNode>, params: &[String]) -> Option<Mapping> {
+    fn mapping(&mut self, node: &Spanned<MapNode>, params: &[String]) -> Option<Mapping> {
         match &node.value {
             MapNode::Expr(text) => {
-                let s = S::new(text.clone(), node.referenced, node.defined);
+                let s = Spanned::new(text.clone(), node.referenced, node.defined);
                 self.checked_expr(&s, true, params).map(Mapping::Expr)
             }
             MapNode::Literal(v) => Some(Mapping::Expr(Expr::Literal(v.clone()))),
@@ -1030,13 +1031,14 @@ impl<'a> Cx<'a> {
         let defaults = verified.as_ref().map(|(_, d)| *d).unwrap_or_default();
         let verifier = verified.map(|(v, _)| v);
         let spec = raw.event.as_ref();
-        let one = |cx: &mut Self, s: Option<&S<String>>, default: Option<&'static str>| -> Result<Option<Expr>, ()> {
-            match (s, default) {
-                (Some(s), _) => cx.checked_expr(s, false, &params).map(Some).ok_or(()),
-                (None, Some(d)) => Ok(Some(Expr::parse(d, false).expect("scheme defaults are valid expressions"))),
-                (None, None) => Ok(None),
-            }
-        };
+        let one =
+            |cx: &mut Self, s: Option<&Spanned<String>>, default: Option<&'static str>| -> Result<Option<Expr>, ()> {
+                match (s, default) {
+                    (Some(s), _) => cx.checked_expr(s, false, &params).map(Some).ok_or(()),
+                    (None, Some(d)) => Ok(Some(Expr::parse(d, false).expect("scheme defaults are valid expressions"))),
+                    (None, None) => Ok(None),
+                }
+            };
         let kind = one(self, spec.and_then(|e| e.kind.as_ref()), defaults.kind);
         let id = one(self, spec.and_then(|e| e.id.as_ref()), defaults.id);
         let time = one(self, spec.and_then(|e| e.time.as_ref()), None);
@@ -1114,7 +1116,7 @@ impl<'a> Cx<'a> {
 
     /// `respond:`: a 2xx status (anything else would make the provider
     /// retry an event that was accepted), and a text or JSON body.
-    fn respond(&mut self, raw: &S<raw::RawRespond>, params: &[String]) -> Result<Option<Respond>, ()> {
+    fn respond(&mut self, raw: &Spanned<raw::RawRespond>, params: &[String]) -> Result<Option<Respond>, ()> {
         let r = &raw.value;
         let status = r.status.as_ref().map_or(200, |s| s.value);
         if !(200..300).contains(&status) {
@@ -1149,7 +1151,7 @@ impl<'a> Cx<'a> {
         &mut self,
         route: &str,
         index: usize,
-        r: &S<raw::RawRule>,
+        r: &Spanned<raw::RawRule>,
         params: &[String],
         sinks: &BTreeMap<String, Arc<Sink>>,
         declared_sinks: &HashMap<String, (PathBuf, Pos)>,
@@ -1242,7 +1244,7 @@ impl<'a> Cx<'a> {
     /// Compiles a `when:` or `script:`; a `script:` naming a `.rhai` file is
     /// read from beside the route file. Errors point into the script's file,
     /// or into the YAML for inline source.
-    fn rhai(&mut self, s: &S<String>, kind: script::Kind, may_be_file: bool) -> Option<script::Compiled> {
+    fn rhai(&mut self, s: &Spanned<String>, kind: script::Kind, may_be_file: bool) -> Option<script::Compiled> {
         let text = s.value.trim_end();
         let engine = self.engines.get(self.limits);
         if may_be_file && !text.contains('\n') && text.ends_with(".rhai") {
@@ -1285,7 +1287,7 @@ impl<'a> Cx<'a> {
     /// Where inline Rhai text sits in the YAML: a one-line scalar starts at
     /// its position (after any quote); a block scalar (`|`) is located at its
     /// first content line, and every line starts at that indentation.
-    fn inline_origin(&self, s: &S<String>) -> script::Origin {
+    fn inline_origin(&self, s: &Spanned<String>) -> script::Origin {
         let at = Pos::of(s);
         let mut origin = script::Origin::file(self.file);
         if s.value.trim_end().contains('\n') {
@@ -1302,11 +1304,11 @@ impl<'a> Cx<'a> {
         origin
     }
 
-    fn script_limits(&mut self, l: &S<raw::RawScriptLimits>) -> Option<Limits> {
+    fn script_limits(&mut self, l: &Spanned<raw::RawScriptLimits>) -> Option<Sandbox> {
         let raw = &l.value;
-        let mut limits = Limits::default();
+        let mut limits = Sandbox::default();
         let mut ok = true;
-        let mut positive = |cx: &mut Self, v: &Option<S<usize>>, name: &str, slot: &mut usize| {
+        let mut positive = |cx: &mut Self, v: &Option<Spanned<usize>>, name: &str, slot: &mut usize| {
             if let Some(v) = v {
                 if v.value == 0 {
                     cx.error(Pos::of(v), format!("script_limits.{name} must be above 0"));
@@ -1321,7 +1323,7 @@ impl<'a> Cx<'a> {
         positive(self, &raw.map_size, "map_size", &mut limits.map_size);
         let mut string_size = None;
         if let Some(v) = &raw.string_size {
-            string_size = Some(S { value: v.value.0 as usize, referenced: v.referenced, defined: v.defined });
+            string_size = Some(Spanned { value: v.value.0 as usize, referenced: v.referenced, defined: v.defined });
         }
         positive(self, &string_size, "string_size", &mut limits.string_size);
         if let Some(v) = &raw.operations {
@@ -1346,7 +1348,7 @@ impl<'a> Cx<'a> {
 
     /// A rule pattern the route's `events:` can never admit is a mistake
     /// (a typo, or `events:` narrowed without the rules): reported at the pattern.
-    fn reachable(&mut self, rule: &Rule, raw: &S<raw::RawRule>, route_filter: &EventFilter) -> bool {
+    fn reachable(&mut self, rule: &Rule, raw: &Spanned<raw::RawRule>, route_filter: &EventFilter) -> bool {
         let mut ok = true;
         for pattern in rule.on.unreachable_in(route_filter) {
             // A lone `on: x` has its position on the list, not the item.
@@ -1359,7 +1361,7 @@ impl<'a> Cx<'a> {
         ok
     }
 
-    fn view(&mut self, v: &S<raw::RawView>) -> Option<View> {
+    fn view(&mut self, v: &Spanned<raw::RawView>) -> Option<View> {
         let raw = &v.value;
         let params = template_params(&raw.path.value);
         let key = match &raw.key {

@@ -79,7 +79,7 @@ pub struct Pos {
 impl Pos {
     pub const UNKNOWN: Pos = Pos { line: 0, column: 0 };
 
-    pub fn of<T>(spanned: &super::raw::S<T>) -> Pos {
+    pub fn of<T>(spanned: &super::raw::Spanned<T>) -> Pos {
         Pos::from_location(&spanned.referenced)
     }
 

@@ -16,27 +16,27 @@ use std::marker::PhantomData;
 /// A value with its place in the file: serde-saphyr's `Spanned`, in a type
 /// of ours so the JSON Schema (`router schema`) can describe it as `T`.
 #[derive(Debug, Clone)]
-pub struct S<T> {
+pub struct Spanned<T> {
     pub value: T,
     /// Where the value is written (for an alias, where the alias is).
     pub referenced: Location,
     pub defined: Location,
 }
 
-impl<T> S<T> {
+impl<T> Spanned<T> {
     pub fn new(value: T, referenced: Location, defined: Location) -> Self {
         Self { value, referenced, defined }
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for S<T> {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = serde_saphyr::Spanned::<T>::deserialize(d)?;
         Ok(Self { value: s.value, referenced: s.referenced, defined: s.defined })
     }
 }
 
-impl<T: JsonSchema> JsonSchema for S<T> {
+impl<T: JsonSchema> JsonSchema for Spanned<T> {
     fn inline_schema() -> bool {
         T::inline_schema()
     }
@@ -59,42 +59,42 @@ pub fn parse(text: &str) -> Result<Option<RawFile>, serde_saphyr::Error> {
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     /// The route's name (unique across the directory).
-    pub route: Option<S<String>>,
-    pub path: Option<S<String>>,
-    pub verify: Option<S<RawVerify>>,
+    pub route: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub verify: Option<Spanned<RawVerify>>,
     pub event: Option<RawEventSpec>,
-    pub events: Option<S<OneOrMany<S<String>>>>,
-    pub require: Option<OrderedMap<S<String>>>,
-    pub rules: Option<Vec<S<RawRule>>>,
+    pub events: Option<Spanned<OneOrMany<Spanned<String>>>>,
+    pub require: Option<OrderedMap<Spanned<String>>>,
+    pub rules: Option<Vec<Spanned<RawRule>>>,
     /// `false` accepts repeats of an event id (the id is still recorded).
-    pub dedup: Option<S<bool>>,
+    pub dedup: Option<Spanned<bool>>,
     /// Largest accepted body, e.g. `1MiB`, `256KiB`, `65536`.
-    pub body_limit: Option<S<ByteSize>>,
-    pub sinks: Option<OrderedMap<S<RawSink>>>,
-    pub views: Option<Vec<S<RawView>>>,
+    pub body_limit: Option<Spanned<ByteSize>>,
+    pub sinks: Option<OrderedMap<Spanned<RawSink>>>,
+    pub views: Option<Vec<Spanned<RawView>>>,
     /// Sample payloads per event type, for `router send`.
     pub examples: Option<OrderedMap<serde_json::Value>>,
     /// Sandbox limits of this route's scripts; in a file without a route,
     /// the default for the whole directory.
-    pub script_limits: Option<S<RawScriptLimits>>,
+    pub script_limits: Option<Spanned<RawScriptLimits>>,
     /// What the route answers an accepted request with, instead of the
     /// router's JSON (Slack slash commands show it to the user).
-    pub respond: Option<S<RawRespond>>,
+    pub respond: Option<Spanned<RawRespond>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawScriptLimits {
     /// Rhai operations per run.
-    pub operations: Option<S<u64>>,
-    pub call_depth: Option<S<usize>>,
-    pub expr_depth: Option<S<usize>>,
+    pub operations: Option<Spanned<u64>>,
+    pub call_depth: Option<Spanned<usize>>,
+    pub expr_depth: Option<Spanned<usize>>,
     /// Longest string a script may build, e.g. `1MiB`.
-    pub string_size: Option<S<ByteSize>>,
-    pub array_size: Option<S<usize>>,
-    pub map_size: Option<S<usize>>,
+    pub string_size: Option<Spanned<ByteSize>>,
+    pub array_size: Option<Spanned<usize>>,
+    pub map_size: Option<Spanned<usize>>,
     /// Wall-clock time per run, e.g. `100ms`.
-    pub wall_time: Option<S<String>>,
+    pub wall_time: Option<Spanned<String>>,
 }
 
 /// A route's own answer to an accepted (new, duplicate or filtered) request.
@@ -102,13 +102,13 @@ pub struct RawScriptLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawRespond {
     /// A 2xx status; 200 unless set.
-    pub status: Option<S<u16>>,
+    pub status: Option<Spanned<u16>>,
     /// A text template over the request (`Deploying {$.text}`); `""` for an empty body.
-    pub body: Option<S<String>>,
+    pub body: Option<Spanned<String>>,
     /// A JSON answer, written like a rule's `map:`.
-    pub json: Option<S<MapNode>>,
+    pub json: Option<Spanned<MapNode>>,
     /// The answer's content type; `text/plain; charset=utf-8` for `body:`, `application/json` for `json:`.
-    pub content_type: Option<S<String>>,
+    pub content_type: Option<Spanned<String>>,
 }
 
 /// The keys a route file may hold at top level (for "did you mean" hints).
@@ -134,75 +134,75 @@ pub const FILE_KEYS: &[&str] = &[
 pub struct RawVerify {
     /// A provider preset, `hmac` (configured), `bearer`, `basic` or `none`.
     #[schemars(schema_with = "scheme_names")]
-    pub scheme: S<String>,
+    pub scheme: Spanned<String>,
     /// Signature schemes: the signing secret(s); a list allows rotation.
-    pub secret: Option<S<OneOrMany<String>>>,
+    pub secret: Option<Spanned<OneOrMany<String>>>,
     /// Accepted clock difference for signed timestamps, e.g. `5m`.
-    pub tolerance: Option<S<String>>,
+    pub tolerance: Option<Spanned<String>>,
     /// github: also accept the SHA-1 `X-Hub-Signature`.
-    pub legacy: Option<S<bool>>,
+    pub legacy: Option<Spanned<bool>>,
     /// meta: the `hub.verify_token` of the GET subscription handshake.
-    pub verify_token: Option<S<String>>,
+    pub verify_token: Option<Spanned<String>>,
     /// twilio: the public URL providers call, up to the path (the router may sit behind a proxy).
-    pub public_url: Option<S<String>>,
+    pub public_url: Option<Spanned<String>>,
     /// hmac: sha1 | sha256 | sha512.
-    pub algorithm: Option<S<String>>,
+    pub algorithm: Option<Spanned<String>>,
     /// hmac: hex | base64.
-    pub encoding: Option<S<String>>,
+    pub encoding: Option<Spanned<String>>,
     /// hmac: text before the signature in the header, e.g. `sha256=`.
-    pub prefix: Option<S<String>>,
+    pub prefix: Option<Spanned<String>>,
     /// hmac: the signed bytes, e.g. `{timestamp}.{body}`.
-    pub payload: Option<S<String>>,
+    pub payload: Option<Spanned<String>>,
     /// hmac: header holding the signed timestamp.
-    pub timestamp_header: Option<S<String>>,
+    pub timestamp_header: Option<Spanned<String>>,
     /// hmac: header holding the message id for `{id}`.
-    pub id_header: Option<S<String>>,
+    pub id_header: Option<Spanned<String>>,
     /// hmac: raw | base64 | hex.
-    pub secret_encoding: Option<S<String>>,
+    pub secret_encoding: Option<Spanned<String>>,
     /// hmac: prefix stripped from the secret before decoding, e.g. `whsec_`.
-    pub secret_prefix: Option<S<String>>,
+    pub secret_prefix: Option<Spanned<String>>,
     /// bearer: the accepted token(s).
-    pub token: Option<S<OneOrMany<String>>>,
+    pub token: Option<Spanned<OneOrMany<String>>>,
     /// bearer: header carrying the token (default `Authorization: Bearer ...`);
     /// hmac: header carrying the signature.
-    pub header: Option<S<String>>,
+    pub header: Option<Spanned<String>>,
     /// basic: the accepted user name.
-    pub username: Option<S<String>>,
+    pub username: Option<Spanned<String>>,
     /// basic: the accepted password(s).
-    pub password: Option<S<OneOrMany<String>>>,
+    pub password: Option<Spanned<OneOrMany<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEventSpec {
     #[serde(rename = "type")]
-    pub kind: Option<S<String>>,
-    pub id: Option<S<String>>,
-    pub time: Option<S<String>>,
+    pub kind: Option<Spanned<String>>,
+    pub id: Option<Spanned<String>>,
+    pub time: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     /// Optional name, shown in logs and the event log.
-    pub name: Option<S<String>>,
-    pub on: S<OneOrMany<S<String>>>,
-    pub map: Option<S<MapNode>>,
+    pub name: Option<Spanned<String>>,
+    pub on: Spanned<OneOrMany<Spanned<String>>>,
+    pub map: Option<Spanned<MapNode>>,
     /// A Rhai expression over `payload`, `event`, `doc`; false skips the rule.
-    pub when: Option<S<String>>,
+    pub when: Option<Spanned<String>>,
     /// A `.rhai` file (relative to the route file) or inline Rhai source.
-    pub script: Option<S<String>>,
-    pub to: Vec<S<RawTarget>>,
+    pub script: Option<Spanned<String>>,
+    pub to: Vec<Spanned<RawTarget>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
-    pub sink: S<String>,
+    pub sink: Spanned<String>,
     /// Store sinks: the record key (an expression or template).
-    pub key: Option<S<String>>,
+    pub key: Option<Spanned<String>>,
     /// Deliveries with the same value go strictly in arrival order.
-    pub ordered_by: Option<S<String>>,
+    pub ordered_by: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -210,98 +210,98 @@ pub struct RawTarget {
 pub struct RawSink {
     #[serde(rename = "type")]
     #[schemars(schema_with = "sink_type_names")]
-    pub kind: S<String>,
+    pub kind: Spanned<String>,
     /// store: the record tree (default: the sink's name).
-    pub tree: Option<S<String>>,
+    pub tree: Option<Spanned<String>>,
     /// store: default record key when a rule's target gives none.
-    pub key: Option<S<String>>,
+    pub key: Option<Spanned<String>>,
     /// store, postgres: upsert | merge | delete.
     #[serde(default)]
     #[schemars(schema_with = "mode_names")]
-    pub mode: Option<S<String>>,
+    pub mode: Option<Spanned<String>>,
     /// postgres: the table (`table` or `schema.table`).
-    pub table: Option<S<String>>,
+    pub table: Option<Spanned<String>>,
     /// postgres: the unique key the upsert targets (a column or a list of them).
-    pub conflict: Option<S<OneOrMany<String>>>,
+    pub conflict: Option<Spanned<OneOrMany<String>>>,
     /// postgres: a column; an event with a lower value never overwrites the row.
-    pub version: Option<S<String>>,
+    pub version: Option<Spanned<String>>,
     /// postgres: a jsonb column for the document's fields that have no column.
-    pub extra: Option<S<String>>,
+    pub extra: Option<Spanned<String>>,
     /// postgres: the document's fields this table takes (default: all; the
     /// others may be for the rule's other sinks).
-    pub columns: Option<S<Vec<String>>>,
-    pub retry: Option<S<RawRetry>>,
+    pub columns: Option<Spanned<Vec<String>>>,
+    pub retry: Option<Spanned<RawRetry>>,
     /// http, make: where to POST; postgres: the connection URL.
-    pub url: Option<S<String>>,
+    pub url: Option<Spanned<String>>,
     /// make (and http): tried when the primary fails for good.
-    pub fallback_url: Option<S<String>>,
+    pub fallback_url: Option<Spanned<String>>,
     /// http: POST (default), PUT or PATCH.
     #[serde(default)]
     #[schemars(schema_with = "method_names")]
-    pub method: Option<S<String>>,
+    pub method: Option<Spanned<String>>,
     /// http, make: extra request headers.
-    pub headers: Option<OrderedMap<S<String>>>,
+    pub headers: Option<OrderedMap<Spanned<String>>>,
     /// http, make: time for a whole request, e.g. `10s`; postgres: for one write.
-    pub timeout: Option<S<String>>,
+    pub timeout: Option<Spanned<String>>,
     /// http, make, postgres: deliveries in flight at once.
-    pub concurrency: Option<S<usize>>,
+    pub concurrency: Option<Spanned<usize>>,
     /// http, make: sign outgoing requests: `{scheme: standard-webhooks, secret: whsec_...}`.
-    pub sign: Option<S<RawSign>>,
+    pub sign: Option<Spanned<RawSign>>,
     /// http, make: send events as JSON arrays; postgres: as multi-row statements: `{max_events: 100, max_wait: 2s}`.
-    pub batch: Option<S<RawBatch>>,
+    pub batch: Option<Spanned<RawBatch>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBatch {
-    pub max_events: S<usize>,
-    pub max_wait: S<String>,
+    pub max_events: Spanned<usize>,
+    pub max_wait: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSign {
-    pub scheme: S<String>,
-    pub secret: S<String>,
+    pub scheme: Spanned<String>,
+    pub secret: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
-    pub attempts: Option<S<u32>>,
-    pub backoff: Option<S<String>>,
-    pub max_delay: Option<S<String>>,
+    pub attempts: Option<Spanned<u32>>,
+    pub backoff: Option<Spanned<String>>,
+    pub max_delay: Option<Spanned<String>>,
     /// Give up once this long has passed since the first attempt, e.g. `24h`.
-    pub deadline: Option<S<String>>,
+    pub deadline: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawView {
-    pub path: S<String>,
-    pub tree: S<String>,
+    pub path: Spanned<String>,
+    pub tree: Spanned<String>,
     /// One record: the key template, e.g. `"{sessionId}"`. Absent = a list view.
-    pub key: Option<S<String>>,
+    pub key: Option<Spanned<String>>,
     /// List views: query parameters that filter on the record field of the
     /// same name; `param=field` filters on another field (`status=connection`).
-    pub filter_by: Option<Vec<S<String>>>,
+    pub filter_by: Option<Vec<Spanned<String>>>,
     /// List views: a field whose values are counted into `summary`.
-    pub summary: Option<S<String>>,
+    pub summary: Option<Spanned<String>>,
     /// List views: `summary` values always shown, with 0 when no record has them.
-    pub summary_values: Option<Vec<S<String>>>,
+    pub summary_values: Option<Vec<Spanned<String>>>,
     /// Rhai run on each record before it is shown (computed fields); sees
     /// `doc` (the record) and `event` (`params`, `query`).
-    pub script: Option<S<String>>,
+    pub script: Option<Spanned<String>>,
     /// Require `Authorization: Bearer <token>`: `{token: ${VIEW_TOKEN}}` (a list allows rotation).
-    pub auth: Option<S<RawViewAuth>>,
+    pub auth: Option<Spanned<RawViewAuth>>,
     /// Origins allowed to read it from a browser (`["*"]` for any): CORS headers and preflight.
-    pub cors: Option<Vec<S<String>>>,
+    pub cors: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawViewAuth {
-    pub token: S<OneOrMany<String>>,
+    pub token: Spanned<OneOrMany<String>>,
 }
 
 /// A size such as `1MiB`, `512KiB`, `10kb` or a plain byte count.
@@ -388,15 +388,15 @@ impl FromScalar for String {
     }
 }
 
-impl FromScalar for S<String> {
+impl FromScalar for Spanned<String> {
     fn from_scalar(s: &str) -> Self {
-        S::new(s.to_string(), Location::UNKNOWN, Location::UNKNOWN)
+        Spanned::new(s.to_string(), Location::UNKNOWN, Location::UNKNOWN)
     }
 }
 
 /// A YAML mapping with its keys' positions, in file order.
 #[derive(Debug)]
-pub struct OrderedMap<V>(pub Vec<(S<String>, V)>);
+pub struct OrderedMap<V>(pub Vec<(Spanned<String>, V)>);
 
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -422,7 +422,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
 #[derive(Debug)]
 pub enum MapNode {
     Expr(String),
-    Object(Vec<(S<String>, S<MapNode>)>),
+    Object(Vec<(Spanned<String>, Spanned<MapNode>)>),
     Literal(serde_json::Value),
 }
 

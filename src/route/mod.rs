@@ -264,13 +264,13 @@ impl Rule {
 
     /// Runs `when:` and `script:` over the mapped document; without them
     /// the document passes through untouched (and unconverted).
-    pub fn finish(
+    pub fn run_scripts(
         &self,
         doc: Value,
         payload: &Value,
         event: &EventV1,
         current: Option<&Value>,
-    ) -> Result<Value, script::Outcome> {
+    ) -> Result<Value, script::Refusal> {
         if !self.has_scripts() {
             return Ok(doc);
         }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 /// in a route file (or, for the whole directory, in a file without a route)
 /// changes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Limits {
+pub struct Sandbox {
     pub operations: u64,
     pub call_depth: usize,
     pub expr_depth: usize,
@@ -38,7 +38,7 @@ pub struct Limits {
     pub wall_time: Duration,
 }
 
-impl Default for Limits {
+impl Default for Sandbox {
     fn default() -> Self {
         Self {
             operations: 100_000,
@@ -64,10 +64,10 @@ thread_local! {
 
 /// Engines by limits, so every script with the same limits shares one.
 #[derive(Default)]
-pub struct Engines(HashMap<Limits, Arc<Engine>>);
+pub struct Engines(HashMap<Sandbox, Arc<Engine>>);
 
 impl Engines {
-    pub fn get(&mut self, limits: Limits) -> Arc<Engine> {
+    pub fn get(&mut self, limits: Sandbox) -> Arc<Engine> {
         self.0.entry(limits).or_insert_with(|| Arc::new(sandboxed(limits))).clone()
     }
 }
@@ -75,7 +75,7 @@ impl Engines {
 /// The variables every script and condition sees.
 pub const INPUTS: &[&str] = &["doc", "payload", "event", "current"];
 
-fn sandboxed(limits: Limits) -> Engine {
+fn sandboxed(limits: Sandbox) -> Engine {
     let mut engine = Engine::new();
     engine
         .set_strict_variables(true)
@@ -174,7 +174,7 @@ impl fmt::Debug for Compiled {
 impl Compiled {
     pub fn compile(
         engine: Arc<Engine>,
-        limits: Limits,
+        limits: Sandbox,
         kind: Kind,
         source: &str,
         origin: Origin,
@@ -198,7 +198,7 @@ impl Compiled {
         }
     }
 
-    fn eval(&self, scope: &mut Scope<'static>) -> Result<Dynamic, Outcome> {
+    fn eval(&self, scope: &mut Scope<'static>) -> Result<Dynamic, Refusal> {
         let deadline = Instant::now() + self.wall_time;
         DEADLINE.with(|d| d.set(Some(deadline)));
         let result = self.engine.eval_ast_with_scope::<Dynamic>(scope, &self.ast);
@@ -206,10 +206,10 @@ impl Compiled {
         result.map_err(|e| self.error(*e))
     }
 
-    fn error(&self, e: EvalAltResult) -> Outcome {
+    fn error(&self, e: EvalAltResult) -> Refusal {
         if let EvalAltResult::ErrorRuntime(value, _) = &e {
             if let Some(signal) = value.clone().try_cast::<DropSignal>() {
-                return Outcome::Dropped(signal.0);
+                return Refusal::Dropped(signal.0);
             }
         }
         let at = self.origin.at(e.position());
@@ -222,13 +222,13 @@ impl Compiled {
             }
             _ => e.to_string().split(" (line ").next().unwrap_or_default().to_string(),
         };
-        Outcome::Error(ScriptError(format!("{at}: {message}")))
+        Refusal::Error(ScriptError(format!("{at}: {message}")))
     }
 }
 
 /// Why a rule's scripts did not give a document.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Refusal {
     /// `when:` was false.
     NotApplicable(String),
     /// The script called `drop(reason)`.
@@ -245,7 +245,7 @@ pub struct Run {
 impl Run {
     /// `event`: what the script sees as `event` (`event_object` for a
     /// delivery); `current`: the record the rule's store target holds now.
-    pub fn new(doc: &Value, payload: &Value, event: &Value, current: Option<&Value>) -> Result<Self, Outcome> {
+    pub fn new(doc: &Value, payload: &Value, event: &Value, current: Option<&Value>) -> Result<Self, Refusal> {
         let mut scope = Scope::new();
         scope.push("doc", to_dynamic(doc));
         scope.push_constant("payload", to_dynamic(payload));
@@ -255,12 +255,12 @@ impl Run {
     }
 
     /// Runs `when:`; `Err(NotApplicable)` when it is false.
-    pub fn check(&mut self, condition: &Compiled, text: &str) -> Result<(), Outcome> {
+    pub fn check(&mut self, condition: &Compiled, text: &str) -> Result<(), Refusal> {
         let value = condition.eval(&mut self.scope)?;
         match value.as_bool() {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Outcome::NotApplicable(format!("`when: {text}` is false"))),
-            Err(kind) => Err(Outcome::Error(ScriptError(format!(
+            Ok(false) => Err(Refusal::NotApplicable(format!("`when: {text}` is false"))),
+            Err(kind) => Err(Refusal::Error(ScriptError(format!(
                 "{}: `when:` gave a {kind}, not true or false",
                 condition.origin.at(Position::NONE)
             )))),
@@ -269,12 +269,12 @@ impl Run {
 
     /// Runs `script:`. The document is what the script returns when that is
     /// a map or an array, otherwise `doc` as the script left it.
-    pub fn transform(&mut self, script: &Compiled) -> Result<(), Outcome> {
+    pub fn transform(&mut self, script: &Compiled) -> Result<(), Refusal> {
         let result = script.eval(&mut self.scope)?;
         if result.is_map() || result.is_array() {
             self.scope.set_value("doc", result);
         } else if !result.is_unit() {
-            return Err(Outcome::Error(ScriptError(format!(
+            return Err(Refusal::Error(ScriptError(format!(
                 "{}: the script returned a {}; return the document (a map) or end with a statement",
                 script.origin.at(Position::NONE),
                 result.type_name()
@@ -284,10 +284,10 @@ impl Run {
     }
 
     /// The document to deliver.
-    pub fn into_doc(self) -> Result<Value, Outcome> {
+    pub fn into_doc(self) -> Result<Value, Refusal> {
         let doc = self.scope.get("doc").cloned().unwrap_or(Dynamic::UNIT);
         rhai::serde::from_dynamic(&doc)
-            .map_err(|e| Outcome::Error(ScriptError(format!("the document is not valid JSON: {e}"))))
+            .map_err(|e| Refusal::Error(ScriptError(format!("the document is not valid JSON: {e}"))))
     }
 }
 
@@ -352,12 +352,12 @@ mod tests {
         }
     }
 
-    fn compile_with(limits: Limits, kind: Kind, source: &str) -> Result<Compiled, CompileError> {
+    fn compile_with(limits: Sandbox, kind: Kind, source: &str) -> Result<Compiled, CompileError> {
         let engine = Engines::default().get(limits);
         Compiled::compile(engine, limits, kind, source, Origin::file(Path::new("t.rhai")))
     }
 
-    fn run_with(limits: Limits, source: &str, current: Option<Value>) -> Result<Value, Outcome> {
+    fn run_with(limits: Sandbox, source: &str, current: Option<Value>) -> Result<Value, Refusal> {
         let script = compile_with(limits, Kind::Script, source).unwrap();
         let mut run =
             Run::new(&json!({"n": 1}), &json!({"data": {"x": "y"}}), &event_object(&event()), current.as_ref())?;
@@ -365,13 +365,13 @@ mod tests {
         run.into_doc()
     }
 
-    fn run(source: &str) -> Result<Value, Outcome> {
-        run_with(Limits::default(), source, None)
+    fn run(source: &str) -> Result<Value, Refusal> {
+        run_with(Sandbox::default(), source, None)
     }
 
-    fn error_of(r: Result<Value, Outcome>) -> String {
+    fn error_of(r: Result<Value, Refusal>) -> String {
         match r {
-            Err(Outcome::Error(e)) => e.0,
+            Err(Refusal::Error(e)) => e.0,
             other => panic!("expected a script error, got {other:?}"),
         }
     }
@@ -380,7 +380,7 @@ mod tests {
     fn sees_doc_payload_event_and_current() {
         let src = "doc.n += 1; doc.x = payload.data.x; doc.session = event.params.sessionId; \
                    doc.seen = (current?.seen ?? 0) + 1; doc.kind = event.type;";
-        let out = run_with(Limits::default(), src, Some(json!({"seen": 4}))).unwrap();
+        let out = run_with(Sandbox::default(), src, Some(json!({"seen": 4}))).unwrap();
         assert_eq!(out, json!({"n": 2, "x": "y", "session": "s-1", "seen": 5, "kind": "membership.accessed"}));
         assert_eq!(run("doc.seen = current?.seen ?? 0;").unwrap()["seen"], 0);
     }
@@ -393,8 +393,8 @@ mod tests {
 
     #[test]
     fn drop_records_the_reason() {
-        assert_eq!(run(r#"drop("not a credit pack")"#), Err(Outcome::Dropped("not a credit pack".into())));
-        assert_eq!(run("drop()"), Err(Outcome::Dropped("dropped by the script".into())));
+        assert_eq!(run(r#"drop("not a credit pack")"#), Err(Refusal::Dropped("not a credit pack".into())));
+        assert_eq!(run("drop()"), Err(Refusal::Dropped("dropped by the script".into())));
     }
 
     #[test]
@@ -406,10 +406,10 @@ mod tests {
     #[test]
     fn limits_stop_runaway_scripts() {
         // A wall time far off, so a loaded CI box still hits the other limits first.
-        let roomy = Limits { wall_time: Duration::from_secs(60), ..Limits::default() };
+        let roomy = Sandbox { wall_time: Duration::from_secs(60), ..Sandbox::default() };
         let run = |src: &str| run_with(roomy, src, None);
         assert!(error_of(run("loop { doc.n += 1; }")).contains("more operations than its limit"));
-        let slow = Limits { operations: u64::MAX, wall_time: Duration::from_millis(20), ..Limits::default() };
+        let slow = Sandbox { operations: u64::MAX, wall_time: Duration::from_millis(20), ..Sandbox::default() };
         let started = Instant::now();
         assert!(error_of(run_with(slow, "loop { doc.n += 1; }", None)).contains("wall-time limit (20ms)"));
         assert!(started.elapsed() < Duration::from_secs(2));
@@ -423,30 +423,30 @@ mod tests {
 
     #[test]
     fn no_eval_and_no_modules() {
-        let e = compile_with(Limits::default(), Kind::Script, r#"eval("1 + 1")"#).unwrap_err();
+        let e = compile_with(Sandbox::default(), Kind::Script, r#"eval("1 + 1")"#).unwrap_err();
         assert!(e.message.contains("eval"), "{}", e.message);
-        assert!(compile_with(Limits::default(), Kind::Script, r#"import "os" as os;"#).is_err());
+        assert!(compile_with(Sandbox::default(), Kind::Script, r#"import "os" as os;"#).is_err());
     }
 
     #[test]
     fn unknown_variables_are_compile_errors() {
-        let e = compile_with(Limits::default(), Kind::Condition, r#"paylod.data.severity == "HIGH""#).unwrap_err();
+        let e = compile_with(Sandbox::default(), Kind::Condition, r#"paylod.data.severity == "HIGH""#).unwrap_err();
         assert_eq!((e.line, e.column, e.message.as_str()), (1, 1, "Undefined variable: paylod"));
-        assert!(compile_with(Limits::default(), Kind::Script, "let x = 1; doc.y = x + current?.n ?? 0;").is_ok());
+        assert!(compile_with(Sandbox::default(), Kind::Script, "let x = 1; doc.y = x + current?.n ?? 0;").is_ok());
     }
 
     #[test]
     fn conditions_must_be_booleans() {
         let check = |src: &str| {
-            let c = compile_with(Limits::default(), Kind::Condition, src).unwrap();
+            let c = compile_with(Sandbox::default(), Kind::Condition, src).unwrap();
             let event = event_object(&event());
             Run::new(&json!({}), &json!({"data": {"severity": "HIGH"}}), &event, None).unwrap().check(&c, src)
         };
         assert_eq!(check(r#"payload.data.severity in ["HIGH", "CRITICAL"]"#), Ok(()));
-        assert!(matches!(check(r#"payload.data.severity == "LOW""#), Err(Outcome::NotApplicable(_))));
-        assert!(matches!(check("payload.data.severity"), Err(Outcome::Error(_))));
+        assert!(matches!(check(r#"payload.data.severity == "LOW""#), Err(Refusal::NotApplicable(_))));
+        assert!(matches!(check("payload.data.severity"), Err(Refusal::Error(_))));
         // An expression, not statements.
-        assert!(compile_with(Limits::default(), Kind::Condition, "let x = 1; x == 1").is_err());
+        assert!(compile_with(Sandbox::default(), Kind::Condition, "let x = 1; x == 1").is_err());
     }
 
     #[test]

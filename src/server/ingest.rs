@@ -18,7 +18,7 @@ use crate::runtime::Runtime;
 use crate::storage::{Appended, LogError, NewEvent, Parsed};
 use crate::telemetry::tap::Tapped;
 use crate::telemetry::trace;
-use crate::telemetry::Counted;
+use crate::telemetry::RequestVerdict;
 use crate::verify::{is_secret_header, is_secret_query, Unverified, REDACTED};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -63,10 +63,10 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
                             Err(e) => (Err(e), None),
                         };
                     let counted = match &result {
-                        Ok(Accepted::New { .. }) => Counted::Accepted,
-                        Ok(Accepted::Duplicate { .. }) => Counted::Duplicate,
-                        Ok(Accepted::Filtered { .. } | Accepted::Challenge(_)) => Counted::Filtered,
-                        Err(e) => Counted::Rejected(e.reason()),
+                        Ok(Accepted::New { .. }) => RequestVerdict::Accepted,
+                        Ok(Accepted::Duplicate { .. }) => RequestVerdict::Duplicate,
+                        Ok(Accepted::Filtered { .. } | Accepted::Challenge(_)) => RequestVerdict::Filtered,
+                        Err(e) => RequestVerdict::Rejected(e.reason()),
                     };
                     state.rt.stats.request(&route.name, counted, started.elapsed());
                     state.rt.tap.publish(|| tapped(&route.name, counted, &result));
@@ -95,11 +95,11 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
 }
 
 /// A request's line for `router tap`.
-fn tapped(route: &str, counted: Counted, result: &Result<Accepted, IngestError>) -> Tapped {
+fn tapped(route: &str, counted: RequestVerdict, result: &Result<Accepted, IngestError>) -> Tapped {
     let mut line = Tapped::new("request", route, counted.name());
     let (event_type, id) = identity(result);
     (line.event_type, line.id) = (event_type.map(str::to_owned), id);
-    if let Counted::Rejected(why) = counted {
+    if let RequestVerdict::Rejected(why) = counted {
         line.reason = Some(why.name().to_string());
     }
     line

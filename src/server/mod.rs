@@ -75,7 +75,7 @@ pub async fn serve(
     let main = tokio::spawn(accept_loop(listener, app, limits, stop_rx.clone()));
     let admin = admin.map(|(l, api)| tokio::spawn(accept_loop(l, api, limits, stop_rx.clone())));
     let retention = tokio::spawn(crate::retention::run(rt.clone(), stop_rx.clone()));
-    let upkeep = tokio::spawn(every(Duration::from_secs(5), stop_rx.clone(), {
+    let upkeep = tokio::spawn(run_every(Duration::from_secs(5), stop_rx.clone(), {
         let rt = rt.clone();
         move || rt.stats.exporter.upkeep()
     }));
@@ -144,7 +144,7 @@ impl<S> App for S where
 }
 
 /// Calls `f` every `period` until `stop`.
-async fn every(period: Duration, mut stop: watch::Receiver<bool>, f: impl Fn()) {
+async fn run_every(period: Duration, mut stop: watch::Receiver<bool>, f: impl Fn()) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => f(),

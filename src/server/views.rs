@@ -29,12 +29,12 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// One request to a view: its path params and query, owned (streams outlive the handler).
 #[derive(Clone)]
-struct Read {
+struct ViewRequest {
     params: Vec<(String, String)>,
     query: Vec<(String, String)>,
 }
 
-impl Read {
+impl ViewRequest {
     /// A record view's key for this request (`None` for list views, or
     /// when the template names a parameter the request lacks).
     fn key(&self, view: &View) -> Option<String> {
@@ -58,7 +58,7 @@ pub async fn handle(
     } else if view.auth.as_ref().is_some_and(|a| a.check(headers).is_err()) {
         (StatusCode::UNAUTHORIZED, Json(json!({"success": false, "error": "unauthorized"}))).into_response()
     } else {
-        let read = Read { params: params.to_vec(), query: query.to_vec() };
+        let read = ViewRequest { params: params.to_vec(), query: query.to_vec() };
         let wants_stream =
             headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
         if wants_stream {
@@ -97,7 +97,7 @@ fn allowed_origin(view: &View, headers: &HeaderMap) -> Option<HeaderValue> {
 /// record view comes the record's version: the log id of the event that
 /// wrote it (0 when absent), stable across restarts, so it is the record
 /// stream's event id.
-async fn render(rt: Arc<Runtime>, view: Arc<View>, read: Read) -> (StatusCode, Value, Option<u64>) {
+async fn render(rt: Arc<Runtime>, view: Arc<View>, read: ViewRequest) -> (StatusCode, Value, Option<u64>) {
     let result = tokio::task::spawn_blocking(move || render_blocking(&rt, &view, &read)).await;
     match result {
         Ok(Ok(answer)) => answer,
@@ -112,7 +112,7 @@ async fn render(rt: Arc<Runtime>, view: Arc<View>, read: Read) -> (StatusCode, V
 fn render_blocking(
     rt: &Runtime,
     view: &View,
-    read: &Read,
+    read: &ViewRequest,
 ) -> Result<(StatusCode, Value, Option<u64>), crate::storage::LogError> {
     let records = &rt.data.records;
     let not_found = (StatusCode::NOT_FOUND, json!({"success": false, "error": "not found"}), Some(0));
@@ -184,7 +184,7 @@ fn computed(script: &script::Compiled, record: Value, request: &Value) -> Result
         run.into_doc()
     });
     outcome.map_err(|o| match o {
-        script::Outcome::Error(e) => e.0,
+        script::Refusal::Error(e) => e.0,
         other => format!("{other:?}"),
     })
 }
@@ -198,7 +198,7 @@ fn computed(script: &script::Compiled, record: Value, request: &Value) -> Result
 fn live(
     rt: Arc<Runtime>,
     view: Arc<View>,
-    read: Read,
+    read: ViewRequest,
     last_seen: Option<u64>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = rt.changes.subscribe();

@@ -8,7 +8,7 @@
 
 use super::retry::parse_retry_after;
 use super::{Batch, Outcome};
-use crate::verify::hmac::HmacVerifier;
+use crate::verify::hmac::HmacScheme;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
 
@@ -27,7 +27,7 @@ pub struct HttpSink {
     /// Wrap the document in Make's envelope.
     pub envelope: bool,
     /// Sign outgoing requests (Standard Webhooks), so receivers can verify us.
-    pub signer: Option<HmacVerifier>,
+    pub signer: Option<HmacScheme>,
     /// Send events as JSON arrays.
     pub batch: Option<Batch>,
 }

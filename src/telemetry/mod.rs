@@ -7,7 +7,7 @@ pub mod stats;
 pub mod tap;
 pub mod trace;
 
-pub use stats::{Counted, Delivered, Reject, Stats};
+pub use stats::{DeliveryVerdict, Reject, RequestVerdict, Stats};
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

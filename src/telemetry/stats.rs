@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// How one webhook request ended, for counting.
 #[derive(Debug, Clone, Copy)]
-pub enum Counted {
+pub enum RequestVerdict {
     Accepted,
     Duplicate,
     /// An event type the route does not want (or a subscription challenge).
@@ -27,14 +27,14 @@ pub enum Counted {
     Rejected(Reject),
 }
 
-impl Counted {
+impl RequestVerdict {
     /// The `outcome` label, and the verdict `router tap` shows.
     pub fn name(self) -> &'static str {
         match self {
-            Counted::Accepted => OUTCOMES[0],
-            Counted::Duplicate => OUTCOMES[1],
-            Counted::Filtered => OUTCOMES[2],
-            Counted::Rejected(_) => "rejected",
+            RequestVerdict::Accepted => OUTCOMES[0],
+            RequestVerdict::Duplicate => OUTCOMES[1],
+            RequestVerdict::Filtered => OUTCOMES[2],
+            RequestVerdict::Rejected(_) => "rejected",
         }
     }
 }
@@ -77,7 +77,7 @@ impl Reject {
 
 /// One delivery attempt's result, for counting.
 #[derive(Debug, Clone, Copy)]
-pub enum Delivered {
+pub enum DeliveryVerdict {
     /// Delivered; `latency` runs from the event's receipt to now.
     Ok { latency: Duration },
     /// Deliberately not sent (stale, or dropped by a script): a success.
@@ -88,14 +88,14 @@ pub enum Delivered {
     Failed,
 }
 
-impl Delivered {
+impl DeliveryVerdict {
     /// The `outcome` label, and the verdict `router tap` shows.
     pub fn name(self) -> &'static str {
         match self {
-            Delivered::Ok { .. } => "delivered",
-            Delivered::Skipped => "skipped",
-            Delivered::Retry => "retry",
-            Delivered::Failed => "failed",
+            DeliveryVerdict::Ok { .. } => "delivered",
+            DeliveryVerdict::Skipped => "skipped",
+            DeliveryVerdict::Retry => "retry",
+            DeliveryVerdict::Failed => "failed",
         }
     }
 }
@@ -325,13 +325,13 @@ impl Stats {
     }
 
     /// Counts one request to `route` that took `took` to answer.
-    pub fn request(&self, route: &str, what: Counted, took: Duration) {
+    pub fn request(&self, route: &str, what: RequestVerdict, took: Duration) {
         let r = self.route(route);
         match what {
-            Counted::Accepted => r.outcomes[0].fetch_add(1, Relaxed),
-            Counted::Duplicate => r.outcomes[1].fetch_add(1, Relaxed),
-            Counted::Filtered => r.outcomes[2].fetch_add(1, Relaxed),
-            Counted::Rejected(why) => r.rejected[why as usize].fetch_add(1, Relaxed),
+            RequestVerdict::Accepted => r.outcomes[0].fetch_add(1, Relaxed),
+            RequestVerdict::Duplicate => r.outcomes[1].fetch_add(1, Relaxed),
+            RequestVerdict::Filtered => r.outcomes[2].fetch_add(1, Relaxed),
+            RequestVerdict::Rejected(why) => r.rejected[why as usize].fetch_add(1, Relaxed),
         };
         let (minute, day) = now_minute_and_day();
         r.today.add(day);
@@ -340,16 +340,16 @@ impl Stats {
     }
 
     /// Counts one delivery attempt's result.
-    pub fn delivery(&self, route: &str, sink: &str, what: Delivered) {
+    pub fn delivery(&self, route: &str, sink: &str, what: DeliveryVerdict) {
         let p = self.pair(route, sink);
         match what {
-            Delivered::Ok { latency } => {
+            DeliveryVerdict::Ok { latency } => {
                 p.delivered.fetch_add(1, Relaxed);
                 p.latency.record(latency);
             }
-            Delivered::Skipped => _ = p.skipped.fetch_add(1, Relaxed),
-            Delivered::Retry => _ = p.retries.fetch_add(1, Relaxed),
-            Delivered::Failed => _ = p.failed.fetch_add(1, Relaxed),
+            DeliveryVerdict::Skipped => _ = p.skipped.fetch_add(1, Relaxed),
+            DeliveryVerdict::Retry => _ = p.retries.fetch_add(1, Relaxed),
+            DeliveryVerdict::Failed => _ = p.failed.fetch_add(1, Relaxed),
         }
     }
 
@@ -502,11 +502,11 @@ mod tests {
     #[test]
     fn report_sums_pairs_per_route_and_sink() {
         let s = Stats::default();
-        s.request("a", Counted::Accepted, Duration::from_millis(2));
-        s.request("a", Counted::Rejected(Reject::Unauthorized), Duration::from_millis(1));
-        s.delivery("a", "db", Delivered::Ok { latency: Duration::from_millis(10) });
-        s.delivery("a", "make", Delivered::Failed);
-        s.delivery("b", "db", Delivered::Ok { latency: Duration::from_millis(30) });
+        s.request("a", RequestVerdict::Accepted, Duration::from_millis(2));
+        s.request("a", RequestVerdict::Rejected(Reject::Unauthorized), Duration::from_millis(1));
+        s.delivery("a", "db", DeliveryVerdict::Ok { latency: Duration::from_millis(10) });
+        s.delivery("a", "make", DeliveryVerdict::Failed);
+        s.delivery("b", "db", DeliveryVerdict::Ok { latency: Duration::from_millis(30) });
         let r = s.report(["a", "b", "c"]);
         let a = &r.routes["a"];
         assert_eq!((a.received, a.accepted, a.rejected, a.today), (2, 1, 1, 2));
@@ -517,7 +517,7 @@ mod tests {
         assert_eq!(r.sinks["db"].delivered, 2);
         assert_eq!(r.sinks["db"].delivery_ms.count, 2);
         for ms in 1..=100 {
-            s.delivery("c", "hook", Delivered::Ok { latency: Duration::from_millis(ms) });
+            s.delivery("c", "hook", DeliveryVerdict::Ok { latency: Duration::from_millis(ms) });
         }
         let q = s.report([]).sinks["hook"].delivery_ms.clone();
         let (p50, p99) = (q.p50.unwrap(), q.p99.unwrap());

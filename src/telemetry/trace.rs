@@ -23,7 +23,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::Layer;
 
-use super::Counted;
+use super::RequestVerdict;
 
 /// The target of every span exported.
 pub const TARGET: &str = "webhook_router::trace";
@@ -129,9 +129,9 @@ pub fn request(route: &str, headers: &HeaderMap) -> Span {
 }
 
 /// What a request came to: its verdict, the status it got, the event.
-pub fn answered(span: &Span, counted: Counted, status: u16, event_type: Option<&str>, id: Option<u64>) {
+pub fn answered(span: &Span, counted: RequestVerdict, status: u16, event_type: Option<&str>, id: Option<u64>) {
     span.record("outcome", counted.name());
-    if let Counted::Rejected(why) = counted {
+    if let RequestVerdict::Rejected(why) = counted {
         span.record("reason", why.name());
     }
     span.record("http.response.status_code", status);

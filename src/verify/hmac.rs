@@ -199,16 +199,17 @@ pub struct HmacSpec {
     pub public_url: Option<String>,
 }
 
-/// A spec with its decoded keys.
+/// An HMAC scheme with its decoded keys: it verifies requests, and signs
+/// the outgoing requests of HTTP sinks that have `sign:`.
 #[derive(Clone)]
-pub struct HmacVerifier {
+pub struct HmacScheme {
     pub spec: HmacSpec,
     keys: Vec<Vec<u8>>,
 }
 
-impl std::fmt::Debug for HmacVerifier {
+impl std::fmt::Debug for HmacScheme {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HmacVerifier").field("spec", &self.spec).field("keys", &self.keys.len()).finish()
+        f.debug_struct("HmacScheme").field("spec", &self.spec).field("keys", &self.keys.len()).finish()
     }
 }
 
@@ -243,7 +244,7 @@ fn sorted_form(body: &[u8]) -> String {
     params.into_iter().map(|(k, v)| k + v.as_str()).collect()
 }
 
-impl HmacVerifier {
+impl HmacScheme {
     pub fn new(spec: HmacSpec, secrets: &[Secret]) -> Result<Self, String> {
         let keys = secrets.iter().map(|s| spec.key.decode(s.expose())).collect::<Result<_, _>>()?;
         Ok(Self { spec, keys })

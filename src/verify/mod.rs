@@ -62,7 +62,7 @@ pub enum Verifier {
 #[derive(Debug, Clone)]
 pub struct SignatureScheme {
     pub name: String,
-    pub alternatives: Vec<hmac::HmacVerifier>,
+    pub alternatives: Vec<hmac::HmacScheme>,
     /// Meta's `hub.verify_token`, when the scheme answers the GET handshake.
     pub verify_token: Option<Secret>,
     /// Slack's `url_verification`: a verified body of this `type` is answered

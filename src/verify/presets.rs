@@ -197,7 +197,7 @@ pub fn preset_for(scheme: &str, legacy: bool) -> Option<Preset> {
 mod tests {
     //! The providers' published test vectors, through the presets.
     use super::*;
-    use crate::verify::hmac::{HmacVerifier, Request};
+    use crate::verify::hmac::{HmacScheme, Request};
     use crate::verify::{Secret, VerifyError};
     use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
@@ -220,8 +220,7 @@ mod tests {
             s.public_url = Some("https://mycompany.com".into());
             s
         });
-        let verifiers: Vec<HmacVerifier> =
-            specs.map(|s| HmacVerifier::new(s, &[Secret::new(secret)]).unwrap()).collect();
+        let verifiers: Vec<HmacScheme> = specs.map(|s| HmacScheme::new(s, &[Secret::new(secret)]).unwrap()).collect();
         let chosen = verifiers.iter().find(|v| v.applies(&req)).ok_or(VerifyError::Missing)?;
         chosen.verify(&req).map(|_| ())
     }

@@ -7,11 +7,11 @@
 //! value cast by PostgreSQL to its column's type. Problems come in the
 //! loader's shape, at the place in the file that must change.
 
+use super::route_test_runner::{self, Scratch};
 use crate::config::diagnostic::nearest;
-use crate::config::raw::{self, MapNode, RawFile, RawSink, S};
+use crate::config::raw::{self, MapNode, RawFile, RawSink, Spanned};
 use crate::config::{self, Config, Diagnostic, Diagnostics, Pos};
 use crate::route::sample;
-use crate::route_tests::{self, Scratch};
 use crate::sink::postgres::fit::{self, Part};
 use crate::sink::postgres::statement::{self, Table};
 use crate::sink::postgres::{self as postgres_sink, PostgresSink};
@@ -62,7 +62,7 @@ pub async fn check(paths: &[PathBuf], config: Config) -> Diagnostics {
             // The example as `router send` posts it: a fresh id written in.
             let req = sample::build(route, &kind.value, None, &[]).and_then(|r| r.to_request());
             let posted = match req {
-                Ok(req) => route_tests::post(&scratch.rt, &app, req).await,
+                Ok(req) => route_test_runner::post(&scratch.rt, &app, req).await,
                 Err(e) => Err(e),
             };
             let posted = match posted {
@@ -127,7 +127,7 @@ fn raw_files(paths: &[PathBuf]) -> Vec<(PathBuf, RawFile)> {
 /// Opens `sink`'s database and reads its table; its misfits go to `diags`.
 async fn reach<'a>(
     file: &Path,
-    name: &S<String>,
+    name: &Spanned<String>,
     raw: &RawSink,
     sink: &'a PostgresSink,
     diags: &mut Diagnostics,
@@ -194,7 +194,7 @@ async fn reach<'a>(
 fn map_keys(file: &Path, raw: &RawFile, reached: &BTreeMap<&str, Reached>, diags: &mut Diagnostics) {
     for rule in raw.rules.iter().flatten() {
         let rule = &rule.value;
-        let Some(S { value: MapNode::Object(entries), .. }) = &rule.map else { continue };
+        let Some(Spanned { value: MapNode::Object(entries), .. }) = &rule.map else { continue };
         for target in &rule.to {
             let Some(r) = reached.get(target.value.sink.value.as_str()) else { continue };
             for (key, _) in entries {

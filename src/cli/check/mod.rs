@@ -1,13 +1,13 @@
 //! `router check [PATH...]`: the same loader as `serve`, binding nothing,
 //! then the route tests of each directory (`tests/*.yaml`, see
-//! `route_tests`); with `--connect`, also what the postgres sinks'
+//! `route_test_runner`); with `--connect`, also what the postgres sinks'
 //! databases say (`connect`). Exit 0 when clean, 1 when there are problems or failed
 //! tests (warnings count only with `--strict`), 2 when it could not run.
 
 mod connect;
+pub mod route_test_runner;
 
 use crate::config::{self, env::ProcessEnv, Diagnostics};
-use crate::route_tests;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -64,10 +64,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let errors = diags.errors().count();
     let warnings = diags.0.len() - errors;
     // Route tests only mean something once the routes load.
-    let mut tests = route_tests::Report::default();
+    let mut tests = route_test_runner::Report::default();
     if summary.is_some() && !args.no_tests {
         for dir in paths.iter().filter(|p| p.is_dir()) {
-            let r = route_tests::run(dir, &ProcessEnv).await;
+            let r = route_test_runner::run(dir, &ProcessEnv).await;
             tests.passed += r.passed;
             tests.failures.extend(r.failures);
         }

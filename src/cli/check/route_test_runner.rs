@@ -8,7 +8,7 @@
 
 use crate::config::diagnostic::Pos;
 use crate::config::env::EnvSource;
-use crate::config::raw::S;
+use crate::config::raw::Spanned;
 use crate::config::Config;
 use crate::dispatch::{self, Rehearsed};
 use crate::runtime::{DataDir, Runtime};
@@ -24,7 +24,7 @@ use tower::ServiceExt;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestFile {
-    tests: Vec<S<RouteTest>>,
+    tests: Vec<Spanned<RouteTest>>,
 }
 
 #[derive(Debug, Deserialize)]
