@@ -1,0 +1,96 @@
+//! Hints: YAML and Rhai errors turned into diagnostics with a
+//! suggestion of what to write instead.
+
+use super::*;
+
+/// Turns a YAML/serde error into a diagnostic, with "did you mean" for unknown keys.
+pub(super) fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
+    let pos = e.location().map(|l| Pos::from_location(&l)).unwrap_or_default();
+    let full = e.without_snippet().to_string();
+    // The rendered message may carry its own position; ours is the one printed.
+    let message = match full.split_once(": ") {
+        Some((head, rest)) if head.contains("line") && head.contains("column") => rest.to_string(),
+        _ => full,
+    };
+    let mut message = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    if let Some(at) = message.rfind(" at line ") {
+        if message[at..].contains(", column ") {
+            message.truncate(at);
+        }
+    }
+    let message = plain_yaml_message(message);
+    let d = Diagnostic::error(path, pos, message.clone());
+    match yaml_hint(&message, source_line(text, pos)) {
+        Some(h) => d.with_hint(h),
+        None => d,
+    }
+}
+
+/// The YAML library's message in an operator's words: no API names or
+/// debug output, and never the offending value itself (it may be a secret
+/// written as a number: `token: 998877665544`).
+pub(super) fn plain_yaml_message(message: String) -> String {
+    if message.starts_with("multiple YAML documents") {
+        return "a route file holds one YAML document; a second one starts here (split the file in two)".into();
+    }
+    if let Some(budget) = message.strip_prefix("budget breached: ") {
+        return match budget.strip_prefix("Depth { depth: ").and_then(|d| d.strip_suffix(" }")) {
+            Some(depth) => format!("nested more than {} levels deep", depth.parse::<u32>().map_or(64, |d| d - 1)),
+            None => "the file is too large or too deeply nested to load".into(),
+        };
+    }
+    for kind in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(kind) {
+            // `integer `998877665544`, expected a string` → `integer, expected a string`
+            if let (Some(open), Some(close)) = (rest.find(" `"), rest.find("`,")) {
+                if open < close {
+                    return format!("{kind}{}{}", &rest[..open], &rest[close + 1..]);
+                }
+            }
+        }
+    }
+    message
+}
+
+pub(super) fn source_line(text: &str, at: Pos) -> &str {
+    text.lines().nth(at.line.saturating_sub(1) as usize).unwrap_or("")
+}
+
+/// What to write instead, for the YAML and shape errors operators hit most.
+pub(super) fn yaml_hint(message: &str, line: &str) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`')?;
+        let list = expected.split_once("expected one of ").map_or("", |(_, l)| l);
+        let candidates: Vec<&str> =
+            list.split(',').map(|c| c.trim().trim_matches('`')).filter(|c| !c.is_empty()).collect();
+        return Some(match nearest(field, candidates.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("valid keys here: {}", candidates.join(", ")),
+        });
+    }
+    if line.contains("${") && line.contains('{') && line.matches('{').count() > line.matches("${").count() {
+        return Some("inside a { ... } mapping, quote values that use variables: token: \"${MY_TOKEN}\"".into());
+    }
+    if message.contains("expected sequence") {
+        return Some("this value must be a list: [a, b], or one `- item` per line".into());
+    }
+    if message.contains("expected mapping") || message.contains("expected struct") {
+        return Some("this value must be a mapping of `key: value` lines".into());
+    }
+    None
+}
+
+/// What to write instead, for the Rhai compile errors operators hit most.
+pub(super) fn rhai_hint(message: &str, kind: script::Kind) -> Option<String> {
+    if let Some(name) = message.strip_prefix("Undefined variable: ") {
+        let inputs = script::INPUTS.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ");
+        return Some(match nearest(name, script::INPUTS.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`? scripts see {inputs}"),
+            None => format!("scripts see {inputs}; declare other names with `let`"),
+        });
+    }
+    (kind == script::Kind::Condition).then(|| {
+        "`when:` is one Rhai expression over `payload`, `event` and `doc`, e.g. `payload.data.severity == \"HIGH\"`"
+            .to_string()
+    })
+}

@@ -1,0 +1,284 @@
+//! Raw YAML → compiled `Config`, collecting every problem with its position.
+//!
+//! Order: parse each file, gather sinks (names are global), then compile
+//! routes and views against them. A problem in one place never hides the
+//! others: each step records diagnostics and carries on.
+//!
+//! This file holds the driver and `FileContext` (one file's compile state,
+//! its diagnostics and the helpers every part uses); each thing compiled
+//! has a file: `routes`, `verify`, `sinks`, `scripts`, `views`, and
+//! `hints` for the YAML and Rhai error messages.
+
+use super::diagnostic::{nearest, Diagnostic, Diagnostics, Pos};
+use super::env::{interpolate, EnvSource};
+use super::raw::{self, MapNode, RawFile, RawSink, RawVerify, Spanned};
+use super::{Config, Loaded, View};
+use crate::mapping::{Expr, ExprError, Mapping};
+use crate::route::filter::EventFilter;
+use crate::route::table::{template_params, Endpoint, RouteTable};
+use crate::route::{EventSpec, Requirement, Respond, RespondBody, Route, Rule, Target, ValueKind, DEFAULT_BODY_LIMIT};
+use crate::script::{self, Engines, Sandbox};
+use crate::sink::http::{self as http_sink, HttpSink};
+use crate::sink::postgres::{self as postgres_sink, statement::Plan, PostgresSink};
+use crate::sink::{Batch, RetryPolicy, Sink, SinkKind, StoreMode, StoreSink, SINK_TYPES};
+use crate::verify::presets::{self, SCHEMES};
+use crate::verify::{hmac, BasicAuth, BearerToken, Secret, SignatureScheme, Verifier};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod hints;
+mod routes;
+mod scripts;
+mod sinks;
+mod verify;
+mod views;
+
+use hints::{rhai_hint, yaml_error};
+
+/// What a scheme brings when the route does not say: event expressions
+/// (GitHub's `X-GitHub-Event`...) and the provider's own body cap.
+#[derive(Debug, Default, Clone, Copy)]
+struct Defaults {
+    kind: Option<&'static str>,
+    id: Option<&'static str>,
+    body_limit: Option<usize>,
+}
+
+pub(super) fn compile(
+    sources: &[(PathBuf, String)],
+    env: &dyn EnvSource,
+    mut diags: Diagnostics,
+) -> Result<Loaded, Diagnostics> {
+    let mut files = Vec::new();
+    for (path, text) in sources {
+        match raw::parse(text) {
+            Ok(Some(raw)) => files.push((path.as_path(), text.as_str(), raw)),
+            Ok(None) => {} // an empty file declares nothing
+            Err(e) => diags.push(yaml_error(path, text, &e)),
+        }
+    }
+
+    let mut engines = Engines::default();
+    let mut trial_secrets = Vec::new();
+    // Directory-wide script limits: `script_limits:` in a file without a route.
+    let mut default_limits = Sandbox::default();
+    let mut limits_origin: Option<(PathBuf, Pos)> = None;
+    for (path, text, raw) in &files {
+        let (Some(l), None) = (&raw.script_limits, &raw.route) else { continue };
+        let mut cx = FileContext {
+            file: path,
+            text,
+            env,
+            diags: &mut diags,
+            engines: &mut engines,
+            limits: Sandbox::default(),
+            trial_secrets: &mut trial_secrets,
+        };
+        if let Some((f, p)) = &limits_origin {
+            cx.error(Pos::of(l), "directory-wide `script_limits` are set twice").with_hint(format!(
+                "the first is at {}:{}:{}; keep one, or move this one into a route file to apply to that route only",
+                f.display(),
+                p.line,
+                p.column
+            ));
+        } else if let Some(limits) = cx.script_limits(l) {
+            default_limits = limits;
+            limits_origin = Some((path.to_path_buf(), Pos::of(l)));
+        }
+    }
+
+    // Sinks first: routes in any file may name them.
+    let mut sinks: BTreeMap<String, Arc<Sink>> = BTreeMap::new();
+    let mut sink_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+    for (path, text, raw) in &files {
+        let mut cx = FileContext {
+            file: path,
+            text,
+            env,
+            diags: &mut diags,
+            engines: &mut engines,
+            limits: default_limits,
+            trial_secrets: &mut trial_secrets,
+        };
+        for (name, sink) in raw.sinks.iter().flat_map(|m| m.0.iter()) {
+            if let Some((first_file, first_pos)) = sink_origin.get(&name.value) {
+                cx.error(Pos::of(name), format!("sink `{}` is declared twice", name.value)).with_hint(format!(
+                    "the first is at {}:{}:{}; sink names are global to the directory",
+                    first_file.display(),
+                    first_pos.line,
+                    first_pos.column
+                ));
+                continue;
+            }
+            sink_origin.insert(name.value.clone(), (path.to_path_buf(), Pos::of(name)));
+            if let Some(s) = cx.sink(name, sink) {
+                sinks.insert(name.value.clone(), Arc::new(s));
+            }
+        }
+    }
+
+    let mut table = RouteTable::default();
+    let mut routes = Vec::new();
+    let mut views = Vec::new();
+    let mut route_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+    let mut path_origin: HashMap<String, String> = HashMap::new();
+    for (path, text, raw) in &files {
+        let mut cx = FileContext {
+            file: path,
+            text,
+            env,
+            diags: &mut diags,
+            engines: &mut engines,
+            limits: default_limits,
+            trial_secrets: &mut trial_secrets,
+        };
+        if let (Some(l), Some(_)) = (&raw.script_limits, &raw.route) {
+            cx.limits = cx.script_limits(l).unwrap_or(default_limits);
+        }
+        if let Some(route) = cx.route(raw, &sinks, &sink_origin) {
+            let name_pos = raw.route.as_ref().map(Pos::of).unwrap_or_default();
+            let path_pos = raw.path.as_ref().map(Pos::of).unwrap_or_default();
+            if let Some((f, p)) = route_origin.get(&route.name) {
+                cx.error(name_pos, format!("route `{}` is declared twice", route.name)).with_hint(format!(
+                    "the first is at {}:{}:{}; give each route its own name",
+                    f.display(),
+                    p.line,
+                    p.column
+                ));
+            } else {
+                route_origin.insert(route.name.clone(), (path.to_path_buf(), name_pos));
+                match table.insert(&route.path, Endpoint::Route(routes.len())) {
+                    Ok(()) => {
+                        path_origin.insert(route.path.clone(), format!("route `{}`", route.name));
+                        routes.push(Arc::new(route));
+                    }
+                    Err(msg) => cx.path_conflict(path_pos, msg, &path_origin),
+                }
+            }
+        }
+        for view in raw.views.iter().flatten() {
+            if let Some(v) = cx.view(view) {
+                match table.insert(&v.path, Endpoint::View(views.len())) {
+                    Ok(()) => {
+                        path_origin.insert(v.path.clone(), format!("a view in {}", path.display()));
+                        views.push(Arc::new(v));
+                    }
+                    Err(msg) => cx.path_conflict(Pos::of(&view.value.path), msg, &path_origin),
+                }
+            }
+        }
+    }
+
+    // Sinks no rule sends to: declared for nothing, or the rule naming them was lost.
+    let used: std::collections::HashSet<&str> = files
+        .iter()
+        .flat_map(|(_, _, raw)| raw.rules.iter().flatten())
+        .flat_map(|r| r.value.to.iter().map(|t| t.value.sink.value.as_str()))
+        .collect();
+    for (name, (file, at)) in &sink_origin {
+        if !used.contains(name.as_str()) {
+            let mut d = Diagnostic::warning(file, *at, format!("sink `{name}` is not used by any rule"));
+            d.hint = Some(format!("send to it with `to: [{{ sink: {name} }}]` in a rule, or remove it"));
+            diags.push(d);
+        }
+    }
+
+    diags.sort();
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let files = sources.iter().map(|(p, _)| p.clone()).collect();
+    Ok(Loaded { config: Config { routes, views, sinks, table, files, trial_secrets }, warnings: diags })
+}
+
+/// Per-file compile context.
+struct FileContext<'a> {
+    file: &'a Path,
+    text: &'a str,
+    env: &'a dyn EnvSource,
+    diags: &'a mut Diagnostics,
+    /// Script engines, shared by every script with the same limits.
+    engines: &'a mut Engines,
+    /// The sandbox limits of this file's scripts.
+    limits: Sandbox,
+    /// Variables whose default (written in the file) became a verify secret.
+    trial_secrets: &'a mut Vec<super::TrialSecret>,
+}
+
+/// A diagnostic just pushed, so a hint can be added fluently.
+struct Reported<'a>(&'a mut Diagnostic);
+
+impl Reported<'_> {
+    fn with_hint(self, hint: impl Into<String>) {
+        self.0.hint = Some(hint.into());
+    }
+}
+
+impl<'a> FileContext<'a> {
+    fn error(&mut self, at: Pos, message: impl Into<String>) -> Reported<'_> {
+        self.diags.push(Diagnostic::error(self.file, at, message));
+        Reported(self.diags.0.last_mut().expect("just pushed"))
+    }
+
+    fn warning(&mut self, at: Pos, message: impl Into<String>) -> Reported<'_> {
+        self.diags.push(Diagnostic::warning(self.file, at, message));
+        Reported(self.diags.0.last_mut().expect("just pushed"))
+    }
+
+    /// Position of character `offset` inside a string scalar (skipping an opening quote).
+    fn pos_in(&self, s: &Spanned<String>, offset: usize) -> Pos {
+        let at = Pos::of(s);
+        let line = self.text.lines().nth(at.line.saturating_sub(1) as usize).unwrap_or("");
+        let first = line.chars().nth(at.column.saturating_sub(1) as usize);
+        let quote = usize::from(matches!(first, Some('"') | Some('\'')));
+        Pos { line: at.line, column: at.column + (quote + offset) as u64 }
+    }
+
+    fn expr_error(&mut self, s: &Spanned<String>, e: ExprError) {
+        let at = self.pos_in(s, e.offset);
+        let d = self.error(at, e.message);
+        if let Some(h) = e.hint {
+            d.with_hint(h);
+        }
+    }
+
+    fn expr(&mut self, s: &Spanned<String>, allow_literal: bool) -> Option<Expr> {
+        Expr::parse(&s.value, allow_literal).map_err(|e| self.expr_error(s, e)).ok()
+    }
+
+    /// `${VAR}` interpolation of a value; unset required variables are errors.
+    fn interp(&mut self, s: &Spanned<String>) -> Option<String> {
+        interpolate(&s.value, self.env)
+            .map_err(|e| {
+                let hint = e.hint();
+                let d = self.error(Pos::of(s), e.to_string());
+                if let Some(h) = hint {
+                    d.with_hint(h);
+                }
+            })
+            .ok()
+    }
+
+    /// A secret or a rotation list of them; empty entries (unset `${VAR:-}`) are dropped.
+    fn secrets(&mut self, s: &Spanned<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
+        let mut out = Vec::new();
+        for item in &s.value.0 {
+            let spanned = Spanned::new(item.clone(), s.referenced, s.defined);
+            let v = self.interp(&spanned)?;
+            if !v.is_empty() {
+                out.push(Secret::new(v));
+            }
+        }
+        Some(out)
+    }
+
+    fn duration(&mut self, s: &Spanned<String>) -> Option<std::time::Duration> {
+        humantime::parse_duration(s.value.trim())
+            .map_err(|e| {
+                self.error(Pos::of(s), format!("`{}` is not a duration: {e}", s.value))
+                    .with_hint("write e.g. 500ms, 30s, 5m or 1h")
+            })
+            .ok()
+    }
+}

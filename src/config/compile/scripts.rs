@@ -1,0 +1,116 @@
+//! Scripts: `when:` and `script:` (inline or a file beside the route),
+//! compiled once per sandbox, and `script_limits:` read into a `Sandbox`.
+
+use super::*;
+
+impl FileContext<'_> {
+    /// Compiles a `when:` or `script:`; a `script:` naming a `.rhai` file is
+    /// read from beside the route file. Errors point into the script's file,
+    /// or into the YAML for inline source.
+    pub(super) fn rhai(
+        &mut self,
+        s: &Spanned<String>,
+        kind: script::Kind,
+        may_be_file: bool,
+    ) -> Option<script::Compiled> {
+        let text = s.value.trim_end();
+        let engine = self.engines.get(self.limits);
+        if may_be_file && !text.contains('\n') && text.ends_with(".rhai") {
+            let relative = Path::new(text);
+            if relative.is_absolute() || relative.components().any(|c| c == std::path::Component::ParentDir) {
+                self.error(Pos::of(s), format!("script `{text}` must be a path inside the routes directory"))
+                    .with_hint("write it relative to this file, e.g. `scripts/engagement.rhai`");
+                return None;
+            }
+            let file = self.file.parent().unwrap_or(Path::new(".")).join(relative);
+            let source = match std::fs::read_to_string(&file) {
+                Ok(source) => source,
+                Err(e) => {
+                    self.error(Pos::of(s), format!("cannot read script `{}`: {e}", file.display()))
+                        .with_hint("scripts are read relative to the route file's directory");
+                    return None;
+                }
+            };
+            return script::Compiled::compile(engine, self.limits, kind, &source, script::Origin::file(&file))
+                .map_err(|e| {
+                    let at = Pos { line: e.line as u64, column: e.column as u64 };
+                    let mut d = Diagnostic::error(&file, at, e.message.as_str());
+                    d.hint = rhai_hint(e.message.as_str(), kind);
+                    self.diags.push(d);
+                })
+                .ok();
+        }
+        let origin = self.inline_origin(s);
+        script::Compiled::compile(engine, self.limits, kind, &s.value, origin)
+            .map_err(|e| {
+                let hint = rhai_hint(e.message.as_str(), kind);
+                let d = self.error(Pos { line: e.line as u64, column: e.column as u64 }, e.message);
+                if let Some(h) = hint {
+                    d.with_hint(h);
+                }
+            })
+            .ok()
+    }
+
+    /// Where inline Rhai text sits in the YAML: a one-line scalar starts at
+    /// its position (after any quote); a block scalar (`|`) is located at its
+    /// first content line, and every line starts at that indentation.
+    pub(super) fn inline_origin(&self, s: &Spanned<String>) -> script::Origin {
+        let at = Pos::of(s);
+        let mut origin = script::Origin::file(self.file);
+        if s.value.trim_end().contains('\n') {
+            let first = self.text.lines().nth(at.line.saturating_sub(1) as usize).unwrap_or("");
+            let indent = first.len() - first.trim_start().len();
+            origin.line_offset = at.line.saturating_sub(1) as usize;
+            origin.first_line_column = indent;
+            origin.column_offset = indent;
+        } else {
+            let start = self.pos_in(s, 0);
+            origin.line_offset = start.line as usize - 1;
+            origin.first_line_column = start.column as usize - 1;
+        }
+        origin
+    }
+
+    pub(super) fn script_limits(&mut self, l: &Spanned<raw::RawScriptLimits>) -> Option<Sandbox> {
+        let raw = &l.value;
+        let mut limits = Sandbox::default();
+        let mut ok = true;
+        let mut positive = |cx: &mut Self, v: &Option<Spanned<usize>>, name: &str, slot: &mut usize| {
+            if let Some(v) = v {
+                if v.value == 0 {
+                    cx.error(Pos::of(v), format!("script_limits.{name} must be above 0"));
+                    ok = false;
+                }
+                *slot = v.value;
+            }
+        };
+        positive(self, &raw.call_depth, "call_depth", &mut limits.call_depth);
+        positive(self, &raw.expr_depth, "expr_depth", &mut limits.expr_depth);
+        positive(self, &raw.array_size, "array_size", &mut limits.array_size);
+        positive(self, &raw.map_size, "map_size", &mut limits.map_size);
+        let mut string_size = None;
+        if let Some(v) = &raw.string_size {
+            string_size = Some(Spanned { value: v.value.0 as usize, referenced: v.referenced, defined: v.defined });
+        }
+        positive(self, &string_size, "string_size", &mut limits.string_size);
+        if let Some(v) = &raw.operations {
+            if v.value == 0 {
+                self.error(Pos::of(v), "script_limits.operations must be above 0");
+                ok = false;
+            }
+            limits.operations = v.value;
+        }
+        if let Some(w) = &raw.wall_time {
+            match self.duration(w) {
+                Some(d) if !d.is_zero() => limits.wall_time = d,
+                Some(_) => {
+                    self.error(Pos::of(w), "script_limits.wall_time must be above 0").with_hint("e.g. `100ms`");
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(limits)
+    }
+}

@@ -1,0 +1,284 @@
+//! Verification: a route's `verify:` becomes a `Verifier` (a preset
+//! scheme, custom HMAC, bearer token, basic auth), with the event
+//! expressions the scheme brings and only the keys that scheme reads.
+
+use super::*;
+
+impl FileContext<'_> {
+    /// Compiles `verify:`; also returns the scheme's default event type and id expressions.
+    pub(super) fn verifier(&mut self, v: &Spanned<RawVerify>) -> Option<(Verifier, Defaults)> {
+        let raw = &v.value;
+        let scheme = &raw.scheme;
+        let name = scheme.value.as_str();
+        if !SCHEMES.contains(&name) {
+            let d = self.error(Pos::of(scheme), format!("unknown verify scheme `{name}`"));
+            match nearest(name, SCHEMES.iter().copied()) {
+                Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+                None => d.with_hint(format!("known schemes: {}", SCHEMES.join(", "))),
+            }
+            return None;
+        }
+        // Misplaced keys are reported, and the scheme is still checked for its own problems.
+        let fields_ok = self.only_fields(raw, name);
+        let needs = |cx: &mut Self, what: &str, example: &str| {
+            cx.error(Pos::of(scheme), format!("scheme `{name}` needs `{what}`")).with_hint(example.to_string());
+            None
+        };
+        let none = Defaults::default();
+        let compiled = match name {
+            "none" => {
+                self.warning(Pos::of(scheme), "verify scheme `none`: anyone who knows the URL can post events")
+                    .with_hint("use the provider's signature scheme, or bearer/basic for internal senders");
+                Some((Verifier::None, none))
+            }
+            "bearer" => {
+                let Some(token) = &raw.token else {
+                    return needs(self, "token", "token: ${MY_APP_TOKEN} (a list allows rotation)");
+                };
+                let tokens = self.non_empty_secrets(token)?;
+                let header = match &raw.header {
+                    Some(h) => Some(self.interp(h)?),
+                    None => None,
+                };
+                Some((Verifier::Bearer(BearerToken::new(header, tokens)), none))
+            }
+            "basic" => {
+                let (Some(user), Some(password)) = (&raw.username, &raw.password) else {
+                    return needs(self, "username and password", "username: app\npassword: ${APP_PASSWORD}");
+                };
+                let user = self.interp(user)?;
+                let passwords = self.non_empty_secrets(password)?;
+                Some((Verifier::Basic(BasicAuth::new(user, passwords)), none))
+            }
+            _ => {
+                let Some(secret) = &raw.secret else {
+                    return needs(self, "secret", "secret: ${PROVIDER_WEBHOOK_SECRET} (a list allows rotation)");
+                };
+                let secrets = self.non_empty_secrets(secret)?;
+                let (mut specs, defaults, handshake, challenge_type) =
+                    match presets::preset_for(name, raw.legacy.as_ref().is_some_and(|l| l.value)) {
+                        Some(p) => {
+                            if p.needs_public_url && raw.public_url.is_none() {
+                                return needs(
+                                self,
+                                "public_url",
+                                "public_url: https://hooks.example.com (the URL the provider calls, up to the path)",
+                            );
+                            }
+                            (
+                                p.specs,
+                                Defaults { kind: p.event_type, id: p.event_id, body_limit: p.body_limit },
+                                p.handshake,
+                                p.challenge_type,
+                            )
+                        }
+                        None => (vec![self.hmac_spec(raw)?], none, false, None),
+                    };
+                if let Some(t) = &raw.tolerance {
+                    let tolerance = self.duration(t)?;
+                    for spec in specs.iter_mut().filter(|s| s.tolerance.is_some() || name == "hmac") {
+                        spec.tolerance = Some(tolerance);
+                    }
+                }
+                if let Some(u) = &raw.public_url {
+                    let url = self.interp(u)?;
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        self.error(Pos::of(u), format!("public_url `{url}` is not an http(s) URL"))
+                            .with_hint("write e.g. https://hooks.example.com");
+                        return None;
+                    }
+                    specs.iter_mut().for_each(|s| s.public_url = Some(url.clone()));
+                }
+                let mut alternatives = Vec::new();
+                for spec in specs {
+                    match hmac::HmacScheme::new(spec, &secrets) {
+                        Ok(v) => alternatives.push(v),
+                        Err(e) => {
+                            let example = match name {
+                                "standard-webhooks" | "svix" => {
+                                    "a whsec_<base64> secret, as `router secret new --scheme standard-webhooks` prints"
+                                }
+                                "close" => "the hex signature_key Close returned for the subscription",
+                                _ => "the secret exactly as the provider shows it",
+                            };
+                            self.error(Pos::of(secret), format!("scheme `{name}` cannot use this secret: {e}"))
+                                .with_hint(example);
+                            return None;
+                        }
+                    }
+                }
+                let verify_token = match (&raw.verify_token, handshake) {
+                    (Some(t), true) => Some(Secret::new(self.interp(t)?)),
+                    _ => None,
+                };
+                Some((
+                    Verifier::Signature(SignatureScheme {
+                        name: name.to_string(),
+                        alternatives,
+                        verify_token,
+                        challenge_type,
+                    }),
+                    defaults,
+                ))
+            }
+        };
+        compiled.filter(|_| fields_ok)
+    }
+
+    /// Reports every `verify:` key the scheme does not read.
+    pub(super) fn only_fields(&mut self, raw: &RawVerify, scheme: &str) -> bool {
+        let set: [(&str, Option<Pos>); 17] = [
+            ("secret", raw.secret.as_ref().map(Pos::of)),
+            ("tolerance", raw.tolerance.as_ref().map(Pos::of)),
+            ("legacy", raw.legacy.as_ref().map(Pos::of)),
+            ("verify_token", raw.verify_token.as_ref().map(Pos::of)),
+            ("public_url", raw.public_url.as_ref().map(Pos::of)),
+            ("algorithm", raw.algorithm.as_ref().map(Pos::of)),
+            ("encoding", raw.encoding.as_ref().map(Pos::of)),
+            ("prefix", raw.prefix.as_ref().map(Pos::of)),
+            ("payload", raw.payload.as_ref().map(Pos::of)),
+            ("timestamp_header", raw.timestamp_header.as_ref().map(Pos::of)),
+            ("id_header", raw.id_header.as_ref().map(Pos::of)),
+            ("secret_encoding", raw.secret_encoding.as_ref().map(Pos::of)),
+            ("secret_prefix", raw.secret_prefix.as_ref().map(Pos::of)),
+            ("token", raw.token.as_ref().map(Pos::of)),
+            ("header", raw.header.as_ref().map(Pos::of)),
+            ("username", raw.username.as_ref().map(Pos::of)),
+            ("password", raw.password.as_ref().map(Pos::of)),
+        ];
+        let allowed: &[&str] = match scheme {
+            "none" => &[],
+            "bearer" => &["token", "header"],
+            "basic" => &["username", "password"],
+            "github" => &["secret", "legacy"],
+            "meta" => &["secret", "verify_token"],
+            "twilio" => &["secret", "public_url"],
+            "shopify" => &["secret"],
+            "hmac" => &[
+                "secret",
+                "tolerance",
+                "header",
+                "algorithm",
+                "encoding",
+                "prefix",
+                "payload",
+                "timestamp_header",
+                "id_header",
+                "secret_encoding",
+                "secret_prefix",
+            ],
+            _ => &["secret", "tolerance"],
+        };
+        let reads = if allowed.is_empty() { "no other keys".to_string() } else { allowed.join(", ") };
+        self.unread_keys(&set, allowed, &format!("scheme `{scheme}`"), &format!("`{scheme}` reads: {reads}"))
+    }
+
+    /// Reports each key that is set but not read by `owner` (a scheme, a sink type).
+    pub(super) fn unread_keys(
+        &mut self,
+        set: &[(&str, Option<Pos>)],
+        allowed: &[&str],
+        owner: &str,
+        hint: &str,
+    ) -> bool {
+        let mut ok = true;
+        for (field, pos) in set {
+            if let (Some(pos), false) = (pos, allowed.contains(field)) {
+                self.error(*pos, format!("`{field}` is not used by {owner}")).with_hint(hint.to_string());
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// The spec of `scheme: hmac`, from its own keys.
+    pub(super) fn hmac_spec(&mut self, raw: &RawVerify) -> Option<hmac::HmacSpec> {
+        let Some(header) = &raw.header else {
+            self.error(Pos::of(&raw.scheme), "scheme `hmac` needs `header`").with_hint("header: X-Signature");
+            return None;
+        };
+        let pick =
+            |cx: &mut Self, s: &Option<Spanned<String>>, names: &[&str], what: &str| -> Result<Option<String>, ()> {
+                match s {
+                    None => Ok(None),
+                    Some(v) if names.contains(&v.value.as_str()) => Ok(Some(v.value.clone())),
+                    Some(v) => {
+                        cx.error(Pos::of(v), format!("unknown {what} `{}`", v.value))
+                            .with_hint(format!("write one of: {}", names.join(", ")));
+                        Err(())
+                    }
+                }
+            };
+        let algorithm = pick(self, &raw.algorithm, hmac::Algorithm::NAMES, "algorithm");
+        let encoding = pick(self, &raw.encoding, hmac::Encoding::NAMES, "encoding");
+        let key_encoding = pick(self, &raw.secret_encoding, &["raw", "base64", "hex"], "secret encoding");
+        let payload = match &raw.payload {
+            None => Some(vec![hmac::Piece::Body]),
+            Some(p) => hmac::Piece::parse_template(&p.value)
+                .map_err(|e| self.error(Pos::of(p), e).with_hint("e.g. {timestamp}.{body}"))
+                .ok(),
+        };
+        let (Ok(algorithm), Ok(encoding), Ok(key_encoding), Some(payload)) =
+            (algorithm, encoding, key_encoding, payload)
+        else {
+            return None;
+        };
+        let signs_time = payload.contains(&hmac::Piece::Timestamp);
+        if signs_time && raw.timestamp_header.is_none() {
+            self.error(
+                Pos::of(raw.payload.as_ref().expect("payload has {timestamp}")),
+                "`{timestamp}` is signed but no `timestamp_header` says where it is",
+            )
+            .with_hint("timestamp_header: X-Timestamp");
+            return None;
+        }
+        let key = match key_encoding.as_deref() {
+            Some("base64") => hmac::KeyFormat::Base64 {
+                prefix: raw.secret_prefix.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
+            },
+            Some("hex") => hmac::KeyFormat::Hex,
+            _ => hmac::KeyFormat::Raw,
+        };
+        Some(hmac::HmacSpec {
+            algorithm: algorithm.as_deref().and_then(hmac::Algorithm::parse).unwrap_or(hmac::Algorithm::Sha256),
+            header: header.value.to_ascii_lowercase(),
+            format: hmac::SigFormat::Bare { prefix: raw.prefix.as_ref().map(|p| p.value.clone()).unwrap_or_default() },
+            encoding: encoding.as_deref().and_then(hmac::Encoding::parse).unwrap_or(hmac::Encoding::Hex),
+            payload,
+            timestamp_header: raw.timestamp_header.as_ref().map(|h| h.value.to_ascii_lowercase()),
+            id_header: raw.id_header.as_ref().map(|h| h.value.to_ascii_lowercase()),
+            tolerance: signs_time.then_some(std::time::Duration::from_secs(300)),
+            key,
+            body_hash_query: None,
+            public_url: None,
+        })
+    }
+
+    /// Secrets that must not all be empty.
+    /// A verify secret: not empty, and a default written in the file (the
+    /// shipped local trial) is flagged so `serve` keeps it off the network.
+    pub(super) fn non_empty_secrets(&mut self, s: &Spanned<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
+        let defaulted: Vec<String> =
+            s.value.0.iter().flat_map(|item| crate::config::env::defaulted(item, self.env)).collect();
+        for name in defaulted {
+            self.warning(
+                Pos::of(s),
+                format!(
+                    "`{name}` is not set: this verifies with the default written in the file, which anyone can read"
+                ),
+            )
+            .with_hint(format!("export {name}=<the provider's secret>; until then `serve` listens on loopback only"));
+            self.trial_secrets.push(crate::config::TrialSecret {
+                variable: name,
+                file: self.file.to_path_buf(),
+                at: Pos::of(s),
+            });
+        }
+        let secrets = self.secrets(s)?;
+        if secrets.is_empty() {
+            self.error(Pos::of(s), "the secret is empty").with_hint("set the environment variable it names");
+            return None;
+        }
+        Some(secrets)
+    }
+}

@@ -1,0 +1,46 @@
+//! Views: `views:` entries become read-only `View`s over store trees.
+
+use super::*;
+
+impl FileContext<'_> {
+    pub(super) fn view(&mut self, v: &Spanned<raw::RawView>) -> Option<View> {
+        let raw = &v.value;
+        let params = template_params(&raw.path.value);
+        let key = match &raw.key {
+            Some(k) => Some(self.checked_expr(k, false, &params)?),
+            None => None,
+        };
+        if key.is_some() && (raw.filter_by.is_some() || raw.summary.is_some() || raw.summary_values.is_some()) {
+            self.error(Pos::of(v), "a view with `key` shows one record; `filter_by` and `summary` are for list views")
+                .with_hint("drop `key` for a list view, or `filter_by`/`summary` for a record view");
+            return None;
+        }
+        let script = match &raw.script {
+            Some(s) => Some(self.rhai(s, script::Kind::Script, true)?),
+            None => None,
+        };
+        let auth = match &raw.auth {
+            Some(a) => Some(BearerToken::new(None, self.non_empty_secrets(&a.value.token)?)),
+            None => None,
+        };
+        Some(View {
+            path: raw.path.value.clone(),
+            tree: self.interp(&raw.tree)?,
+            key,
+            filter_by: raw
+                .filter_by
+                .iter()
+                .flatten()
+                .map(|f| match f.value.split_once('=') {
+                    Some((param, field)) => (param.trim().to_string(), field.trim().to_string()),
+                    None => (f.value.clone(), f.value.clone()),
+                })
+                .collect(),
+            summary: raw.summary.as_ref().map(|s| s.value.clone()),
+            summary_values: raw.summary_values.iter().flatten().map(|v| v.value.clone()).collect(),
+            script,
+            auth,
+            cors: raw.cors.iter().flatten().map(|c| c.value.clone()).collect(),
+        })
+    }
+}
