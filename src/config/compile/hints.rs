@@ -94,3 +94,20 @@ pub(super) fn rhai_hint(message: &str, kind: script::Kind) -> Option<String> {
             .to_string()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::problems;
+
+    #[test]
+    fn an_unknown_key_gets_a_did_you_mean() {
+        let got = problems("route: r\npth: /r\n");
+        assert!(got[0].starts_with("2:1: ") && got[0].contains("unknown field `pth`"), "{got:?}");
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_is_placed() {
+        let got = problems("route: r\npath: [/r\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+    }
+}

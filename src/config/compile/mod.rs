@@ -282,3 +282,23 @@ impl<'a> FileContext<'a> {
             .ok()
     }
 }
+
+/// What the parts' unit tests compile: one file, from text, with no
+/// environment; the config, or every error as `line:col: message`.
+#[cfg(test)]
+pub(super) fn compile_text(yaml: &str) -> Result<Config, Vec<String>> {
+    let env = std::collections::HashMap::<String, String>::new();
+    let sources = [(PathBuf::from("t.yaml"), yaml.to_string())];
+    compile(&sources, &env, Diagnostics::default())
+        .map(|l| l.config)
+        .map_err(|d| d.errors().map(|d| format!("{}:{}: {}", d.line, d.column, d.message)).collect())
+}
+
+/// The problems a file has (panics if it compiles).
+#[cfg(test)]
+pub(super) fn problems(yaml: &str) -> Vec<String> {
+    match compile_text(yaml) {
+        Ok(_) => panic!("the file compiles; it should not"),
+        Err(problems) => problems,
+    }
+}

@@ -350,3 +350,38 @@ impl FileContext<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{compile_text, problems};
+
+    const HEAD: &str = "route: r\npath: /r/{tenant}\nverify: { scheme: none }\nevent: { type: $.type }\n";
+    const SINK: &str = "sinks:\n  s: { type: store, key: $.id }\n";
+
+    #[test]
+    fn rules_compile_with_their_filters_and_targets() {
+        let config = compile_text(&format!(
+            "{HEAD}events: [\"order.*\"]\nrules:\n  - on: order.paid\n    to: [{{ sink: s }}]\n{SINK}"
+        ))
+        .unwrap();
+        let route = &config.routes[0];
+        assert!(route.filter.admits("order.paid") && !route.filter.admits("customer.created"));
+        assert_eq!(route.rules[0].targets[0].sink, "s");
+    }
+
+    #[test]
+    fn a_rule_its_route_never_admits_is_reported() {
+        let got = problems(&format!(
+            "{HEAD}events: [\"order.*\"]\nrules:\n  - on: customer.created\n    to: [{{ sink: s }}]\n{SINK}"
+        ));
+        assert_eq!(got.len(), 1, "{got:?}");
+    }
+
+    #[test]
+    fn a_mapping_may_only_name_the_paths_parameters() {
+        let got = problems(&format!(
+            "{HEAD}rules:\n  - on: \"*\"\n    map: {{ who: param:user }}\n    to: [{{ sink: s }}]\n{SINK}"
+        ));
+        assert_eq!(got, ["7:17: `user` is not a parameter of this route's path"]);
+    }
+}

@@ -114,3 +114,27 @@ impl FileContext<'_> {
         ok.then_some(limits)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{compile_text, problems};
+
+    const HEAD: &str = "route: r\npath: /r\nverify: { scheme: none }\nevent: { type: $.type }\n";
+    const SINK: &str = "sinks:\n  s: { type: store, key: $.id }\n";
+
+    #[test]
+    fn an_inline_script_compiles_and_a_broken_one_is_placed_in_the_file() {
+        compile_text(&format!("{HEAD}rules:\n  - on: \"*\"\n    when: doc.id != ()\n    to: [{{ sink: s }}]\n{SINK}"))
+            .unwrap();
+        let got =
+            problems(&format!("{HEAD}rules:\n  - on: \"*\"\n    when: \"doc.id ==\"\n    to: [{{ sink: s }}]\n{SINK}"));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("7:"), "at the `when:` line: {got:?}");
+    }
+
+    #[test]
+    fn script_limits_are_read_and_checked() {
+        let got = problems(&format!("{HEAD}script_limits: {{ operations: 0 }}\n{SINK}"));
+        assert_eq!(got, ["5:30: script_limits.operations must be above 0"]);
+    }
+}

@@ -294,3 +294,35 @@ impl FileContext<'_> {
         Some(p)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{compile_text, problems};
+
+    const ROUTE: &str = "route: r\npath: /r\nverify: { scheme: none }\n";
+
+    #[test]
+    fn a_key_its_type_does_not_read_is_named_with_what_it_reads() {
+        let got = problems(&format!("{ROUTE}sinks:\n  s: {{ type: store, url: http://x }}\n"));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0], "5:26: `url` is not used by sink type `store`");
+    }
+
+    #[test]
+    fn an_http_sink_keeps_its_retry_and_batch() {
+        let config = compile_text(&format!(
+            "{ROUTE}sinks:\n  h: {{ type: http, url: https://example.com/in, batch: {{ max_events: 5, max_wait: 1s }}, \
+             retry: {{ attempts: 4, backoff: 2s }} }}\n"
+        ))
+        .unwrap();
+        let h = &config.sinks["h"];
+        assert_eq!((h.retry.attempts, h.batch().map(|b| b.max_events)), (4, Some(5)));
+    }
+
+    #[test]
+    fn every_problem_of_a_sink_is_reported_at_once() {
+        let got =
+            problems(&format!("{ROUTE}sinks:\n  h: {{ type: http, url: not-a-url, method: FETCH, timeout: soon }}\n"));
+        assert_eq!(got.len(), 3, "url, method and timeout: {got:?}");
+    }
+}

@@ -282,3 +282,28 @@ impl FileContext<'_> {
         Some(secrets)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::problems;
+
+    #[test]
+    fn a_key_the_scheme_does_not_read_is_an_error_naming_what_it_reads() {
+        let got = problems("route: r\npath: /r\nverify: { scheme: bearer, token: t, secret: s }\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("scheme `bearer`"), "{got:?}");
+    }
+
+    #[test]
+    fn an_unknown_scheme_is_one_error() {
+        let got = problems("route: r\npath: /r\nverify: { scheme: stirpe, secret: s }\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("3:19: ") && got[0].contains("stirpe"), "{got:?}");
+    }
+
+    #[test]
+    fn an_unset_secret_variable_is_named() {
+        let got = problems("route: r\npath: /r\nverify: { scheme: github, secret: \"${COMPILE_TEST_UNSET}\" }\n");
+        assert!(got.iter().any(|p| p.contains("COMPILE_TEST_UNSET")), "{got:?}");
+    }
+}

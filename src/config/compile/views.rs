@@ -44,3 +44,25 @@ impl FileContext<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{compile_text, problems};
+
+    #[test]
+    fn a_record_view_and_a_list_view() {
+        let config = compile_text(
+            "views:\n  - path: /members/{id}\n    tree: members\n    key: \"{id}\"\n  \
+             - path: /members\n    tree: members\n",
+        )
+        .unwrap();
+        assert_eq!(config.views.len(), 2);
+    }
+
+    #[test]
+    fn a_record_view_cannot_filter() {
+        let got = problems("views:\n  - path: /m/{id}\n    tree: m\n    key: \"{id}\"\n    filter_by: [status]\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("2:5: a view with `key` shows one record"), "{got:?}");
+    }
+}
