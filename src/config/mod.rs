@@ -9,9 +9,8 @@ pub mod raw;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Pos, Severity};
 
-use crate::mapping::Expr;
 use crate::route::table::RouteTable;
-use crate::route::Route;
+use crate::route::{Route, View};
 use crate::sink::Sink;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,26 +44,6 @@ impl Config {
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| r.name == name)
     }
-}
-
-/// A read-only GET endpoint over a store tree.
-#[derive(Debug)]
-pub struct View {
-    pub path: String,
-    pub tree: String,
-    /// One record under this key; `None` makes a list view.
-    pub key: Option<Expr>,
-    /// (query parameter, record field) pairs.
-    pub filter_by: Vec<(String, String)>,
-    pub summary: Option<String>,
-    /// Values counted even when 0 (the page expects every bucket).
-    pub summary_values: Vec<String>,
-    /// Adds computed fields to each record shown.
-    pub script: Option<crate::script::Compiled>,
-    /// Bearer tokens a reader must present; `None`: open.
-    pub auth: Option<crate::verify::BearerToken>,
-    /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
-    pub cors: Vec<String>,
 }
 
 /// A successful load: the config and its warnings.

@@ -48,6 +48,68 @@ impl<T: JsonSchema> JsonSchema for Spanned<T> {
     }
 }
 
+/// Declares a mapping whose optional keys only some variants read (a sink's
+/// `type`, a verifier's `scheme`). Besides the struct, unchanged, it gives
+/// `written()`: each optional key the file sets, with where. The compiler
+/// checks that list against the variant's own table, so no list of the
+/// struct's field names is kept by hand.
+macro_rules! variant_keys {
+    (
+        $(#[$outer:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$outer])*
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: $ty ),*
+        }
+
+        impl $name {
+            /// Every field, by its Rust name (a renamed one, like `kind` for
+            /// `type`, is required and never in a variant's table).
+            #[cfg(test)]
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// The optional keys that are written, in declaration order.
+            pub fn written(&self) -> Vec<(&'static str, &Location)> {
+                let mut keys = Vec::new();
+                $(
+                    if let Some(at) = OptionalKey::written_at(&self.$field) {
+                        keys.push((stringify!($field), at));
+                    }
+                )*
+                keys
+            }
+        }
+    };
+}
+
+/// Where an optional key is written, if it is. A required key answers
+/// `None`: every variant reads it, so it is never an unread key.
+trait OptionalKey {
+    fn written_at(&self) -> Option<&Location>;
+}
+
+impl<T> OptionalKey for Spanned<T> {
+    fn written_at(&self) -> Option<&Location> {
+        None
+    }
+}
+
+impl<T> OptionalKey for Option<Spanned<T>> {
+    fn written_at(&self) -> Option<&Location> {
+        self.as_ref().map(|s| &s.referenced)
+    }
+}
+
+impl<V> OptionalKey for Option<OrderedMap<V>> {
+    /// A mapping is placed at its first key (an empty one is not a mistake).
+    fn written_at(&self) -> Option<&Location> {
+        self.as_ref().and_then(|m| m.0.first()).map(|(k, _)| &k.referenced)
+    }
+}
+
 /// Reads one route file's text (`None`: an empty file, which declares nothing).
 pub fn parse(text: &str) -> Result<Option<RawFile>, serde_saphyr::Error> {
     let options = serde_saphyr::options! { strict_booleans: true };
@@ -111,65 +173,49 @@ pub struct RawRespond {
     pub content_type: Option<Spanned<String>>,
 }
 
-/// The keys a route file may hold at top level (for "did you mean" hints).
-pub const FILE_KEYS: &[&str] = &[
-    "respond",
-    "route",
-    "path",
-    "verify",
-    "event",
-    "events",
-    "require",
-    "rules",
-    "body_limit",
-    "dedup",
-    "sinks",
-    "views",
-    "examples",
-    "script_limits",
-];
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawVerify {
-    /// A provider preset, `hmac` (configured), `bearer`, `basic` or `none`.
-    #[schemars(schema_with = "scheme_names")]
-    pub scheme: Spanned<String>,
-    /// Signature schemes: the signing secret(s); a list allows rotation.
-    pub secret: Option<Spanned<OneOrMany<String>>>,
-    /// Accepted clock difference for signed timestamps, e.g. `5m`.
-    pub tolerance: Option<Spanned<String>>,
-    /// github: also accept the SHA-1 `X-Hub-Signature`.
-    pub legacy: Option<Spanned<bool>>,
-    /// meta: the `hub.verify_token` of the GET subscription handshake.
-    pub verify_token: Option<Spanned<String>>,
-    /// twilio: the public URL providers call, up to the path (the router may sit behind a proxy).
-    pub public_url: Option<Spanned<String>>,
-    /// hmac: sha1 | sha256 | sha512.
-    pub algorithm: Option<Spanned<String>>,
-    /// hmac: hex | base64.
-    pub encoding: Option<Spanned<String>>,
-    /// hmac: text before the signature in the header, e.g. `sha256=`.
-    pub prefix: Option<Spanned<String>>,
-    /// hmac: the signed bytes, e.g. `{timestamp}.{body}`.
-    pub payload: Option<Spanned<String>>,
-    /// hmac: header holding the signed timestamp.
-    pub timestamp_header: Option<Spanned<String>>,
-    /// hmac: header holding the message id for `{id}`.
-    pub id_header: Option<Spanned<String>>,
-    /// hmac: raw | base64 | hex.
-    pub secret_encoding: Option<Spanned<String>>,
-    /// hmac: prefix stripped from the secret before decoding, e.g. `whsec_`.
-    pub secret_prefix: Option<Spanned<String>>,
-    /// bearer: the accepted token(s).
-    pub token: Option<Spanned<OneOrMany<String>>>,
-    /// bearer: header carrying the token (default `Authorization: Bearer ...`);
-    /// hmac: header carrying the signature.
-    pub header: Option<Spanned<String>>,
-    /// basic: the accepted user name.
-    pub username: Option<Spanned<String>>,
-    /// basic: the accepted password(s).
-    pub password: Option<Spanned<OneOrMany<String>>>,
+variant_keys! {
+    #[derive(Debug, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawVerify {
+        /// A provider preset, `hmac` (configured), `bearer`, `basic` or `none`.
+        #[schemars(schema_with = "scheme_names")]
+        pub scheme: Spanned<String>,
+        /// Signature schemes: the signing secret(s); a list allows rotation.
+        pub secret: Option<Spanned<OneOrMany<String>>>,
+        /// Accepted clock difference for signed timestamps, e.g. `5m`.
+        pub tolerance: Option<Spanned<String>>,
+        /// github: also accept the SHA-1 `X-Hub-Signature`.
+        pub legacy: Option<Spanned<bool>>,
+        /// meta: the `hub.verify_token` of the GET subscription handshake.
+        pub verify_token: Option<Spanned<String>>,
+        /// twilio: the public URL providers call, up to the path (the router may sit behind a proxy).
+        pub public_url: Option<Spanned<String>>,
+        /// hmac: sha1 | sha256 | sha512.
+        pub algorithm: Option<Spanned<String>>,
+        /// hmac: hex | base64.
+        pub encoding: Option<Spanned<String>>,
+        /// hmac: text before the signature in the header, e.g. `sha256=`.
+        pub prefix: Option<Spanned<String>>,
+        /// hmac: the signed bytes, e.g. `{timestamp}.{body}`.
+        pub payload: Option<Spanned<String>>,
+        /// hmac: header holding the signed timestamp.
+        pub timestamp_header: Option<Spanned<String>>,
+        /// hmac: header holding the message id for `{id}`.
+        pub id_header: Option<Spanned<String>>,
+        /// hmac: raw | base64 | hex.
+        pub secret_encoding: Option<Spanned<String>>,
+        /// hmac: prefix stripped from the secret before decoding, e.g. `whsec_`.
+        pub secret_prefix: Option<Spanned<String>>,
+        /// bearer: the accepted token(s).
+        pub token: Option<Spanned<OneOrMany<String>>>,
+        /// bearer: header carrying the token (default `Authorization: Bearer ...`);
+        /// hmac: header carrying the signature.
+        pub header: Option<Spanned<String>>,
+        /// basic: the accepted user name.
+        pub username: Option<Spanned<String>>,
+        /// basic: the accepted password(s).
+        pub password: Option<Spanned<OneOrMany<String>>>,
+    }
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -205,50 +251,52 @@ pub struct RawTarget {
     pub ordered_by: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawSink {
-    #[serde(rename = "type")]
-    #[schemars(schema_with = "sink_type_names")]
-    pub kind: Spanned<String>,
-    /// store: the record tree (default: the sink's name).
-    pub tree: Option<Spanned<String>>,
-    /// store: default record key when a rule's target gives none.
-    pub key: Option<Spanned<String>>,
-    /// store, postgres: upsert | merge | delete.
-    #[serde(default)]
-    #[schemars(schema_with = "mode_names")]
-    pub mode: Option<Spanned<String>>,
-    /// postgres: the table (`table` or `schema.table`).
-    pub table: Option<Spanned<String>>,
-    /// postgres: the unique key the upsert targets (a column or a list of them).
-    pub conflict: Option<Spanned<OneOrMany<String>>>,
-    /// postgres: a column; an event with a lower value never overwrites the row.
-    pub version: Option<Spanned<String>>,
-    /// postgres: a jsonb column for the document's fields that have no column.
-    pub extra: Option<Spanned<String>>,
-    /// postgres: the document's fields this table takes (default: all; the
-    /// others may be for the rule's other sinks).
-    pub columns: Option<Spanned<Vec<String>>>,
-    pub retry: Option<Spanned<RawRetry>>,
-    /// http, make: where to POST; postgres: the connection URL.
-    pub url: Option<Spanned<String>>,
-    /// make (and http): tried when the primary fails for good.
-    pub fallback_url: Option<Spanned<String>>,
-    /// http: POST (default), PUT or PATCH.
-    #[serde(default)]
-    #[schemars(schema_with = "method_names")]
-    pub method: Option<Spanned<String>>,
-    /// http, make: extra request headers.
-    pub headers: Option<OrderedMap<Spanned<String>>>,
-    /// http, make: time for a whole request, e.g. `10s`; postgres: for one write.
-    pub timeout: Option<Spanned<String>>,
-    /// http, make, postgres: deliveries in flight at once.
-    pub concurrency: Option<Spanned<usize>>,
-    /// http, make: sign outgoing requests: `{scheme: standard-webhooks, secret: whsec_...}`.
-    pub sign: Option<Spanned<RawSign>>,
-    /// http, make: send events as JSON arrays; postgres: as multi-row statements: `{max_events: 100, max_wait: 2s}`.
-    pub batch: Option<Spanned<RawBatch>>,
+variant_keys! {
+    #[derive(Debug, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawSink {
+        #[serde(rename = "type")]
+        #[schemars(schema_with = "sink_type_names")]
+        pub kind: Spanned<String>,
+        /// store: the record tree (default: the sink's name).
+        pub tree: Option<Spanned<String>>,
+        /// store: default record key when a rule's target gives none.
+        pub key: Option<Spanned<String>>,
+        /// store, postgres: upsert | merge | delete.
+        #[serde(default)]
+        #[schemars(schema_with = "mode_names")]
+        pub mode: Option<Spanned<String>>,
+        /// postgres: the table (`table` or `schema.table`).
+        pub table: Option<Spanned<String>>,
+        /// postgres: the unique key the upsert targets (a column or a list of them).
+        pub conflict: Option<Spanned<OneOrMany<String>>>,
+        /// postgres: a column; an event with a lower value never overwrites the row.
+        pub version: Option<Spanned<String>>,
+        /// postgres: a jsonb column for the document's fields that have no column.
+        pub extra: Option<Spanned<String>>,
+        /// postgres: the document's fields this table takes (default: all; the
+        /// others may be for the rule's other sinks).
+        pub columns: Option<Spanned<Vec<String>>>,
+        pub retry: Option<Spanned<RawRetry>>,
+        /// http, make: where to POST; postgres: the connection URL.
+        pub url: Option<Spanned<String>>,
+        /// make (and http): tried when the primary fails for good.
+        pub fallback_url: Option<Spanned<String>>,
+        /// http: POST (default), PUT or PATCH.
+        #[serde(default)]
+        #[schemars(schema_with = "method_names")]
+        pub method: Option<Spanned<String>>,
+        /// http, make: extra request headers.
+        pub headers: Option<OrderedMap<Spanned<String>>>,
+        /// http, make: time for a whole request, e.g. `10s`; postgres: for one write.
+        pub timeout: Option<Spanned<String>>,
+        /// http, make, postgres: deliveries in flight at once.
+        pub concurrency: Option<Spanned<usize>>,
+        /// http, make: sign outgoing requests: `{scheme: standard-webhooks, secret: whsec_...}`.
+        pub sign: Option<Spanned<RawSign>>,
+        /// http, make: send events as JSON arrays; postgres: as multi-row statements: `{max_events: 100, max_wait: 2s}`.
+        pub batch: Option<Spanned<RawBatch>>,
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

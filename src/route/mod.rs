@@ -4,6 +4,9 @@
 pub mod filter;
 pub mod sample;
 pub mod table;
+pub mod view;
+
+pub use view::View;
 
 use crate::mapping::{Context, Expr, JsonPath, Mapping, Step};
 use crate::payload::fields::Fields;

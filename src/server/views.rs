@@ -5,8 +5,8 @@
 //! same path streams the view as Server-Sent Events each time a sink writes
 //! what it shows, so a page needs no polling.
 
-use crate::config::View;
 use crate::mapping::Context;
+use crate::route::View;
 use crate::runtime::{Change, Runtime};
 use crate::script::{self, Run};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};

@@ -12,17 +12,20 @@
 use super::diagnostic::{nearest, Diagnostic, Diagnostics, Pos};
 use super::env::{interpolate, EnvSource};
 use super::raw::{self, MapNode, RawFile, RawSink, RawVerify, Spanned};
-use super::{Config, Loaded, View};
+use super::{Config, Loaded};
 use crate::mapping::{Expr, ExprError, Mapping};
 use crate::route::filter::EventFilter;
 use crate::route::table::{template_params, Endpoint, RouteTable};
-use crate::route::{EventSpec, Requirement, Respond, RespondBody, Route, Rule, Target, ValueKind, DEFAULT_BODY_LIMIT};
+use crate::route::{
+    EventSpec, Requirement, Respond, RespondBody, Route, Rule, Target, ValueKind, View, DEFAULT_BODY_LIMIT,
+};
 use crate::script::{self, Engines, Sandbox};
 use crate::sink::http::{self as http_sink, HttpSink};
 use crate::sink::postgres::{self as postgres_sink, statement::Plan, PostgresSink};
 use crate::sink::{Batch, RetryPolicy, Sink, SinkKind, StoreMode, StoreSink, SINK_TYPES};
 use crate::verify::presets::{self, SCHEMES};
 use crate::verify::{hmac, BasicAuth, BearerToken, Secret, SignatureScheme, Verifier};
+use serde_saphyr::Location;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,22 +62,13 @@ pub(super) fn compile(
         }
     }
 
-    let mut engines = Engines::default();
-    let mut trial_secrets = Vec::new();
+    let mut dir = Directory { env, diags, engines: Engines::default(), trial_secrets: Vec::new() };
     // Directory-wide script limits: `script_limits:` in a file without a route.
     let mut default_limits = Sandbox::default();
     let mut limits_origin: Option<(PathBuf, Pos)> = None;
     for (path, text, raw) in &files {
         let (Some(l), None) = (&raw.script_limits, &raw.route) else { continue };
-        let mut cx = FileContext {
-            file: path,
-            text,
-            env,
-            diags: &mut diags,
-            engines: &mut engines,
-            limits: Sandbox::default(),
-            trial_secrets: &mut trial_secrets,
-        };
+        let mut cx = dir.file(path, text, Sandbox::default());
         if let Some((f, p)) = &limits_origin {
             cx.error(Pos::of(l), "directory-wide `script_limits` are set twice").with_hint(format!(
                 "the first is at {}:{}:{}; keep one, or move this one into a route file to apply to that route only",
@@ -92,15 +86,7 @@ pub(super) fn compile(
     let mut sinks: BTreeMap<String, Arc<Sink>> = BTreeMap::new();
     let mut sink_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     for (path, text, raw) in &files {
-        let mut cx = FileContext {
-            file: path,
-            text,
-            env,
-            diags: &mut diags,
-            engines: &mut engines,
-            limits: default_limits,
-            trial_secrets: &mut trial_secrets,
-        };
+        let mut cx = dir.file(path, text, default_limits);
         for (name, sink) in raw.sinks.iter().flat_map(|m| m.0.iter()) {
             if let Some((first_file, first_pos)) = sink_origin.get(&name.value) {
                 cx.error(Pos::of(name), format!("sink `{}` is declared twice", name.value)).with_hint(format!(
@@ -124,15 +110,7 @@ pub(super) fn compile(
     let mut route_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     let mut path_origin: HashMap<String, String> = HashMap::new();
     for (path, text, raw) in &files {
-        let mut cx = FileContext {
-            file: path,
-            text,
-            env,
-            diags: &mut diags,
-            engines: &mut engines,
-            limits: default_limits,
-            trial_secrets: &mut trial_secrets,
-        };
+        let mut cx = dir.file(path, text, default_limits);
         if let (Some(l), Some(_)) = (&raw.script_limits, &raw.route) {
             cx.limits = cx.script_limits(l).unwrap_or(default_limits);
         }
@@ -176,6 +154,7 @@ pub(super) fn compile(
         .flat_map(|(_, _, raw)| raw.rules.iter().flatten())
         .flat_map(|r| r.value.to.iter().map(|t| t.value.sink.value.as_str()))
         .collect();
+    let Directory { mut diags, trial_secrets, .. } = dir;
     for (name, (file, at)) in &sink_origin {
         if !used.contains(name.as_str()) {
             let mut d = Diagnostic::warning(file, *at, format!("sink `{name}` is not used by any rule"));
@@ -190,6 +169,29 @@ pub(super) fn compile(
     }
     let files = sources.iter().map(|(p, _)| p.clone()).collect();
     Ok(Loaded { config: Config { routes, views, sinks, table, files, trial_secrets }, warnings: diags })
+}
+
+/// What the files of one directory share while they compile.
+struct Directory<'a> {
+    env: &'a dyn EnvSource,
+    diags: Diagnostics,
+    engines: Engines,
+    trial_secrets: Vec<super::TrialSecret>,
+}
+
+impl<'a> Directory<'a> {
+    /// The context one file compiles in, its scripts under `limits`.
+    fn file<'f>(&'f mut self, file: &'f Path, text: &'f str, limits: Sandbox) -> FileContext<'f> {
+        FileContext {
+            file,
+            text,
+            env: self.env,
+            diags: &mut self.diags,
+            engines: &mut self.engines,
+            limits,
+            trial_secrets: &mut self.trial_secrets,
+        }
+    }
 }
 
 /// Per-file compile context.
@@ -273,6 +275,19 @@ impl<'a> FileContext<'a> {
         Some(out)
     }
 
+    /// Reports each key that is written but not read by `owner` (a scheme,
+    /// a sink type): `allowed` is the owner's row of its table.
+    fn unread_keys(&mut self, written: &[(&str, &Location)], allowed: &[&str], owner: &str, hint: &str) -> bool {
+        let mut ok = true;
+        for (key, at) in written {
+            if !allowed.contains(key) {
+                self.error(Pos::from_location(at), format!("`{key}` is not used by {owner}")).with_hint(hint);
+                ok = false;
+            }
+        }
+        ok
+    }
+
     fn duration(&mut self, s: &Spanned<String>) -> Option<std::time::Duration> {
         humantime::parse_duration(s.value.trim())
             .map_err(|e| {
@@ -281,6 +296,11 @@ impl<'a> FileContext<'a> {
             })
             .ok()
     }
+}
+
+/// `name`'s row of a keys table (`SINK_KEYS`, `SCHEME_KEYS`), or `otherwise`.
+fn keys_of<'t>(table: &[(&str, &'t [&'t str])], name: &str, otherwise: &'t [&'t str]) -> &'t [&'t str] {
+    table.iter().find(|(n, _)| *n == name).map_or(otherwise, |(_, keys)| keys)
 }
 
 /// What the parts' unit tests compile: one file, from text, with no
@@ -302,3 +322,10 @@ pub(super) fn problems(yaml: &str) -> Vec<String> {
         Err(problems) => problems,
     }
 }
+
+/// The head of the parts' test route files (four lines, a path parameter
+/// `tenant`, events typed by `$.type`) and a store sink their rules send to.
+#[cfg(test)]
+pub(super) const TEST_HEAD: &str = "route: r\npath: /r/{tenant}\nverify: { scheme: none }\nevent: { type: $.type }\n";
+#[cfg(test)]
+pub(super) const TEST_SINK: &str = "sinks:\n  s: { type: store, key: $.id }\n";

@@ -355,8 +355,7 @@ impl FileContext<'_> {
 mod tests {
     use super::super::{compile_text, problems};
 
-    const HEAD: &str = "route: r\npath: /r/{tenant}\nverify: { scheme: none }\nevent: { type: $.type }\n";
-    const SINK: &str = "sinks:\n  s: { type: store, key: $.id }\n";
+    use super::super::{TEST_HEAD as HEAD, TEST_SINK as SINK};
 
     #[test]
     fn rules_compile_with_their_filters_and_targets() {

@@ -119,8 +119,7 @@ impl FileContext<'_> {
 mod tests {
     use super::super::{compile_text, problems};
 
-    const HEAD: &str = "route: r\npath: /r\nverify: { scheme: none }\nevent: { type: $.type }\n";
-    const SINK: &str = "sinks:\n  s: { type: store, key: $.id }\n";
+    use super::super::{TEST_HEAD as HEAD, TEST_SINK as SINK};
 
     #[test]
     fn an_inline_script_compiles_and_a_broken_one_is_placed_in_the_file() {

@@ -4,6 +4,34 @@
 
 use super::*;
 
+/// The keys each sink type reads besides `type`: the one table that both
+/// checks a sink and tells the operator what it may hold.
+pub(super) const SINK_KEYS: &[(&str, &[&str])] = &[
+    ("store", &["tree", "key", "mode", "retry"]),
+    ("http", HTTP_KEYS),
+    ("make", HTTP_KEYS),
+    (
+        "postgres",
+        &[
+            "url",
+            "table",
+            "conflict",
+            "mode",
+            "version",
+            "extra",
+            "columns",
+            "timeout",
+            "concurrency",
+            "batch",
+            "retry",
+        ],
+    ),
+];
+
+/// `make` is `http` with the Make.com envelope, so both read the same keys.
+const HTTP_KEYS: &[&str] =
+    &["url", "fallback_url", "method", "headers", "timeout", "concurrency", "sign", "batch", "retry"];
+
 impl FileContext<'_> {
     pub(super) fn sink(&mut self, name: &Spanned<String>, s: &Spanned<RawSink>) -> Option<Sink> {
         let raw = &s.value;
@@ -34,33 +62,9 @@ impl FileContext<'_> {
 
     /// Reports every sink key its type does not read.
     pub(super) fn sink_keys(&mut self, raw: &RawSink, type_name: &str) -> bool {
-        let set: [(&str, Option<Pos>); 16] = [
-            ("batch", raw.batch.as_ref().map(Pos::of)),
-            ("tree", raw.tree.as_ref().map(Pos::of)),
-            ("key", raw.key.as_ref().map(Pos::of)),
-            ("mode", raw.mode.as_ref().map(Pos::of)),
-            ("url", raw.url.as_ref().map(Pos::of)),
-            ("fallback_url", raw.fallback_url.as_ref().map(Pos::of)),
-            ("method", raw.method.as_ref().map(Pos::of)),
-            ("headers", raw.headers.as_ref().and_then(|h| h.0.first()).map(|(k, _)| Pos::of(k))),
-            ("timeout", raw.timeout.as_ref().map(Pos::of)),
-            ("concurrency", raw.concurrency.as_ref().map(Pos::of)),
-            ("sign", raw.sign.as_ref().map(Pos::of)),
-            ("table", raw.table.as_ref().map(Pos::of)),
-            ("conflict", raw.conflict.as_ref().map(Pos::of)),
-            ("version", raw.version.as_ref().map(Pos::of)),
-            ("extra", raw.extra.as_ref().map(Pos::of)),
-            ("columns", raw.columns.as_ref().map(Pos::of)),
-        ];
-        let allowed: &[&str] = match type_name {
-            "store" => &["tree", "key", "mode"],
-            "postgres" => {
-                &["url", "table", "conflict", "mode", "version", "extra", "columns", "timeout", "concurrency", "batch"]
-            }
-            _ => &["url", "fallback_url", "method", "headers", "timeout", "concurrency", "sign", "batch"],
-        };
-        let hint = format!("`{type_name}` sinks read: {}, retry", allowed.join(", "));
-        self.unread_keys(&set, allowed, &format!("sink type `{type_name}`"), &hint)
+        let allowed = keys_of(SINK_KEYS, type_name, &[]);
+        let hint = format!("`{type_name}` sinks read: {}", allowed.join(", "));
+        self.unread_keys(&raw.written(), allowed, &format!("sink type `{type_name}`"), &hint)
     }
 
     /// An `http` sink, or a `make` one (envelope on). Every field is checked,
@@ -300,6 +304,17 @@ mod tests {
     use super::super::{compile_text, problems};
 
     const ROUTE: &str = "route: r\npath: /r\nverify: { scheme: none }\n";
+
+    #[test]
+    fn the_keys_table_has_every_sink_type_and_only_real_keys() {
+        let types: Vec<&str> = super::SINK_KEYS.iter().map(|(t, _)| *t).collect();
+        assert_eq!(types, crate::sink::SINK_TYPES);
+        for (t, keys) in super::SINK_KEYS {
+            for key in *keys {
+                assert!(crate::config::raw::RawSink::FIELDS.contains(key), "`{t}` reads `{key}`, not a sink key");
+            }
+        }
+    }
 
     #[test]
     fn a_key_its_type_does_not_read_is_named_with_what_it_reads() {

@@ -4,6 +4,38 @@
 
 use super::*;
 
+/// The `verify:` keys each scheme reads besides `scheme`. A preset not
+/// named here is a signing scheme that reads [`PRESET_KEYS`].
+pub(super) const SCHEME_KEYS: &[(&str, &[&str])] = &[
+    ("none", &[]),
+    ("bearer", &["token", "header"]),
+    ("basic", &["username", "password"]),
+    ("github", &["secret", "legacy"]),
+    ("meta", &["secret", "verify_token"]),
+    ("twilio", &["secret", "public_url"]),
+    ("shopify", &["secret"]),
+    (
+        "hmac",
+        &[
+            "secret",
+            "tolerance",
+            "header",
+            "algorithm",
+            "encoding",
+            "prefix",
+            "payload",
+            "timestamp_header",
+            "id_header",
+            "secret_encoding",
+            "secret_prefix",
+        ],
+    ),
+];
+
+/// What the other presets (Stripe, Standard Webhooks, Slack ...) read: a
+/// secret, and the clock tolerance of their signed timestamp.
+pub(super) const PRESET_KEYS: &[&str] = &["secret", "tolerance"];
+
 impl FileContext<'_> {
     /// Compiles `verify:`; also returns the scheme's default event type and id expressions.
     pub(super) fn verifier(&mut self, v: &Spanned<RawVerify>) -> Option<(Verifier, Defaults)> {
@@ -127,68 +159,9 @@ impl FileContext<'_> {
 
     /// Reports every `verify:` key the scheme does not read.
     pub(super) fn only_fields(&mut self, raw: &RawVerify, scheme: &str) -> bool {
-        let set: [(&str, Option<Pos>); 17] = [
-            ("secret", raw.secret.as_ref().map(Pos::of)),
-            ("tolerance", raw.tolerance.as_ref().map(Pos::of)),
-            ("legacy", raw.legacy.as_ref().map(Pos::of)),
-            ("verify_token", raw.verify_token.as_ref().map(Pos::of)),
-            ("public_url", raw.public_url.as_ref().map(Pos::of)),
-            ("algorithm", raw.algorithm.as_ref().map(Pos::of)),
-            ("encoding", raw.encoding.as_ref().map(Pos::of)),
-            ("prefix", raw.prefix.as_ref().map(Pos::of)),
-            ("payload", raw.payload.as_ref().map(Pos::of)),
-            ("timestamp_header", raw.timestamp_header.as_ref().map(Pos::of)),
-            ("id_header", raw.id_header.as_ref().map(Pos::of)),
-            ("secret_encoding", raw.secret_encoding.as_ref().map(Pos::of)),
-            ("secret_prefix", raw.secret_prefix.as_ref().map(Pos::of)),
-            ("token", raw.token.as_ref().map(Pos::of)),
-            ("header", raw.header.as_ref().map(Pos::of)),
-            ("username", raw.username.as_ref().map(Pos::of)),
-            ("password", raw.password.as_ref().map(Pos::of)),
-        ];
-        let allowed: &[&str] = match scheme {
-            "none" => &[],
-            "bearer" => &["token", "header"],
-            "basic" => &["username", "password"],
-            "github" => &["secret", "legacy"],
-            "meta" => &["secret", "verify_token"],
-            "twilio" => &["secret", "public_url"],
-            "shopify" => &["secret"],
-            "hmac" => &[
-                "secret",
-                "tolerance",
-                "header",
-                "algorithm",
-                "encoding",
-                "prefix",
-                "payload",
-                "timestamp_header",
-                "id_header",
-                "secret_encoding",
-                "secret_prefix",
-            ],
-            _ => &["secret", "tolerance"],
-        };
+        let allowed = keys_of(SCHEME_KEYS, scheme, PRESET_KEYS);
         let reads = if allowed.is_empty() { "no other keys".to_string() } else { allowed.join(", ") };
-        self.unread_keys(&set, allowed, &format!("scheme `{scheme}`"), &format!("`{scheme}` reads: {reads}"))
-    }
-
-    /// Reports each key that is set but not read by `owner` (a scheme, a sink type).
-    pub(super) fn unread_keys(
-        &mut self,
-        set: &[(&str, Option<Pos>)],
-        allowed: &[&str],
-        owner: &str,
-        hint: &str,
-    ) -> bool {
-        let mut ok = true;
-        for (field, pos) in set {
-            if let (Some(pos), false) = (pos, allowed.contains(field)) {
-                self.error(*pos, format!("`{field}` is not used by {owner}")).with_hint(hint.to_string());
-                ok = false;
-            }
-        }
-        ok
+        self.unread_keys(&raw.written(), allowed, &format!("scheme `{scheme}`"), &format!("`{scheme}` reads: {reads}"))
     }
 
     /// The spec of `scheme: hmac`, from its own keys.
@@ -286,6 +259,17 @@ impl FileContext<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::problems;
+    use crate::config::raw::RawVerify;
+
+    #[test]
+    fn the_keys_table_names_only_schemes_and_their_real_keys() {
+        for (scheme, keys) in super::SCHEME_KEYS {
+            assert!(crate::verify::presets::SCHEMES.contains(scheme), "`{scheme}` is not a scheme");
+            for key in keys.iter().chain(super::PRESET_KEYS) {
+                assert!(RawVerify::FIELDS.contains(key), "`{scheme}` reads `{key}`, not a verify key");
+            }
+        }
+    }
 
     #[test]
     fn a_key_the_scheme_does_not_read_is_an_error_naming_what_it_reads() {
