@@ -66,14 +66,14 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
                 _ = stop.changed() => continue,
             }
         }
-        let now = crate::event::now_ms();
+        let now = rt.clock.now_ms();
         // Only what can start is claimed: a busy sink's queue stays untouched.
         let room = room(&rt.config(), &mut slots, true);
         // One blocking hop claims the due deliveries and runs the store ones.
         let for_blocking = rt.clone();
         let due = match tokio::task::spawn_blocking(move || claim_and_store(&for_blocking, now, &room)).await {
             Ok(Ok((due, applied))) => {
-                unsynced.add(applied);
+                unsynced.add(applied, now);
                 due
             }
             Ok(Err(e)) => {
@@ -189,7 +189,7 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
 /// should not leave its record behind until the restart. HTTP deliveries
 /// stay due (they run after the restart).
 async fn last_store_round(rt: &Arc<Runtime>) {
-    let (for_blocking, now) = (rt.clone(), crate::event::now_ms());
+    let (for_blocking, now) = (rt.clone(), rt.clock.now_ms());
     let room = room(&rt.config(), &mut Slots::default(), false);
     let Ok(Ok((http, applied))) = tokio::task::spawn_blocking(move || claim_and_store(&for_blocking, now, &room)).await
     else {
@@ -197,7 +197,7 @@ async fn last_store_round(rt: &Arc<Runtime>) {
     };
     rt.data.log.release(&http.iter().map(|c| DeliveryKey::of(&c.delivery)).collect::<Vec<_>>());
     let mut unsynced = Unsynced::default();
-    unsynced.add(applied);
+    unsynced.add(applied, now);
     unsynced.commit(rt).await;
 }
 
@@ -390,12 +390,13 @@ struct Unsynced {
 const COMMIT_EVERY_MS: i64 = 10;
 
 impl Unsynced {
-    fn add(&mut self, applied: Applied) {
+    /// Holds `applied`, run at `now` (the dispatcher's clock).
+    fn add(&mut self, applied: Applied, now: i64) {
         if applied.settled.is_empty() {
             return;
         }
         if self.settled.is_empty() {
-            (self.epoch, self.since_ms) = (Some(applied.epoch), crate::event::now_ms());
+            (self.epoch, self.since_ms) = (Some(applied.epoch), now);
         }
         self.settled.extend(applied.settled);
     }
@@ -456,6 +457,7 @@ fn report(rt: &Runtime, event: &EventV1, d: &DeliveryV1, outcome: &Outcome) {
     let counted = match (outcome, d.status) {
         (Outcome::Delivered, _) => {
             tracing::debug!(route, event = d.event, sink = %d.sink, "Delivered.");
+            // What the event waited in wall time: the stats are the operator's.
             let waited = (crate::event::now_ms() - received_ms).max(0) as u64;
             DeliveryVerdict::Ok { latency: std::time::Duration::from_millis(waited) }
         }
@@ -569,7 +571,7 @@ async fn record_all(rt: &Runtime, settled: Vec<Settled>) {
     }
     // A remote attempt runs in its span (see `run`): its outcome goes on it.
     traced(&tracing::Span::current(), settled.iter().map(|(_, outcome, _)| outcome));
-    let now = crate::event::now_ms();
+    let now = rt.clock.now_ms();
     let mut events: Vec<Arc<StoredEvent>> = Vec::with_capacity(settled.len());
     let mut outcomes = Vec::with_capacity(settled.len());
     let mut states = Vec::with_capacity(settled.len());

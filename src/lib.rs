@@ -17,7 +17,8 @@
 //! - [`dispatch`] claims due deliveries from the log, hands them to
 //!   [`sink`]s, and records the next state [`delivery`] decides, running
 //!   rules' `when:` and `script:` ([`script`], sandboxed Rhai) on the way.
-//! - [`runtime`] holds what they share: the config snapshot and the data dir;
+//! - [`runtime`] holds what they share: the config snapshot, the data dir
+//!   and the scheduler's [`clock`];
 //!   [`reload`] swaps the snapshot when the routes directory changes;
 //!   [`recovery`] gets a working store back after a disk fault;
 //!   [`retention`] prunes settled events past their keep period.
@@ -26,6 +27,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod dispatch;

@@ -103,6 +103,8 @@ pub struct Runtime {
     pub outcome_writes: crate::telemetry::fault::Fault,
     /// Wakes the dispatcher when new deliveries are logged.
     pub work: tokio::sync::Notify,
+    /// The dispatcher's time: when deliveries are due, and when a retry is.
+    pub clock: crate::clock::Clock,
     /// The last reload's outcome (admin `GET /reload`).
     pub reload_status: Mutex<ReloadStatus>,
     /// Store writes, for live views (SSE); receivers that fall behind re-read.
@@ -185,6 +187,7 @@ impl Runtime {
             event_writes: Default::default(),
             outcome_writes: Default::default(),
             work: tokio::sync::Notify::new(),
+            clock: Default::default(),
             reload_status: Mutex::new(ReloadStatus {
                 ok: true,
                 loaded_at_ms: crate::event::now_ms(),
@@ -205,6 +208,13 @@ impl Runtime {
     /// The config to use for one request or delivery, start to end.
     pub fn config(&self) -> Arc<Config> {
         self.current.load_full()
+    }
+
+    /// Moves the dispatcher's clock ahead by `by` and wakes it, so what is
+    /// due by then runs now (tests reach an hour's backoff this way).
+    pub fn skip_time(&self, by: Duration) {
+        self.clock.skip(by);
+        self.work.notify_one();
     }
 
     /// Tells live views that a sink wrote `tree`/`key`.

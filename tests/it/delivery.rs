@@ -3,11 +3,11 @@
 //! the Make envelope and fallback URL, isolation of a dead sink, and
 //! retries that survive a restart.
 
-use crate::util::{post, run_router, settled, Received, Receiver, Reply, TempRoutes, TestRouter};
+use crate::util::{post, run_router, settled, Receiver, Reply, TempRoutes, TestRouter};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
-use webhook_router::storage::DeliveryStatus;
+use webhook_router::storage::{DeliveryStatus, DeliveryV1};
 
 /// A route sending every event to `sinks` (their YAML), with `env` for URLs.
 fn routes(sinks: &str, targets: &[&str]) -> TempRoutes {
@@ -32,28 +32,58 @@ async fn send(r: &TestRouter, id: &str) -> u64 {
     answer["id"].as_str().unwrap().parse().unwrap()
 }
 
-fn gaps(got: &[Received]) -> Vec<Duration> {
-    got.windows(2).map(|w| w[1].at - w[0].at).collect()
+/// Waits until event `id`'s first delivery has had `n` attempts.
+async fn attempted(r: &TestRouter, id: u64, n: u32) -> DeliveryV1 {
+    let log = &r.rt.data.log;
+    r.eventually(&format!("attempt {n} of event {id}"), || {
+        log.deliveries(id).unwrap().into_iter().next().filter(|d| d.attempts >= n)
+    })
+    .await
+}
+
+/// How long after its last attempt the router put a delivery's next one:
+/// both times are the router's own record, so no clock is read here.
+fn scheduled_wait(d: &DeliveryV1) -> Duration {
+    let last = d.attempts_log.last().expect("an attempt");
+    let at = webhook_router::event::parse_ms(&last.at).expect("an attempt time");
+    let next = d.next_attempt_ms.expect("a next attempt");
+    Duration::from_millis((next - at) as u64)
+}
+
+/// Moves the router's clock to `d`'s next attempt, which then runs at once.
+fn skip_to_next(r: &TestRouter, d: &DeliveryV1) {
+    r.rt.skip_time(scheduled_wait(d));
+}
+
+/// `wait` is `nominal` spread by the retry jitter (±20 %).
+fn within_jitter(wait: Duration, nominal: Duration) -> bool {
+    wait >= nominal.mul_f64(0.8) && wait <= nominal.mul_f64(1.2)
 }
 
 #[tokio::test]
 async fn server_errors_retry_with_backoff_then_deliver() {
     let rx = Receiver::start(vec![Reply::Status(500), Reply::Status(503), Reply::Status(200)]).await;
+    // An hour's backoff: nothing is retried unless the test moves the clock.
     let routes = routes(
         "  target:\n    type: http\n    url: ${TARGET}\n    headers: { Authorization: \"Bearer ${TOKEN}\" }\n    \
-         retry: { attempts: 5, backoff: 100ms, max_delay: 1s }\n",
+         retry: { attempts: 5, backoff: 1h, max_delay: 4h }\n",
         &["target"],
     );
     let data = tempfile::tempdir().unwrap();
     let r = start(&routes, &data, &[("TARGET", rx.url("/hook")), ("TOKEN", "rcv-token".into())]).await;
     let id = send(&r, "evt_1").await;
+    // Backoff 1 h then 2 h, each spread by at most ±20 %.
+    for (attempt, nominal) in [(1, 3600), (2, 7200)] {
+        let d = attempted(&r, id, attempt).await;
+        assert_eq!((d.status, rx.count()), (DeliveryStatus::Retrying, attempt as usize), "{d:?}");
+        let wait = scheduled_wait(&d);
+        assert!(within_jitter(wait, Duration::from_secs(nominal)), "attempt {attempt}: next in {wait:?}");
+        skip_to_next(&r, &d);
+    }
     let d = &settled(&r, id).await[0];
     assert_eq!((d.status, d.attempts), (DeliveryStatus::Delivered, 3), "{d:?}");
     let got = rx.requests();
     assert_eq!(got.len(), 3);
-    let g = gaps(&got);
-    // Backoff 100 ms then 200 ms, each spread by at most ±20%.
-    assert!(g[0] >= Duration::from_millis(75) && g[1] >= Duration::from_millis(155), "{g:?}");
     let first = &got[0];
     assert_eq!(serde_json::from_str::<Value>(&first.body).unwrap(), json!({"order": "o-1", "amount": 42}));
     let header = |name: &str| first.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -65,17 +95,22 @@ async fn server_errors_retry_with_backoff_then_deliver() {
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    let rx = Receiver::start(vec![Reply::With(429, "Retry-After: 1")]).await;
+    // Retry-After asks for an hour, over a 10 ms backoff; the wait is the
+    // receiver's, with no jitter.
+    let rx = Receiver::start(vec![Reply::With(429, "Retry-After: 3600")]).await;
     let routes = routes(
-        "  target:\n    type: http\n    url: ${TARGET}\n    retry: { attempts: 3, backoff: 10ms }\n",
+        "  target:\n    type: http\n    url: ${TARGET}\n    retry: { attempts: 3, backoff: 10ms, max_delay: 2h }\n",
         &["target"],
     );
     let data = tempfile::tempdir().unwrap();
     let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
     let id = send(&r, "evt_ra").await;
+    let d = attempted(&r, id, 1).await;
+    assert_eq!(scheduled_wait(&d), Duration::from_secs(3600), "{d:?}");
+    assert_eq!(rx.count(), 1);
+    skip_to_next(&r, &d);
     assert_eq!(settled(&r, id).await[0].status, DeliveryStatus::Delivered);
-    let g = gaps(&rx.requests());
-    assert!(g[0] >= Duration::from_millis(950), "Retry-After: 1 was not waited for: {g:?}");
+    assert_eq!(rx.count(), 2);
     r.stop().await;
 }
 
@@ -189,14 +224,14 @@ async fn dead_and_fast(
 
 #[tokio::test]
 async fn a_dead_sink_does_not_hold_up_other_sinks_or_ingest() {
-    let (r, dead, fast, _dirs) = dead_and_fast("5s", 2).await;
-    let started = std::time::Instant::now();
+    // The dead sink's requests hang for an hour: a fast sink that waited
+    // for them would never see its events.
+    let (r, dead, fast, _dirs) = dead_and_fast("1h", 2).await;
     for i in 0..20 {
         send(&r, &format!("evt_{i}")).await;
     }
     let fast_rx = &fast;
     r.eventually("fast sink got every event", || (fast_rx.count() == 20).then_some(())).await;
-    assert!(started.elapsed() < Duration::from_secs(4), "fast sink waited for the dead one: {:?}", started.elapsed());
     // The dead sink has at most its concurrency in flight.
     assert_eq!(dead.count(), 2);
     r.stop().await;
@@ -288,11 +323,11 @@ async fn failed_deliveries_can_be_retried_and_events_replayed() {
 
 #[tokio::test]
 async fn ordered_by_keeps_one_keys_order_while_other_keys_proceed() {
-    // The first request fails; its retry comes 1.5 s later.
+    // The first request fails; its retry is an hour away (a clock skip).
     let rx = Receiver::start(vec![Reply::Status(500)]).await;
     let route = "route: app\npath: /events\nverify: { scheme: bearer, token: t }\nevent: { type: $.type, id: $.id }\n\
         rules:\n  - on: \"*\"\n    map: { order: $.order, seq: $.id }\n    to: [{ sink: target, ordered_by: $.order }]\n\
-        sinks:\n  target:\n    type: http\n    url: ${TARGET}\n    retry: { attempts: 5, backoff: 1500ms }\n";
+        sinks:\n  target:\n    type: http\n    url: ${TARGET}\n    retry: { attempts: 5, backoff: 1h }\n";
     let routes = TempRoutes::new(&[("app.yaml", route)]);
     let data = tempfile::tempdir().unwrap();
     let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
@@ -300,31 +335,28 @@ async fn ordered_by_keeps_one_keys_order_while_other_keys_proceed() {
         let url = r.url("/events");
         async move {
             let body = json!({"id": id, "type": "t", "order": order}).to_string();
-            assert_eq!(post(&url, "t", &body, &[]).await.0, 200);
+            let (status, answer) = post(&url, "t", &body, &[]).await;
+            assert_eq!(status, 200);
+            answer["id"].as_str().unwrap().parse::<u64>().unwrap()
         }
     };
-    post_order("a1", "A").await;
-    let rx_ref = &rx;
-    r.eventually("a1's first attempt", || (rx_ref.count() == 1).then_some(())).await;
-    post_order("a2", "A").await;
-    post_order("b1", "B").await;
-    // B is not held up by A's retry; a2 waits behind a1.
-    r.eventually("b1 delivered", || (rx_ref.count() == 2).then_some(())).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let seen = |rx: &Receiver| -> Vec<String> {
-        rx.requests()
-            .iter()
-            .map(|q| serde_json::from_str::<Value>(&q.body).unwrap()["seq"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(seen(&rx), ["a1", "b1"], "a2 must wait while a1 is retrying");
-    for _ in 0..400 {
-        if rx.count() == 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(seen(&rx), ["a1", "b1", "a1", "a2"]);
+    let a1 = post_order("a1", "A").await;
+    let first = attempted(&r, a1, 1).await;
+    let a2 = post_order("a2", "A").await;
+    let b1 = post_order("b1", "B").await;
+    // B is not held up by A's retry; a2 waits behind a1, so it is claimed
+    // no sooner than a1's retry, which only the clock skip makes due.
+    assert_eq!(settled(&r, b1).await[0].status, DeliveryStatus::Delivered);
+    let a2_now = &r.rt.data.log.deliveries(a2).unwrap()[0];
+    assert_eq!((a2_now.status, a2_now.attempts), (DeliveryStatus::Pending, 0), "a2 must wait while a1 is retrying");
+    skip_to_next(&r, &first);
+    assert_eq!(settled(&r, a2).await[0].status, DeliveryStatus::Delivered);
+    let seen: Vec<String> = rx
+        .requests()
+        .iter()
+        .map(|q| serde_json::from_str::<Value>(&q.body).unwrap()["seq"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, ["a1", "b1", "a1", "a2"]);
     r.stop().await;
 }
 
@@ -378,31 +410,43 @@ fn sdk_verify(requests: &[Value]) -> Vec<String> {
 async fn batches_group_events_and_retry_as_a_unit() {
     let rx = Receiver::start(vec![Reply::Status(500)]).await;
     let routes = routes(
-        "  target:\n    type: make\n    url: ${TARGET}\n    batch: { max_events: 3, max_wait: 300ms }\n    \
-         retry: { attempts: 3, backoff: 50ms }\n",
+        "  target:\n    type: make\n    url: ${TARGET}\n    batch: { max_events: 3, max_wait: 1h }\n    \
+         retry: { attempts: 3, backoff: 1h }\n",
         &["target"],
     );
     let data = tempfile::tempdir().unwrap();
     let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
-    // A lone event waits up to max_wait for company.
-    let t0 = std::time::Instant::now();
+    // A lone event waits up to max_wait for company: here an hour, which
+    // only a clock skip ends.
     let lone = send(&r, "evt_lone").await;
-    let ds = settled(&r, lone).await;
-    assert!(t0.elapsed() >= Duration::from_millis(280), "sent before max_wait: {:?}", t0.elapsed());
+    let waiting = &r.rt.data.log.deliveries(lone).unwrap()[0];
+    assert_eq!((waiting.attempts, rx.count()), (0, 0), "sent before max_wait");
+    r.rt.skip_time(Duration::from_secs(3600));
     // Its first batch got the 500: retried as a unit, then delivered.
+    let first = attempted(&r, lone, 1).await;
+    // A retried batch short of max_events waits for company again, as a new one does.
+    r.rt.skip_time(scheduled_wait(&first) + Duration::from_secs(3600));
+    let ds = settled(&r, lone).await;
     assert_eq!((ds[0].status, ds[0].attempts), (DeliveryStatus::Delivered, 2));
+    r.stop().await;
 
+    // A router of its own, whose clock is the wall clock again: two full
+    // batches go at once, and the seventh event waits for max_wait.
+    let data = tempfile::tempdir().unwrap();
+    let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
     let mut ids = Vec::new();
     for i in 0..7 {
         ids.push(send(&r, &format!("evt_{i}")).await);
     }
-    for id in &ids {
+    for id in &ids[..6] {
         assert_eq!(settled(&r, *id).await[0].status, DeliveryStatus::Delivered);
     }
+    assert_eq!(r.rt.data.log.deliveries(ids[6]).unwrap()[0].attempts, 0);
+    r.rt.skip_time(Duration::from_secs(3600));
+    assert_eq!(settled(&r, ids[6]).await[0].status, DeliveryStatus::Delivered);
     let bodies: Vec<Value> = rx.requests()[2..].iter().map(|q| serde_json::from_str(&q.body).unwrap()).collect();
     let sizes: Vec<usize> = bodies.iter().map(|b| b.as_array().unwrap().len()).collect();
-    assert_eq!(sizes.iter().sum::<usize>(), 7, "{sizes:?}");
-    assert!(sizes.iter().all(|n| *n <= 3) && sizes.contains(&3), "{sizes:?}");
+    assert_eq!(sizes, [3, 3, 1]);
     // Each item is the Make envelope of its own event.
     let mut seen: Vec<String> = bodies
         .iter()
@@ -415,18 +459,24 @@ async fn batches_group_events_and_retry_as_a_unit() {
 
 #[tokio::test]
 async fn retries_stop_at_the_policy_deadline() {
-    let rx = Receiver::start(vec![Reply::Status(500); 100]).await;
+    // Every answer asks for an hour (Retry-After: exact, no jitter), and the
+    // policy gives up 4.5 h after the first attempt.
+    let rx = Receiver::start(vec![Reply::With(503, "Retry-After: 3600"); 100]).await;
     let routes = routes(
-        "  target:\n    type: http\n    url: ${TARGET}\n    retry: { attempts: 100, backoff: 100ms, max_delay: 100ms, deadline: 450ms }\n",
+        "  target:\n    type: http\n    url: ${TARGET}\n    retry: { attempts: 100, backoff: 1s, max_delay: 1h, deadline: 4h30m }\n",
         &["target"],
     );
     let data = tempfile::tempdir().unwrap();
     let r = start(&routes, &data, &[("TARGET", rx.url("/"))]).await;
     let id = send(&r, "evt_deadline").await;
+    // Attempts at 0, 1, 2, 3 and 4 h; a sixth would start past 4.5 h.
+    for attempt in 1..=4 {
+        let d = attempted(&r, id, attempt).await;
+        assert_eq!(d.status, DeliveryStatus::Retrying, "attempt {attempt}: {d:?}");
+        skip_to_next(&r, &d);
+    }
     let d = &settled(&r, id).await[0];
-    assert_eq!(d.status, DeliveryStatus::Failed);
-    // Attempts at ~0, 100, 200, 300, 400 ms (±20%); none would start past 450 ms.
-    assert!((3..=6).contains(&d.attempts), "{d:?}");
+    assert_eq!((d.status, d.attempts, rx.count()), (DeliveryStatus::Failed, 5, 5), "{d:?}");
     r.stop().await;
 }
 

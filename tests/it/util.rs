@@ -189,7 +189,6 @@ pub enum Reply {
 /// One request a receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
-    pub at: std::time::Instant,
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
@@ -253,7 +252,7 @@ impl Receiver {
                     }
                     let raw = buf[head_end..head_end + len].to_vec();
                     let body = String::from_utf8_lossy(&raw).into_owned();
-                    log.lock().unwrap().push(Received { at: std::time::Instant::now(), path, headers, body, raw });
+                    log.lock().unwrap().push(Received { path, headers, body, raw });
                     let reply = script.lock().unwrap().pop_front().unwrap_or(Reply::Status(200));
                     let (code, extra) = match reply {
                         Reply::Close => return,
