@@ -184,8 +184,10 @@ pub fn start(
         for p in &paths {
             w.watch(p, notify::RecursiveMode::Recursive)?;
         }
+        tracing::info!(paths = ?paths, "Watching the route files: a change reloads them.");
         Some(w)
     } else {
+        tracing::info!("Not watching the route files (--no-watch): SIGHUP reloads them.");
         None
     };
     #[cfg(unix)]

@@ -138,8 +138,9 @@ fn sighup_reloads_the_binary() {
     let routes = TempRoutes::new(&[("a.yaml", &route("a", "/a", "[\"*\"]"))]);
     let data = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = crate::util::serve_command(routes.path(), data.path(), &format!("127.0.0.1:{port}"))
-        .stderr(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
     let get = |path: &str| -> u16 {
@@ -163,8 +164,11 @@ fn sighup_reloads_the_binary() {
         false
     };
     assert!(wait_for("/a", 200), "router started");
+    // Without a watcher there is nothing that could reload on a change: the
+    // router says so, rather than the test waiting to see nothing happen.
+    let said = std::fs::read_to_string(log.path()).unwrap();
+    assert!(said.contains("Not watching the route files (--no-watch)") && !said.contains("Watching"), "{said}");
     std::fs::write(routes.path().join("b.yaml"), route("b", "/b", "[\"*\"]")).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(get("/b"), 404, "no reload without SIGHUP under --no-watch");
     let hup = std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
     assert!(hup.success());
@@ -217,24 +221,42 @@ async fn a_removed_sink_fails_its_deliveries_until_it_is_back() {
 async fn a_reloaded_concurrency_applies_to_deliveries() {
     use crate::util::{Receiver, Reply};
     let rx = Receiver::start(vec![Reply::Hang; 10]).await;
+    // A second sink that answers at once: its deliveries are the proof that
+    // dispatch rounds ran while the first sink was full.
+    let fast = Receiver::start(vec![]).await;
     let route = |concurrency: usize| {
         format!(
             "route: p\npath: /p\nverify: {{ scheme: bearer, token: t }}\nevent: {{ id: $.id }}\nrules:\n  - on: \"*\"\n    \
-             to: [{{ sink: hook }}]\nsinks:\n  hook: {{ type: http, url: \"{}\", timeout: 30s, concurrency: {concurrency} }}\n",
-            rx.url("/hook")
+             to: [{{ sink: hook }}, {{ sink: fast }}]\nsinks:\n  \
+             hook: {{ type: http, url: \"{}\", timeout: 30s, concurrency: {concurrency} }}\n  \
+             fast: {{ type: http, url: \"{}\" }}\n",
+            rx.url("/hook"),
+            fast.url("/fast")
         )
     };
     let routes = TempRoutes::new(&[("p.yaml", &route(1))]);
     let data = tempfile::tempdir().unwrap();
     let r = TestRouter::start(routes.path(), data.path()).await;
+    let post = |i: usize| {
+        let url = r.url("/p");
+        async move {
+            let (code, answer) = crate::util::post(&url, "t", &format!(r#"{{"id": "e{i}"}}"#), &[]).await;
+            assert_eq!(code, 200, "{answer}");
+        }
+    };
     for i in 0..5 {
-        let (code, answer) = crate::util::post(&r.url("/p"), "t", &format!(r#"{{"id": "e{i}"}}"#), &[]).await;
-        assert_eq!(code, 200, "{answer}");
+        post(i).await;
     }
     r.eventually("one delivery in flight", || (rx.count() == 1).then_some(())).await;
     replace(routes.path(), "p.yaml", &route(3));
     r.eventually("three deliveries in flight", || (rx.count() == 3).then_some(())).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Rounds that deliver these to `fast` would start a fourth on `hook` if
+    // it had room: once they are in, `hook` still has three.
+    for i in 5..8 {
+        post(i).await;
+    }
+    let fast = &fast;
+    r.eventually("every event at the fast sink", || (fast.count() == 8).then_some(())).await;
     assert_eq!(rx.count(), 3, "no more than the new concurrency");
     r.stop().await;
 }
