@@ -29,6 +29,8 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tracing::Instrument;
 
+/// What the handler needs besides the request: axum clones it per request,
+/// so it holds only an `Arc` and the copyable limits.
 #[derive(Clone)]
 pub struct Ingest {
     pub rt: Arc<Runtime>,
@@ -38,14 +40,21 @@ pub struct Ingest {
 /// The one handler of the webhook listener.
 pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
     // One snapshot for the whole request: a reload never changes it midway.
+    // The latency figure covers the whole answer, lookup included.
     let started = std::time::Instant::now();
     let config: Arc<Config> = state.rt.config();
     let Some(matched) = config.table.lookup(req.uri().path()) else {
+        // A 404 names no route, so it is counted apart: a spike of them is a
+        // provider (or a scanner) posting to a path nobody configured.
         state.rt.stats.unmatched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return IngestError::NotFound.into_response();
     };
+    // Parsed once: views filter by it, verifiers read tokens from it and
+    // routes map it (`query.*`).
     let query = parse_query(req.uri().query());
     match matched.endpoint {
+        // A view shares the listener (one port for the provider and the page)
+        // but only reads: anything but GET, HEAD and OPTIONS is refused here.
         Endpoint::View(i) => {
             if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
                 return IngestError::MethodNotAllowed { allow: "GET, HEAD, OPTIONS" }.into_response();
@@ -56,12 +65,15 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
             let route = config.routes[i].clone();
             match *req.method() {
                 Method::POST => {
+                    // The span continues the caller's `traceparent`, if it sent one.
                     let span = trace::request(&route.name, req.headers());
                     let (result, answer) =
                         match ingest(&state, &route, matched.params, query, req).instrument(span.clone()).await {
                             Ok((accepted, answer)) => (Ok(accepted), answer),
                             Err(e) => (Err(e), None),
                         };
+                    // One verdict feeds the counters, the tap and the span, so the three
+                    // never disagree about what happened to a request.
                     let counted = match &result {
                         Ok(Accepted::New { .. }) => RequestVerdict::Accepted,
                         Ok(Accepted::Duplicate { .. }) => RequestVerdict::Duplicate,
@@ -72,6 +84,8 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
                     state.rt.tap.publish(|| tapped(&route.name, counted, &result));
                     let (event_type, id) = identity(&result);
                     let (event_type, id) = (event_type.map(str::to_owned), id);
+                    // A route's own `respond:` answer replaces ours only on success:
+                    // errors keep their contract shape, which providers' retries rely on.
                     let response = match (result, answer) {
                         (Ok(_), Some(own)) => own,
                         (Ok(a), None) => a.into_response(),
@@ -80,6 +94,8 @@ pub async fn handle(State(state): State<Ingest>, req: Request) -> Response {
                     trace::answered(&span, counted, response.status().as_u16(), event_type.as_deref(), id);
                     response
                 }
+                // GET is either a provider's subscription handshake (Meta's
+                // `hub.challenge`) or an operator checking the route is up.
                 Method::GET | Method::HEAD => match route.verifier.handshake(&query) {
                     Some(Ok(challenge)) => challenge.into_response(),
                     Some(Err(reason)) => {
@@ -138,12 +154,18 @@ async fn ingest(
     req: Request,
 ) -> Result<(Accepted, Option<Response>), IngestError> {
     let (parts, body) = req.into_parts();
+    // The body is read whole before verifying: a signature covers the
+    // exact bytes, so nothing may be parsed or normalised first.
     let body = read_body(&parts.headers, body, route.body_limit, state.limits).await?;
 
+    // `Unverified` can only become `Verified` through the route's
+    // verifier (typestate): no later step can read an unchecked body.
     let unverified = Unverified { headers: &parts.headers, body: &body, uri: &parts.uri };
     let verifying = trace::verify(route.verifier.scheme());
     let verified = verifying.in_scope(|| route.verifier.verify(unverified));
     trace::step(&verifying, verified.is_ok());
+    // Why a signature failed is logged (at debug: a flood of forgeries
+    // must not flood the log) but never told to the sender.
     let verified = verified.map_err(|reason| {
         tracing::debug!(route = %route.name, scheme = route.verifier.scheme(), %reason, "Request rejected by verifier.");
         IngestError::Unauthorized
@@ -155,6 +177,8 @@ async fn ingest(
         |e: crate::payload::NotJson| IngestError::Invalid { error: "body is not valid JSON", problems: vec![e.0] };
     let payload =
         crate::payload::parse_only(content_type, verified.body(), route.ingest_fields.as_ref()).map_err(not_json)?;
+    // Slack's `url_verification` and the like are answered, never logged:
+    // they carry no event.
     if let Some(challenge) = route.verifier.challenge(&payload) {
         return Ok((Accepted::Challenge(challenge.to_string()), None));
     }
@@ -174,10 +198,15 @@ async fn ingest(
         return Ok((Accepted::Filtered { event: kind }, own_answer(route, &ctx)));
     }
     let mut meta = event_meta(route, &ctx, kind)?;
+    // No `event.id:` mapping: the id the signature scheme signed (the
+    // `webhook-id` of Standard Webhooks, say) is the dedup key.
     if route.event.id.is_none() {
         meta.id = verified.signed_id.clone();
     }
 
+    // Which rules fire, and for which sinks, is decided now, at ingest:
+    // the deliveries are written with the event, in one durable write, so
+    // an event can never be on disk without the work it owes.
     let deliveries = route.plan(&meta.kind, &ctx);
     let answer = own_answer(route, &ctx);
     let has_work = !deliveries.is_empty();
@@ -208,6 +237,8 @@ async fn ingest(
     // No request waits on the store without a deadline: a store stuck on a
     // full disk answers 503, so the provider retries later.
     let appending = trace::append();
+    // The 2xx waits for this: `append` returns once the group commit
+    // holding the event is synced.
     let appended = tokio::time::timeout(state.limits.store_timeout, state.rt.data.log.append(event, deliveries))
         .instrument(appending.clone())
         .await
@@ -216,22 +247,31 @@ async fn ingest(
         Ok(_) => trace::step(&appending, true),
         Err(_) => trace::step_failed(&appending),
     }
+    // `event_writes` remembers a failure run: its end is logged once, so
+    // an operator sees when a full disk stopped mattering.
     if appended.is_ok() && state.rt.event_writes.ok() {
         tracing::info!("The event store takes writes again.");
     }
     match appended {
         Ok(Appended::New(id)) => {
+            // Wakes the dispatcher now rather than at its next poll, so a
+            // delivery starts within a round trip of the 200.
             if has_work {
                 state.rt.work.notify_one();
             }
             tracing::debug!(route = %route.name, id, event = %meta.kind, "Event accepted.");
             Ok((Accepted::New { id, event: meta.kind }, answer))
         }
+        // A repeat of an id already logged is answered 200 `duplicate` with
+        // the first copy's log id: the provider stops retrying, nothing runs.
         Ok(Appended::Duplicate(id)) => Ok((Accepted::Duplicate { id, event: meta.kind }, answer)),
         Err(e) => {
+            // Logged once per interval, with how many failed meanwhile: a full
+            // disk under load must not write a line per request.
             if let Some(times) = state.rt.event_writes.failed() {
                 tracing::error!(route = %route.name, error = %e, times, "Cannot write events; answering 503.");
             }
+            // 503: the provider retries later; nothing was acknowledged.
             Err(IngestError::Unavailable)
         }
     }
@@ -240,6 +280,7 @@ async fn ingest(
 /// The route's `respond:` answer for this request, if it has one.
 fn own_answer(route: &Route, ctx: &Context) -> Option<Response> {
     let respond = route.respond.as_ref()?;
+    // The status was checked to be a 2xx when the route compiled.
     let status = axum::http::StatusCode::from_u16(respond.status).unwrap_or(axum::http::StatusCode::OK);
     Some((status, [(header::CONTENT_TYPE, respond.content_type.clone())], respond.render(ctx)).into_response())
 }
@@ -254,6 +295,8 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize, limits: Limits
         }
         return Err(IngestError::TooLarge { limit });
     }
+    // A chunked body has no declared length: it is counted as it comes,
+    // and a client that trickles it is cut off at `body_timeout`.
     read_capped(body, limit, limits.body_timeout).await.map_err(|e| match e {
         BodyError::TooLarge(limit) => IngestError::TooLarge { limit },
         BodyError::TimedOut => IngestError::Timeout,
@@ -274,6 +317,8 @@ fn event_meta(route: &Route, ctx: &Context, kind: String) -> Result<EventMeta, I
             id
         }
     };
+    // An unparseable time is a sender's mistake (400), but a missing one
+    // is not: `event.time` is optional in most payloads.
     let time = match route.event.time.as_ref().and_then(|e| e.eval(ctx)) {
         None | Some(Value::Null) => None,
         Some(v) => match parse_time(&v).and_then(format_nanos) {
@@ -292,6 +337,7 @@ fn event_meta(route: &Route, ctx: &Context, kind: String) -> Result<EventMeta, I
     }
 }
 
+/// The query string as pairs, in order, repeated keys kept.
 fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
     query.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
@@ -302,6 +348,8 @@ fn header_pairs(headers: &HeaderMap, secret: Option<&str>) -> Vec<(String, Strin
         .iter()
         .map(|(name, value)| {
             let name = name.as_str();
+            // Signatures, tokens and the route's own secret header never reach
+            // the log: the record is what an operator reads and replays.
             let value = if is_secret_header(name, secret) {
                 REDACTED.to_string()
             } else {

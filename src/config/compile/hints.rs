@@ -5,6 +5,8 @@ use super::*;
 
 /// Turns a YAML/serde error into a diagnostic, with "did you mean" for unknown keys.
 pub(super) fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
+    // serde-saphyr knows where most errors are; the few it does not (an
+    // empty document's) are placed at 0:0, which the printer shows as the file.
     let pos = e.location().map(|l| Pos::from_location(&l)).unwrap_or_default();
     let full = e.without_snippet().to_string();
     // The rendered message may carry its own position; ours is the one printed.
@@ -12,6 +14,8 @@ pub(super) fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> Di
         Some((head, rest)) if head.contains("line") && head.contains("column") => rest.to_string(),
         _ => full,
     };
+    // One line per diagnostic: the library's multi-line messages are
+    // joined, and a trailing "at line L, column C" dropped (ours is printed).
     let mut message = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
     if let Some(at) = message.rfind(" at line ") {
         if message[at..].contains(", column ") {
@@ -58,6 +62,8 @@ pub(super) fn source_line(text: &str, at: Pos) -> &str {
 
 /// What to write instead, for the YAML and shape errors operators hit most.
 pub(super) fn yaml_hint(message: &str, line: &str) -> Option<String> {
+    // serde's message lists the keys that were expected: the nearest one
+    // is the likely typo, else the list is the hint.
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (field, expected) = rest.split_once('`')?;
         let list = expected.split_once("expected one of ").map_or("", |(_, l)| l);
@@ -68,9 +74,13 @@ pub(super) fn yaml_hint(message: &str, line: &str) -> Option<String> {
             None => format!("valid keys here: {}", candidates.join(", ")),
         });
     }
+    // `{ token: ${T} }` is a flow mapping holding a second `{`: YAML reads
+    // `${T}` as a nested mapping. It is the commonest mistake in route
+    // files, and the library's message does not say so.
     if line.contains("${") && line.contains('{') && line.matches('{').count() > line.matches("${").count() {
         return Some("inside a { ... } mapping, quote values that use variables: token: \"${MY_TOKEN}\"".into());
     }
+    // Shape mistakes: a scalar where a list or a mapping goes.
     if message.contains("expected sequence") {
         return Some("this value must be a list: [a, b], or one `- item` per line".into());
     }
@@ -82,6 +92,7 @@ pub(super) fn yaml_hint(message: &str, line: &str) -> Option<String> {
 
 /// What to write instead, for the Rhai compile errors operators hit most.
 pub(super) fn rhai_hint(message: &str, kind: script::Kind) -> Option<String> {
+    // Scripts see a fixed set of inputs; a near miss (`paylod`) is a typo.
     if let Some(name) = message.strip_prefix("Undefined variable: ") {
         let inputs = script::INPUTS.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ");
         return Some(match nearest(name, script::INPUTS.iter().copied()) {
@@ -89,6 +100,8 @@ pub(super) fn rhai_hint(message: &str, kind: script::Kind) -> Option<String> {
             None => format!("scripts see {inputs}; declare other names with `let`"),
         });
     }
+    // Any other error in a `when:` is usually a statement written where
+    // one expression goes.
     (kind == script::Kind::Condition).then(|| {
         "`when:` is one Rhai expression over `payload`, `event` and `doc`, e.g. `payload.data.severity == \"HIGH\"`"
             .to_string()

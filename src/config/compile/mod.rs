@@ -53,6 +53,8 @@ pub(super) fn compile(
     env: &dyn EnvSource,
     mut diags: Diagnostics,
 ) -> Result<Loaded, Diagnostics> {
+    // Parse every file first: a YAML error in one file is reported, and
+    // the others still compile, so `check` lists all files' problems.
     let mut files = Vec::new();
     for (path, text) in sources {
         match raw::parse(text) {
@@ -62,11 +64,15 @@ pub(super) fn compile(
         }
     }
 
+    // What the files share while they compile: the problems found, the
+    // script engines (one per sandbox), and the trial secrets `serve` guards.
     let mut dir = Directory { env, diags, engines: Engines::default(), trial_secrets: Vec::new() };
     // Directory-wide script limits: `script_limits:` in a file without a route.
     let mut default_limits = Sandbox::default();
     let mut limits_origin: Option<(PathBuf, Pos)> = None;
     for (path, text, raw) in &files {
+        // Read before any script compiles: the limits are part of each
+        // script's engine, so they must be known first.
         let (Some(l), None) = (&raw.script_limits, &raw.route) else { continue };
         let mut cx = dir.file(path, text, Sandbox::default());
         if let Some((f, p)) = &limits_origin {
@@ -83,11 +89,15 @@ pub(super) fn compile(
     }
 
     // Sinks first: routes in any file may name them.
+    // Sorted by name: `router check` and the admin API list them in a
+    // stable order.
     let mut sinks: BTreeMap<String, Arc<Sink>> = BTreeMap::new();
     let mut sink_origin: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     for (path, text, raw) in &files {
         let mut cx = dir.file(path, text, default_limits);
         for (name, sink) in raw.sinks.iter().flat_map(|m| m.0.iter()) {
+            // Names are global so any route may send to any sink; a second
+            // declaration is an error at the second, pointing to the first.
             if let Some((first_file, first_pos)) = sink_origin.get(&name.value) {
                 cx.error(Pos::of(name), format!("sink `{}` is declared twice", name.value)).with_hint(format!(
                     "the first is at {}:{}:{}; sink names are global to the directory",
@@ -104,6 +114,8 @@ pub(super) fn compile(
         }
     }
 
+    // Routes and views share one path table: a webhook route and a view
+    // on the same path would shadow each other.
     let mut table = RouteTable::default();
     let mut routes = Vec::new();
     let mut views = Vec::new();
@@ -111,6 +123,7 @@ pub(super) fn compile(
     let mut path_origin: HashMap<String, String> = HashMap::new();
     for (path, text, raw) in &files {
         let mut cx = dir.file(path, text, default_limits);
+        // A route file's own `script_limits:` apply to its scripts only.
         if let (Some(l), Some(_)) = (&raw.script_limits, &raw.route) {
             cx.limits = cx.script_limits(l).unwrap_or(default_limits);
         }
@@ -126,6 +139,8 @@ pub(super) fn compile(
                 ));
             } else {
                 route_origin.insert(route.name.clone(), (path.to_path_buf(), name_pos));
+                // Index into `routes`: the table holds positions, the config the
+                // routes, so a lookup is one match and one index.
                 match table.insert(&route.path, Endpoint::Route(routes.len())) {
                     Ok(()) => {
                         path_origin.insert(route.path.clone(), format!("route `{}`", route.name));
@@ -149,6 +164,8 @@ pub(super) fn compile(
     }
 
     // Sinks no rule sends to: declared for nothing, or the rule naming them was lost.
+    // Counted from the raw rules, so a rule that failed to compile still
+    // counts as using its sink: no warning on top of the real error.
     let used: std::collections::HashSet<&str> = files
         .iter()
         .flat_map(|(_, _, raw)| raw.rules.iter().flatten())
@@ -163,6 +180,7 @@ pub(super) fn compile(
         }
     }
 
+    // Sorted by file, line and column: the order an operator fixes them in.
     diags.sort();
     if diags.has_errors() {
         return Err(diags);
@@ -219,6 +237,8 @@ impl Reported<'_> {
 
 impl<'a> FileContext<'a> {
     fn error(&mut self, at: Pos, message: impl Into<String>) -> Reported<'_> {
+        // Every diagnostic of this file carries its path: one shape,
+        // `file:line:col: error: message`, whatever part found it.
         self.diags.push(Diagnostic::error(self.file, at, message));
         Reported(self.diags.0.last_mut().expect("just pushed"))
     }
@@ -233,6 +253,8 @@ impl<'a> FileContext<'a> {
         let at = Pos::of(s);
         let line = self.text.lines().nth(at.line.saturating_sub(1) as usize).unwrap_or("");
         let first = line.chars().nth(at.column.saturating_sub(1) as usize);
+        // serde-saphyr places a quoted scalar at its quote; the text starts
+        // one column later.
         let quote = usize::from(matches!(first, Some('"') | Some('\'')));
         Pos { line: at.line, column: at.column + (quote + offset) as u64 }
     }
@@ -251,6 +273,8 @@ impl<'a> FileContext<'a> {
 
     /// `${VAR}` interpolation of a value; unset required variables are errors.
     fn interp(&mut self, s: &Spanned<String>) -> Option<String> {
+        // The error names the variable and never its value; a secret's
+        // default may be in the file, but a set value is the operator's.
         interpolate(&s.value, self.env)
             .map_err(|e| {
                 let hint = e.hint();
@@ -265,6 +289,8 @@ impl<'a> FileContext<'a> {
     /// A secret or a rotation list of them; empty entries (unset `${VAR:-}`) are dropped.
     fn secrets(&mut self, s: &Spanned<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
         let mut out = Vec::new();
+        // A list item has no span of its own (`OneOrMany<String>`): each is
+        // placed at the list.
         for item in &s.value.0 {
             let spanned = Spanned::new(item.clone(), s.referenced, s.defined);
             let v = self.interp(&spanned)?;
@@ -289,6 +315,8 @@ impl<'a> FileContext<'a> {
     }
 
     fn duration(&mut self, s: &Spanned<String>) -> Option<std::time::Duration> {
+        // humantime's units (`500ms`, `5m`, `1h 30m`) are what every duration
+        // in a route file uses, and what `--help` shows for the CLI's.
         humantime::parse_duration(s.value.trim())
             .map_err(|e| {
                 self.error(Pos::of(s), format!("`{}` is not a duration: {e}", s.value))

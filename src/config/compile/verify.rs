@@ -42,6 +42,7 @@ impl FileContext<'_> {
         let raw = &v.value;
         let scheme = &raw.scheme;
         let name = scheme.value.as_str();
+        // Unknown: the nearest known name is usually the typo (`stirpe`).
         if !SCHEMES.contains(&name) {
             let d = self.error(Pos::of(scheme), format!("unknown verify scheme `{name}`"));
             match nearest(name, SCHEMES.iter().copied()) {
@@ -52,12 +53,14 @@ impl FileContext<'_> {
         }
         // Misplaced keys are reported, and the scheme is still checked for its own problems.
         let fields_ok = self.only_fields(raw, name);
+        // A missing key is placed at `scheme:`: the key has no line to point at.
         let needs = |cx: &mut Self, what: &str, example: &str| {
             cx.error(Pos::of(scheme), format!("scheme `{name}` needs `{what}`")).with_hint(example.to_string());
             None
         };
         let none = Defaults::default();
         let compiled = match name {
+            // Allowed, for senders inside a private network, but never quietly.
             "none" => {
                 self.warning(Pos::of(scheme), "verify scheme `none`: anyone who knows the URL can post events")
                     .with_hint("use the provider's signature scheme, or bearer/basic for internal senders");
@@ -67,7 +70,9 @@ impl FileContext<'_> {
                 let Some(token) = &raw.token else {
                     return needs(self, "token", "token: ${MY_APP_TOKEN} (a list allows rotation)");
                 };
+                // A list is a rotation: the old and the new token both pass meanwhile.
                 let tokens = self.non_empty_secrets(token)?;
+                // A custom header (`X-Api-Key: TOKEN`) instead of `Authorization: Bearer`.
                 let header = match &raw.header {
                     Some(h) => Some(self.interp(h)?),
                     None => None,
@@ -78,6 +83,7 @@ impl FileContext<'_> {
                 let (Some(user), Some(password)) = (&raw.username, &raw.password) else {
                     return needs(self, "username and password", "username: app\npassword: ${APP_PASSWORD}");
                 };
+                // The user name is not a secret, the password (or passwords) are.
                 let user = self.interp(user)?;
                 let passwords = self.non_empty_secrets(password)?;
                 Some((Verifier::Basic(BasicAuth::new(user, passwords)), none))
@@ -86,10 +92,15 @@ impl FileContext<'_> {
                 let Some(secret) = &raw.secret else {
                     return needs(self, "secret", "secret: ${PROVIDER_WEBHOOK_SECRET} (a list allows rotation)");
                 };
+                // Every other scheme signs: a preset (data in `presets`) gives the
+                // header format, signed bytes and defaults; `hmac` builds them from
+                // the route's own keys.
                 let secrets = self.non_empty_secrets(secret)?;
                 let (mut specs, defaults, handshake, challenge_type) =
                     match presets::preset_for(name, raw.legacy.as_ref().is_some_and(|l| l.value)) {
                         Some(p) => {
+                            // Twilio signs the URL it called, which behind a proxy is not
+                            // the one the router sees: the operator must say what it is.
                             if p.needs_public_url && raw.public_url.is_none() {
                                 return needs(
                                 self,
@@ -104,14 +115,19 @@ impl FileContext<'_> {
                                 p.challenge_type,
                             )
                         }
+                        // Not a preset: `hmac`, configured by the route's keys.
                         None => (vec![self.hmac_spec(raw)?], none, false, None),
                     };
+                // Only specs that sign a timestamp have a tolerance to change
+                // (`hmac` decides per its own `payload`).
                 if let Some(t) = &raw.tolerance {
                     let tolerance = self.duration(t)?;
                     for spec in specs.iter_mut().filter(|s| s.tolerance.is_some() || name == "hmac") {
                         spec.tolerance = Some(tolerance);
                     }
                 }
+                // Only Twilio's preset signs the URL; others ignore it, and the keys
+                // table keeps it off every scheme but `twilio`.
                 if let Some(u) = &raw.public_url {
                     let url = self.interp(u)?;
                     if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -121,10 +137,15 @@ impl FileContext<'_> {
                     }
                     specs.iter_mut().for_each(|s| s.public_url = Some(url.clone()));
                 }
+                // One verifier per spec (a provider may sign in two formats during
+                // a migration, e.g. GitHub's SHA-1 and SHA-256 headers); each holds
+                // every secret of the rotation list.
                 let mut alternatives = Vec::new();
                 for spec in specs {
                     match hmac::HmacScheme::new(spec, &secrets) {
                         Ok(v) => alternatives.push(v),
+                        // The secret's form is wrong for the scheme (not base64 after
+                        // `whsec_`, not hex): say what the provider's secret looks like.
                         Err(e) => {
                             let example = match name {
                                 "standard-webhooks" | "svix" => {
@@ -139,6 +160,8 @@ impl FileContext<'_> {
                         }
                     }
                 }
+                // Meta's GET handshake echoes `hub.challenge` only to whoever knows
+                // the verify token; other schemes have no handshake to answer.
                 let verify_token = match (&raw.verify_token, handshake) {
                     (Some(t), true) => Some(Secret::new(self.interp(t)?)),
                     _ => None,
@@ -154,6 +177,8 @@ impl FileContext<'_> {
                 ))
             }
         };
+        // A stray key fails the verifier even when it compiled: the operator
+        // meant it to do something.
         compiled.filter(|_| fields_ok)
     }
 
@@ -170,6 +195,8 @@ impl FileContext<'_> {
             self.error(Pos::of(&raw.scheme), "scheme `hmac` needs `header`").with_hint("header: X-Signature");
             return None;
         };
+        // Reads one of a closed set of names (algorithm, encoding...), placing
+        // an unknown one at its value with the list to choose from.
         let pick =
             |cx: &mut Self, s: &Option<Spanned<String>>, names: &[&str], what: &str| -> Result<Option<String>, ()> {
                 match s {
@@ -182,9 +209,12 @@ impl FileContext<'_> {
                     }
                 }
             };
+        // All three are read before returning, so each mistake is reported.
         let algorithm = pick(self, &raw.algorithm, hmac::Algorithm::NAMES, "algorithm");
         let encoding = pick(self, &raw.encoding, hmac::Encoding::NAMES, "encoding");
         let key_encoding = pick(self, &raw.secret_encoding, &["raw", "base64", "hex"], "secret encoding");
+        // What is signed: the raw body unless the template says otherwise
+        // (`{timestamp}.{body}`, `{id}.{timestamp}.{body}`).
         let payload = match &raw.payload {
             None => Some(vec![hmac::Piece::Body]),
             Some(p) => hmac::Piece::parse_template(&p.value)
@@ -196,6 +226,8 @@ impl FileContext<'_> {
         else {
             return None;
         };
+        // A signed timestamp is what makes replay protection possible: it
+        // must be read from somewhere, and it gets the usual five minutes.
         let signs_time = payload.contains(&hmac::Piece::Timestamp);
         if signs_time && raw.timestamp_header.is_none() {
             self.error(
@@ -205,6 +237,8 @@ impl FileContext<'_> {
             .with_hint("timestamp_header: X-Timestamp");
             return None;
         }
+        // How the secret text becomes key bytes: as written, or decoded (a
+        // `whsec_` prefix is stripped first).
         let key = match key_encoding.as_deref() {
             Some("base64") => hmac::KeyFormat::Base64 {
                 prefix: raw.secret_prefix.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
@@ -214,24 +248,29 @@ impl FileContext<'_> {
         };
         Some(hmac::HmacSpec {
             algorithm: algorithm.as_deref().and_then(hmac::Algorithm::parse).unwrap_or(hmac::Algorithm::Sha256),
+            // Header names are matched lower-case, as `http` stores them.
             header: header.value.to_ascii_lowercase(),
             format: hmac::SigFormat::Bare { prefix: raw.prefix.as_ref().map(|p| p.value.clone()).unwrap_or_default() },
             encoding: encoding.as_deref().and_then(hmac::Encoding::parse).unwrap_or(hmac::Encoding::Hex),
             payload,
             timestamp_header: raw.timestamp_header.as_ref().map(|h| h.value.to_ascii_lowercase()),
             id_header: raw.id_header.as_ref().map(|h| h.value.to_ascii_lowercase()),
+            // `tolerance:` (read by the caller) may change this.
             tolerance: signs_time.then_some(std::time::Duration::from_secs(300)),
             key,
+            // Only presets use these (Twilio's JSON body hash and public URL).
             body_hash_query: None,
             public_url: None,
         })
     }
 
-    /// Secrets that must not all be empty.
-    /// A verify secret: not empty, and a default written in the file (the
+    /// A verify secret (or rotation list): not empty, and a default written in the file (the
     /// shipped local trial) is flagged so `serve` keeps it off the network.
     pub(super) fn non_empty_secrets(&mut self, s: &Spanned<raw::OneOrMany<String>>) -> Option<Vec<Secret>> {
         let defaulted: Vec<String> =
+// A `${VAR:-default}` secret whose variable is unset verifies with
+// text anyone reading the repository knows: a warning, and `serve`
+// refuses to listen beyond loopback until it is set.
             s.value.0.iter().flat_map(|item| crate::config::env::defaulted(item, self.env)).collect();
         for name in defaulted {
             self.warning(
@@ -248,6 +287,8 @@ impl FileContext<'_> {
             });
         }
         let secrets = self.secrets(s)?;
+        // All entries empty (each an unset `${VAR:-}`): nothing could ever
+        // verify, so every request would be a 401. Say it now.
         if secrets.is_empty() {
             self.error(Pos::of(s), "the secret is empty").with_hint("set the environment variable it names");
             return None;
