@@ -35,7 +35,7 @@ fn replace(dir: &Path, name: &str, text: &str) {
 
 #[tokio::main]
 async fn main() {
-    webhook_router::sink::http::install_tls_provider();
+    webhook_router::tls::install_provider();
     let routes = std::env::temp_dir().join(format!("router-bench-reload-{}", std::process::id()));
     let data = routes.with_extension("data");
     let _ = std::fs::remove_dir_all(&routes);

@@ -21,7 +21,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    webhook_router::sink::http::install_tls_provider();
+    webhook_router::tls::install_provider();
     let routes = std::path::PathBuf::from("examples/seed-003-whatsapp/routes.d");
     let data = std::env::temp_dir().join(format!("router-bench-sse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);

@@ -171,6 +171,8 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
             };
             tokio::select! {
                 _ = rt.work.notified() => {}
+                // Work another router sharing the log made due (or gave up).
+                _ = rt.data.log.work_elsewhere() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }

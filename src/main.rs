@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
     // SAFETY: sets a process-wide allocator option; any thread may call it.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     let cli = Cli::parse();
-    webhook_router::sink::http::install_tls_provider();
+    webhook_router::tls::install_provider();
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {

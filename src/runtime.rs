@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::sink::store::Records;
 use crate::storage::embedded::records::{self, RecordLog};
 use crate::storage::embedded::{self, SegmentLog};
+use crate::storage::postgres::{Lease, PgLog};
 use crate::storage::EventLog;
 use crate::telemetry::Stats;
 use arc_swap::ArcSwap;
@@ -36,10 +37,56 @@ pub enum OpenError {
     Locked(PathBuf),
     #[error("cannot open data directory {path}: {detail}")]
     Other { path: PathBuf, detail: String },
+    /// The PostgreSQL log (`--store`): names the server, never the password.
+    #[error(transparent)]
+    Postgres(#[from] crate::storage::postgres::OpenError),
+}
+
+/// Where the event log lives (`--store`).
+#[derive(Debug, Clone, Default)]
+pub enum Store {
+    /// The segment log in the data directory: one router per directory.
+    #[default]
+    Embedded,
+    /// Tables in a PostgreSQL database shared by every router on it.
+    Postgres { url: String, lease: Duration },
+}
+
+impl Store {
+    /// `--store`: absent or `embedded`, or a `postgres://` URL.
+    pub fn parse(value: Option<&str>, lease: Duration) -> Result<Self, String> {
+        match value.map(str::trim) {
+            None | Some("") | Some("embedded") => Ok(Store::Embedded),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Store::Postgres { url: url.to_string(), lease })
+            }
+            // Never echo it: it may be a URL with a password, mistyped.
+            Some(_) => Err("--store takes `embedded` or a postgres://USER:PASSWORD@HOST:PORT/DATABASE URL".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Embedded => f.write_str("embedded"),
+            Store::Postgres { url, .. } => match crate::pg::parse(url) {
+                Ok((_, target)) => write!(f, "{target}"),
+                Err(_) => f.write_str("postgres"),
+            },
+        }
+    }
 }
 
 impl DataDir {
+    /// Opens `path` with the embedded event log.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
+        Self::open_with(path, &Store::Embedded)
+    }
+
+    /// Opens `path` (the store sink's records, and the embedded log unless
+    /// `store` names another).
+    pub fn open_with(path: &Path, store: &Store) -> Result<Self, OpenError> {
         let other = |detail: String| OpenError::Other { path: path.to_path_buf(), detail };
         std::fs::create_dir_all(path).map_err(|e| other(e.to_string()))?;
         let lock = std::fs::OpenOptions::new()
@@ -55,6 +102,17 @@ impl DataDir {
         }
         let log_dir = embedded::log_dir(path);
         let records_dir = records::records_dir(path);
+        if let Store::Postgres { url, lease } = store {
+            let (log, opened) = PgLog::open(url, Lease::new(*lease))?;
+            tracing::debug!(store = %log.target, migrated = ?opened.migrated, "Event log open.");
+            let (records, _) = RecordLog::open(&records_dir).map_err(|e| other(e.to_string()))?;
+            return Ok(Self {
+                path: path.to_path_buf(),
+                log: Arc::new(log),
+                records: Records::new(records),
+                _lock: lock,
+            });
+        }
         if embedded::migrate::pending(path) {
             tracing::info!(dir = %path.display(), "Migrating a data directory of an earlier release (sled) to the segment logs.");
             let copied = embedded::migrate::run(path, &log_dir, &records_dir)
@@ -72,18 +130,11 @@ impl DataDir {
         self.records.size_on_disk() + self.log.size_on_disk()
     }
 
-    /// Whether the store takes writes now: a synced 64 KiB write beside the
-    /// event log (as much as a small group of events: a disk with a few
-    /// bytes free is still full), and the records' sync.
+    /// Whether the store takes writes now: the log's probe (a synced 64
+    /// KiB write beside the embedded log, a round trip to PostgreSQL) and
+    /// the records' sync.
     pub fn probe_write(&self) -> Result<(), String> {
-        use std::io::Write;
-        let file = embedded::log_dir(&self.path).join(".probe");
-        let written = std::fs::File::create(&file).and_then(|mut f| {
-            f.write_all(&[0u8; 64 << 10])?;
-            f.sync_all()
-        });
-        let _ = std::fs::remove_file(&file);
-        written.map_err(|e| format!("event log: {e}"))?;
+        self.log.probe().map_err(|e| format!("event log: {e}"))?;
         self.records.sync().map_err(|e| e.to_string())
     }
 }

@@ -14,6 +14,7 @@ mod tap;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Exit status for "could not run at all" (bad arguments, unreadable paths).
 pub const EXIT_CANNOT_RUN: u8 = 2;
@@ -56,6 +57,13 @@ pub enum Command {
     Secret(secret::Command),
     /// Print the JSON Schema of route files (for editors and CI validators).
     Schema,
+    /// Create or update the router's tables in a PostgreSQL store, and
+    /// exit (`serve` does the same at start, under the same lock).
+    Migrate {
+        /// The store: postgres://USER:PASSWORD@HOST:PORT/DB.
+        #[arg(long, env = "ROUTER_STORE", hide_env_values = true)]
+        store: String,
+    },
     /// Follow a running router's requests and deliveries live (Ctrl-C stops).
     Tap(tap::Args),
     /// Print a shell completion script (what packagers install).
@@ -105,12 +113,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page)?;
             print_bytes(&page)
         }
+        Command::Migrate { store } => migrate(&store),
         Command::Schema => {
             let schema = crate::config::raw::schema();
             println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `router migrate`: the PostgreSQL log's migrations, alone.
+fn migrate(store: &str) -> anyhow::Result<ExitCode> {
+    use crate::runtime::Store;
+    let Store::Postgres { url, .. } = Store::parse(Some(store), Duration::ZERO).map_err(anyhow::Error::msg)? else {
+        anyhow::bail!("--store {store}: the embedded log needs no migration (it is migrated when opened)");
+    };
+    crate::telemetry::init_quiet();
+    let applied = crate::storage::postgres::schema::migrate_url(&url)?;
+    match applied.as_slice() {
+        [] => println!("The router's tables are up to date."),
+        versions => println!("Applied migrations {versions:?}."),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes generated text to stdout; a reader that stopped early
@@ -130,6 +154,10 @@ pub struct DataArgs {
     /// directly when no router holds it; never created.
     #[arg(long, env = "ROUTER_DATA")]
     pub data: Option<std::path::PathBuf>,
+    /// The event log's store, as `router serve --store` was given
+    /// (`embedded`, or a postgres:// URL) [default: embedded].
+    #[arg(long, env = "ROUTER_STORE", hide_env_values = true)]
+    pub store: Option<String>,
     /// Admin address of a running router [default: 127.0.0.1:9090]. Given
     /// without `--data`, the answer comes from that router alone; otherwise
     /// it is asked when a router holds the data directory.

@@ -47,7 +47,9 @@ impl Reader {
                 data.display()
             ));
         }
-        match DataDir::open(&data) {
+        let store = crate::runtime::Store::parse(args.store.as_deref(), std::time::Duration::from_secs(60))
+            .map_err(anyhow::Error::msg)?;
+        match DataDir::open_with(&data, &store) {
             Ok(dir) => Ok(Reader::Local(dir)),
             // The lock is the proof a router runs on this directory: only it may
             // write, and it knows things the files do not yet (claims in flight).

@@ -5,7 +5,7 @@ use crate::config::{self, env::EnvSource, env::ProcessEnv};
 use crate::recovery::{self, Verdict};
 use crate::reload;
 use crate::retention::Retention;
-use crate::runtime::{DataDir, Runtime, Settings};
+use crate::runtime::{DataDir, Runtime, Settings, Store};
 use crate::server::{self, Limits};
 use crate::telemetry::{self, LogFormat};
 use crate::verify::{BearerToken, Secret};
@@ -24,6 +24,16 @@ pub struct Args {
     /// Data directory (event log and store).
     #[arg(long, default_value = "data", env = "ROUTER_DATA")]
     data: PathBuf,
+    /// Where the event log lives: `embedded` (in the data directory, one
+    /// router) or postgres://USER:PASSWORD@HOST:PORT/DB, shared by every
+    /// router on that database [default: embedded].
+    #[arg(long, env = "ROUTER_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// With a PostgreSQL store: how long a claimed delivery stays with this
+    /// router before another may take it (this one died). Keep it above
+    /// the longest sink timeout, or a slow attempt may run twice.
+    #[arg(long, default_value = "60s", env = "ROUTER_CLAIM_LEASE")]
+    claim_lease: humantime::Duration,
     /// Webhook listener address [default: 0.0.0.0:8080; 127.0.0.1:8080 while
     /// a route verifies with a trial secret, a default written in its file].
     #[arg(long, env = "ROUTER_LISTEN")]
@@ -138,7 +148,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let listen = listen_address(args.listen, &loaded.config.trial_secrets)?;
-    let data = open_data(&args.data).await?;
+    let store = Store::parse(args.store.as_deref(), args.claim_lease.into()).map_err(anyhow::Error::msg)?;
+    let data = open_data(&args.data, &store).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let admin = match admin_addr {
         Some(a) => {
@@ -152,6 +163,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         routes = loaded.config.routes.len(),
         sinks = loaded.config.sinks.len(),
         data = %args.data.display(),
+        store = %store,
         "Router started."
     );
     let settings = Settings {
@@ -217,13 +229,13 @@ fn restart_in_place() -> anyhow::Result<ExitCode> {
 
 /// Opens the data directory. After a restart in place it may still refuse
 /// (the old image's lock lingers a moment): keep trying, not exit.
-async fn open_data(path: &std::path::Path) -> anyhow::Result<DataDir> {
+async fn open_data(path: &std::path::Path, store: &Store) -> anyhow::Result<DataDir> {
     if std::env::var_os(REOPEN_ENV).is_none() {
-        return Ok(DataDir::open(path)?);
+        return Ok(DataDir::open_with(path, store)?);
     }
     let fault = crate::telemetry::fault::Fault::default();
     loop {
-        match DataDir::open(path) {
+        match DataDir::open_with(path, store) {
             Ok(d) => return Ok(d),
             Err(e) => {
                 if let Some(times) = fault.failed() {

@@ -42,16 +42,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to open a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Installs the TLS crypto provider (ring; reqwest is built without one, so
-/// neither OpenSSL nor aws-lc is compiled in). Call before building any
-/// reqwest client; repeated calls are harmless.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The client every HTTP sink shares.
 pub fn client() -> reqwest::Client {
-    install_tls_provider();
+    crate::tls::install_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)

@@ -7,9 +7,11 @@
 //! and answers the operators' queries. A claim belongs to whoever took it
 //! until it is recorded or released, so a backend shared by several
 //! routers can give each its own work; the embedded backend
-//! (`embedded::SegmentLog`) has one owner, the process.
+//! (`embedded::SegmentLog`) has one owner, the process; the PostgreSQL
+//! one (`postgres::PgLog`) is shared by every router on the database.
 
 pub mod embedded;
+pub mod postgres;
 pub mod record;
 
 pub use embedded::retention::{DeleteError, Pruned};
@@ -66,6 +68,26 @@ pub struct NewDelivery {
     pub rule_name: String,
     pub sink: String,
     pub order_key: Option<String>,
+}
+
+impl NewDelivery {
+    /// Its first state: pending, due at `now`.
+    pub fn pending(self, event: u64, index: u32, now: i64) -> DeliveryV1 {
+        DeliveryV1 {
+            event,
+            index,
+            rule: self.rule,
+            target: self.target,
+            rule_name: self.rule_name,
+            sink: self.sink,
+            order_key: self.order_key,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_ms: Some(now),
+            last_error: None,
+            attempts_log: Vec::new(),
+        }
+    }
 }
 
 /// The result of `append`, once durable.
@@ -241,7 +263,37 @@ pub trait EventLog: Send + Sync {
     fn flush_blocking(&self) -> Result<(), LogError>;
     /// Bytes the log takes on disk.
     fn size_on_disk(&self) -> u64;
+    /// Whether the log takes durable writes now (the store supervisor's
+    /// probe while writes fail).
+    fn probe(&self) -> Result<(), LogError>;
+    /// Resolves when another process sharing the log made work due (the
+    /// embedded log has none: it never does). The dispatcher wakes on it.
+    fn work_elsewhere(&self) -> Pending<()> {
+        Box::pin(std::future::pending())
+    }
     /// Test hook: while set, appends fail with `Unavailable`.
     #[doc(hidden)]
     fn set_fail_writes(&self, fail: bool);
+}
+
+/// Blocks this thread until `f` resolves. Unlike `Handle::block_on` it may
+/// be called from inside an async runtime too (a test, a CLI command):
+/// what it waits for runs on a thread of its own (the segment log's
+/// writer, the PostgreSQL log's runtime), so waiting never holds it up.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(r) => return r,
+            std::task::Poll::Pending => std::thread::park(),
+        }
+    }
 }

@@ -444,7 +444,7 @@ async fn silent_connections_do_not_stall_real_senders() {
         silent.push(tokio::net::TcpStream::connect(r.addr).await.unwrap());
     }
     // Well under the header timeout: the old code answered only after it.
-    webhook_router::sink::http::install_tls_provider();
+    webhook_router::tls::install_provider();
     let quick = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap();
     for i in 0..5 {
         let resp = quick.post(r.url("/hooks/a")).bearer_auth("t0k").body(format!(r#"{{"x":{i}}}"#)).send().await;
@@ -671,7 +671,7 @@ async fn a_full_disk_is_survived_and_recovered_from_without_a_restart() {
         }
     }
     let child = KillOnDrop(child);
-    webhook_router::sink::http::install_tls_provider();
+    webhook_router::tls::install_provider();
     let quick = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap();
     let send = |i: usize| {
         let body = json!({"type": "x", "id": format!("e{i}"), "pad": "x".repeat(3000)}).to_string();

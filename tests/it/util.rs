@@ -133,7 +133,7 @@ impl TestRouter {
 }
 
 pub fn client() -> reqwest::Client {
-    webhook_router::sink::http::install_tls_provider();
+    webhook_router::tls::install_provider();
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 

@@ -27,8 +27,6 @@ use tokio_postgres::types::Type;
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Time for one delivery round (connect, write, commit).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time to open a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A `type: postgres` sink.
 pub struct PostgresSink {
@@ -51,19 +49,7 @@ impl std::fmt::Debug for PostgresSink {
     }
 }
 
-/// What a connection string names, minus its credentials.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    pub host: String,
-    pub port: u16,
-    pub database: String,
-    pub user: String,
-}
-
-/// Why a sink's `url:` cannot be used (never echoes the URL: it holds a password).
-#[derive(Debug, thiserror::Error)]
-#[error("not a PostgreSQL connection string: {0}")]
-pub struct BadUrl(String);
+pub use crate::pg::{BadUrl, Target};
 
 /// One document to write, and the script that finishes it with the row
 /// stored under its key (`None`: the rule has none).
@@ -80,26 +66,8 @@ impl PostgresSink {
     /// A sink over `url` (a `postgres://` URL or `key=value` string). No
     /// connection is opened until the first delivery.
     pub fn new(url: &str, table: String, plan: Plan, concurrency: usize, timeout: Duration) -> Result<Self, BadUrl> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-            // Its text quotes nothing of the URL.
-            BadUrl(e.to_string())
-        })?;
-        config.connect_timeout(CONNECT_TIMEOUT);
-        config.application_name("webhook-router");
-        let target = target_of(&config);
-        crate::sink::http::install_tls_provider();
-        let manager = deadpool_postgres::Manager::from_config(
-            config,
-            tls(),
-            deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
-        );
-        let pool = deadpool_postgres::Pool::builder(manager)
-            .max_size(concurrency)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(timeout))
-            .create_timeout(Some(CONNECT_TIMEOUT * 2))
-            .build()
-            .map_err(|e| BadUrl(e.to_string()))?;
+        let (config, target) = crate::pg::parse(url)?;
+        let pool = crate::pg::pool(config, concurrency, timeout)?;
         Ok(PostgresSink { table, plan, concurrency, timeout, batch: None, target, pool, described: Mutex::new(None) })
     }
 
@@ -393,33 +361,5 @@ pub fn outcome_of(e: &tokio_postgres::Error) -> Outcome {
         Outcome::Retry { error, after: None }
     } else {
         Outcome::Failed { error }
-    }
-}
-
-/// TLS for connections that ask for it (`sslmode=require`), with the
-/// system's roots; `sslmode=prefer` (the default) falls back to plain
-/// TCP where the server offers no TLS.
-fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
-    use rustls_platform_verifier::ConfigVerifierExt;
-    let config = rustls::ClientConfig::with_platform_verifier().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "No system certificate roots; TLS connections to PostgreSQL will fail.");
-        rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
-    });
-    tokio_postgres_rustls::MakeRustlsConnect::new(config)
-}
-
-fn target_of(config: &tokio_postgres::Config) -> Target {
-    use tokio_postgres::config::Host;
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let user = config.get_user().unwrap_or("").to_string();
-    Target {
-        host,
-        port: config.get_ports().first().copied().unwrap_or(5432),
-        database: config.get_dbname().map_or_else(|| user.clone(), str::to_string),
-        user,
     }
 }

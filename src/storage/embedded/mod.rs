@@ -27,7 +27,6 @@ use index::Index;
 use segment::Pos;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -181,7 +180,7 @@ impl SegmentLog {
     fn call<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Job) -> Result<T, LogError> {
         let (tx, rx) = oneshot::channel();
         self.send(job(tx))?;
-        wait(rx).map_err(|_| stopped())?
+        crate::storage::block_on(rx).map_err(|_| stopped())?
     }
 
     fn file(&self, segment: u32) -> Result<Arc<File>, LogError> {
@@ -269,26 +268,6 @@ impl SegmentLog {
                 Ok(()) => tracing::debug!(segment = n, "Deleted a segment with nothing live in it."),
                 Err(e) => tracing::warn!(segment = n, error = %e, "Cannot delete an emptied segment."),
             }
-        }
-    }
-}
-
-/// Blocks this thread until the writer answers. Unlike `blocking_recv` it
-/// may be called from inside an async runtime too (a test, a CLI command):
-/// the writer is its own thread, so waiting never holds it up.
-fn wait<T>(mut rx: oneshot::Receiver<T>) -> Result<T, oneshot::error::RecvError> {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    loop {
-        match std::pin::Pin::new(&mut rx).poll(&mut cx) {
-            std::task::Poll::Ready(r) => return r,
-            std::task::Poll::Pending => std::thread::park(),
         }
     }
 }
@@ -508,7 +487,7 @@ impl EventLog for SegmentLog {
                 if done && !force {
                     continue;
                 }
-                let mut d = writer::pending(id, next_index, nd, now);
+                let mut d = nd.pending(id, next_index, now);
                 d.attempts_log.push(Attempt {
                     at: crate::event::format_ms(now),
                     outcome: "replayed".into(),
@@ -540,6 +519,18 @@ impl EventLog for SegmentLog {
     fn size_on_disk(&self) -> u64 {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return 0 };
         entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()
+    }
+
+    fn probe(&self) -> Result<(), LogError> {
+        use std::io::Write;
+        let file = self.dir.join(".probe");
+        let written = File::create(&file).and_then(|mut f| {
+            // As much as a small group of events: a disk with a few bytes free is still full.
+            f.write_all(&[0u8; 64 << 10])?;
+            f.sync_all()
+        });
+        let _ = std::fs::remove_file(&file);
+        written.map_err(|e| LogError::Unavailable(e.to_string()))
     }
 
     fn set_fail_writes(&self, fail: bool) {

@@ -15,7 +15,7 @@ use super::codec;
 use super::index::Index;
 use super::segment::{self, Pos, SEGMENT_BYTES};
 use crate::event::{format_ms, now_ms};
-use crate::storage::record::{DeliveryStatus, DeliveryV1, EventV1};
+use crate::storage::record::{DeliveryV1, EventV1};
 use crate::storage::{Appended, LogError, NewDelivery, NewEvent, Parsed, StoredEvent};
 use std::collections::HashMap;
 use std::fs::File;
@@ -71,7 +71,7 @@ impl Prepared {
             deliveries: planned.len() as u32,
         };
         let deliveries: Vec<DeliveryV1> =
-            planned.into_iter().enumerate().map(|(i, nd)| pending(0, i as u32, nd, 0)).collect();
+            planned.into_iter().enumerate().map(|(i, nd)| nd.pending(0, i as u32, 0)).collect();
         let json = codec::event_json(&record, &deliveries);
         Self { record, deliveries, json, fingerprint, body: event.body, payload: event.payload }
     }
@@ -274,24 +274,6 @@ impl Writer {
         }
         self.len += buf.len() as u64;
         Ok(())
-    }
-}
-
-/// A new delivery, pending and due now.
-pub fn pending(event: u64, index: u32, nd: NewDelivery, now: i64) -> DeliveryV1 {
-    DeliveryV1 {
-        event,
-        index,
-        rule: nd.rule,
-        target: nd.target,
-        rule_name: nd.rule_name,
-        sink: nd.sink,
-        order_key: nd.order_key,
-        status: DeliveryStatus::Pending,
-        attempts: 0,
-        next_attempt_ms: Some(now),
-        last_error: None,
-        attempts_log: Vec::new(),
     }
 }
 
