@@ -16,3 +16,7 @@ if [[ -n ${PG_TEST_DIR:-} ]]; then
 fi
 export DATABASE_URL
 cargo nextest run --release --no-fail-fast "$@"
+# The same delivery, ingest and admin tests again with the event log in
+# PostgreSQL (`--store postgres://`): a database of its own per test.
+ROUTER_TEST_STORE=postgres cargo nextest run --release --no-fail-fast \
+  -E 'binary(it) & (test(/^delivery::/) | test(/^ingest::/) | test(/^admin::/))' "$@"

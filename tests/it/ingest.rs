@@ -194,7 +194,8 @@ async fn restart_finds_every_event_and_resumes_pending_deliveries() {
 
     // Events logged while no dispatcher runs (as after a crash) stay pending...
     {
-        let dir = webhook_router::runtime::DataDir::open(data.path()).unwrap();
+        let store = crate::util::store_for(data.path()).await;
+        let dir = webhook_router::runtime::DataDir::open_with(data.path(), &store).unwrap();
         for i in 20..25 {
             let event = NewEvent {
                 route: "shop".into(),

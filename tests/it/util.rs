@@ -79,7 +79,7 @@ impl TestRouter {
         configure: impl FnOnce(&mut webhook_router::runtime::Settings),
     ) -> Self {
         let loaded = config::load(&[routes.to_path_buf()], &env).unwrap_or_else(|d| panic!("config errors:\n{d}"));
-        let dir = DataDir::open(data).expect("open data dir");
+        let dir = DataDir::open_with(data, &store_for(data).await).expect("open data dir");
         let mut settings = webhook_router::runtime::Settings::default();
         configure(&mut settings);
         let rt = Runtime::with_settings(loaded.config, dir, settings);
@@ -130,6 +130,29 @@ impl TestRouter {
         }
         panic!("timed out waiting for {what}");
     }
+}
+
+/// The event log a test router opens on `data`: the embedded one, or with
+/// `ROUTER_TEST_STORE=postgres` (the test command's second pass) a
+/// database of its own on the run's PostgreSQL, made on first use and
+/// named in the data directory, so a router restarted on the same
+/// directory finds the same log.
+pub async fn store_for(data: &Path) -> webhook_router::runtime::Store {
+    use webhook_router::runtime::Store;
+    if std::env::var("ROUTER_TEST_STORE").as_deref() != Ok("postgres") {
+        return Store::Embedded;
+    }
+    let named = data.join(".test-store");
+    let url = match std::fs::read_to_string(&named) {
+        Ok(url) => url,
+        Err(_) => {
+            let (_, url) = crate::postgres::database().await;
+            std::fs::create_dir_all(data).unwrap();
+            std::fs::write(&named, &url).unwrap();
+            url
+        }
+    };
+    Store::Postgres { url, lease: Duration::from_secs(60) }
 }
 
 pub fn client() -> reqwest::Client {

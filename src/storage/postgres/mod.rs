@@ -184,6 +184,9 @@ impl PgLog {
     }
 
     fn send(&self, job: commit::Job) -> Result<(), LogError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(LogError::Unavailable("writes disabled (test hook)".into()));
+        }
         self.jobs.send(job).map_err(|_| LogError::Unavailable("the postgres log is closed".into()))
     }
 
@@ -277,9 +280,6 @@ fn status_of(deliveries: &[DeliveryV1]) -> EventStatus {
 
 impl EventLog for PgLog {
     fn append(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Pending<Appended> {
-        if self.fail_writes.load(Ordering::SeqCst) {
-            return Box::pin(async { Err(LogError::Unavailable("writes disabled (test hook)".into())) });
-        }
         let (tx, rx) = oneshot::channel();
         let prepared = commit::Prepared::new(event, deliveries, crate::event::now_ms());
         if let Err(e) = self.send(commit::Job::Append(Box::new(prepared), tx)) {
@@ -412,8 +412,15 @@ impl EventLog for PgLog {
     }
 
     fn deliveries(&self, id: u64) -> Result<Vec<DeliveryV1>, LogError> {
-        let found =
-            self.with_client(move |c| async move { c.query(&deliveries_sql("event = $1"), &[&(id as i64)]).await })?;
+        let (found, exists) = self.with_client(move |c| async move {
+            let found = c.query(&deliveries_sql("event = $1"), &[&(id as i64)]).await?;
+            let exists = !found.is_empty()
+                || c.query_opt("SELECT 1 FROM router_events WHERE id = $1", &[&(id as i64)]).await?.is_some();
+            Ok((found, exists))
+        })?;
+        if !exists {
+            return Err(LogError::NotFound(format!("event {id}")));
+        }
         found.iter().map(rows::delivery_of).collect()
     }
 
@@ -614,12 +621,14 @@ impl EventLog for PgLog {
         let (after, max) = (after as i64, max.max(1) as i64);
         let (looked, last, removed) = self.with_client(move |c| async move {
             let ids: Vec<i64> = c
-                .query("SELECT id FROM router_events WHERE id > $1 AND received_ms < $2 ORDER BY id LIMIT $3", &[&after, &cutoff_ms, &max])
+                .query("SELECT id FROM router_events WHERE id > $1 AND received_ms < $2
+                      AND id < (SELECT max(id) FROM router_events) ORDER BY id LIMIT $3", &[&after, &cutoff_ms, &max])
                 .await?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            // Only events that need nothing more: no open or failed delivery.
+            // Only events that need nothing more: no open or failed delivery
+            // (and never the newest, as in the embedded log).
             let removed = c
                 .execute(
                     "DELETE FROM router_events e WHERE e.id = ANY($1) AND NOT EXISTS (
