@@ -186,6 +186,21 @@ pub struct EventSummary {
     pub deliveries: u32,
 }
 
+impl EventSummary {
+    /// The line of `event`, whose deliveries make `status`.
+    pub fn of(e: EventV1, status: EventStatus, deliveries: u32) -> Self {
+        Self {
+            id: e.id,
+            route: e.route,
+            event_type: e.event_type,
+            event_id: e.event_id,
+            received_at: e.received_at,
+            status,
+            deliveries,
+        }
+    }
+}
+
 /// Filters for `list`.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {

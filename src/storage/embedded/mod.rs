@@ -406,15 +406,8 @@ impl EventLog for SegmentLog {
             {
                 continue;
             }
-            out.push(EventSummary {
-                id: e.id,
-                route: e.route,
-                event_type: e.event_type,
-                event_id: e.event_id,
-                received_at: e.received_at,
-                status,
-                deliveries: e.deliveries,
-            });
+            let deliveries = e.deliveries;
+            out.push(EventSummary::of(e, status, deliveries));
             if out.len() >= q.limit.max(1) {
                 break;
             }

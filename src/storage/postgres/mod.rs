@@ -274,10 +274,6 @@ fn stored(row: &tokio_postgres::Row) -> Result<Arc<StoredEvent>, LogError> {
     Ok(Arc::new(StoredEvent::new(event, body.into(), Parsed::Whole(payload))))
 }
 
-fn status_of(deliveries: &[DeliveryV1]) -> EventStatus {
-    EventStatus::of(deliveries)
-}
-
 impl EventLog for PgLog {
     fn append(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Pending<Appended> {
         let (tx, rx) = oneshot::channel();
@@ -438,7 +434,7 @@ impl EventLog for PgLog {
         event.deliveries = deliveries.len() as u32;
         let payload = crate::payload::parse_stored(&event.headers, &body)
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
-        Ok(EventDetail { status: status_of(&deliveries), event, payload, delivery_records: deliveries })
+        Ok(EventDetail { status: EventStatus::of(&deliveries), event, payload, delivery_records: deliveries })
     }
 
     fn list(&self, q: &ListQuery) -> Result<Vec<EventSummary>, LogError> {
@@ -478,21 +474,13 @@ impl EventLog for PgLog {
                 let e = rows::event_of(row)?;
                 before = e.id as i64;
                 let ds = by_event.remove(&e.id).unwrap_or_default();
-                let status = status_of(&ds);
+                let status = EventStatus::of(&ds);
                 if q.status.is_some_and(|s| s != status)
                     || q.event_type.as_ref().is_some_and(|p| !p.matches(&e.event_type))
                 {
                     continue;
                 }
-                out.push(EventSummary {
-                    id: e.id,
-                    route: e.route,
-                    event_type: e.event_type,
-                    event_id: e.event_id,
-                    received_at: e.received_at,
-                    status,
-                    deliveries: ds.len() as u32,
-                });
+                out.push(EventSummary::of(e, status, ds.len() as u32));
                 if out.len() >= q.limit.max(1) {
                     return Ok(out);
                 }
