@@ -17,8 +17,6 @@ fi
 export DATABASE_URL
 cargo nextest run --release --no-fail-fast "$@"
 # The same delivery, ingest and admin tests again with the event log in
-# PostgreSQL (`--store postgres://`): a database of its own per test. The
-# batches test is left out: on PostgreSQL a lone event is sometimes sent
-# before its batch waits (issue 15, open).
+# PostgreSQL (`--store postgres://`): a database of its own per test.
 ROUTER_TEST_STORE=postgres cargo nextest run --release --no-fail-fast \
-  -E 'binary(it) & (test(/^delivery::/) | test(/^ingest::/) | test(/^admin::/)) & !test(batches_group_events_and_retry_as_a_unit)' "$@"
+  -E 'binary(it) & (test(/^delivery::/) | test(/^ingest::/) | test(/^admin::/))' "$@"

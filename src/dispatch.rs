@@ -128,16 +128,18 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
         for (name, mut cs) in batched {
             let Some(sink) = config.sinks.get(&name) else { continue };
             let (Some(batch), Some(concurrency)) = (sink.batch(), sink.concurrency()) else { continue };
-            let oldest = cs.iter().filter_map(|c| c.delivery.next_attempt_ms).min().unwrap_or(now);
-            let send_by = oldest + batch.max_wait.as_millis() as i64;
-            if cs.len() < batch.max_events && send_by > now {
-                batch_due = Some(batch_due.map_or(send_by, |b| b.min(send_by)));
-                unstarted.extend(cs.iter().map(|c| DeliveryKey::of(&c.delivery)));
-                continue;
-            }
             let limit = slots.of(&name, concurrency);
             let postgres = matches!(sink.kind, SinkKind::Postgres(_));
             while !cs.is_empty() {
+                // Full batches go; what is left short of max_events (a lone
+                // one, or the rest after full ones) waits for company until
+                // its oldest has waited max_wait.
+                let oldest = cs.iter().filter_map(|c| c.delivery.next_attempt_ms).min().unwrap_or(now);
+                let send_by = oldest + batch.max_wait.as_millis() as i64;
+                if cs.len() < batch.max_events && send_by > now {
+                    batch_due = Some(batch_due.map_or(send_by, |b| b.min(send_by)));
+                    break;
+                }
                 let Ok(permit) = limit.clone().try_acquire_owned() else { break };
                 let chunk: Vec<Claimed> = cs.drain(..cs.len().min(batch.max_events)).collect();
                 started += chunk.len();

@@ -458,6 +458,46 @@ async fn batches_group_events_and_retry_as_a_unit() {
 }
 
 #[tokio::test]
+async fn the_rest_after_full_batches_waits_for_max_wait() {
+    let rx = Receiver::start(vec![]).await;
+    let batched = |max_events: usize| {
+        routes(
+            &format!(
+                "  target:\n    type: make\n    url: ${{TARGET}}\n    concurrency: 2\n    \
+                 batch: {{ max_events: {max_events}, max_wait: 1h }}\n"
+            ),
+            &["target"],
+        )
+    };
+    // Four events wait for a batch of ten...
+    let (ten, data) = (batched(10), tempfile::tempdir().unwrap());
+    let r = start(&ten, &data, &[("TARGET", rx.url("/"))]).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(send(&r, &format!("evt_{i}")).await);
+    }
+    r.stop().await;
+    // ...and are all due at once for a batch of three: one full batch goes
+    // and the fourth waits for company, though a slot is free.
+    let three = batched(3);
+    let r = start(&three, &data, &[("TARGET", rx.url("/"))]).await;
+    for id in &ids[..3] {
+        assert_eq!(settled(&r, *id).await[0].status, DeliveryStatus::Delivered);
+    }
+    let rest = &r.rt.data.log.deliveries(ids[3]).unwrap()[0];
+    let sizes: Vec<usize> = rx
+        .requests()
+        .iter()
+        .map(|q| serde_json::from_str::<Value>(&q.body).unwrap().as_array().unwrap().len())
+        .collect();
+    assert_eq!((rest.attempts, &sizes[..]), (0, &[3][..]), "the fourth went alone before max_wait");
+    r.rt.skip_time(Duration::from_secs(3600));
+    assert_eq!(settled(&r, ids[3]).await[0].status, DeliveryStatus::Delivered);
+    assert_eq!(rx.count(), 2);
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn retries_stop_at_the_policy_deadline() {
     // Every answer asks for an hour (Retry-After: exact, no jitter), and the
     // policy gives up 4.5 h after the first attempt.

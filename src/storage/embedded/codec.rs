@@ -229,8 +229,11 @@ pub fn read_event(payload: &[u8]) -> Result<(EventJson, &[u8]), LogError> {
     if parsed.event.received_at.is_empty() {
         parsed.event.received_at = crate::event::format_ms(received_ms);
     }
+    // As first written, each delivery is due when its event was received
+    // (the writer set it so after the JSON was built): a restart must not
+    // make a batch waiting for company look overdue.
     for d in &mut parsed.deliveries {
-        d.event = id;
+        (d.event, d.next_attempt_ms) = (id, Some(received_ms));
     }
     Ok((parsed, &payload[json.end..]))
 }
